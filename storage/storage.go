@@ -1,0 +1,171 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors every driver returns, wrapped with %w and tested with errors.Is.
+var (
+	// ErrNotFound: nothing is stored at the path.
+	ErrNotFound = errors.New("storage: path not found")
+	// ErrInvalidPath: the path fails ValidatePath (not absolute, not clean,
+	// or holds something a driver cannot store: "..", an empty component, a
+	// NUL byte), is "/" where a file is meant, or is a name the driver
+	// reserves for itself.
+	ErrInvalidPath = errors.New("storage: invalid path")
+	// ErrInvalidOffset: a read offset is negative or beyond the end of the content.
+	ErrInvalidOffset = errors.New("storage: invalid offset")
+	// ErrClosed: the writer was already committed, cancelled or closed.
+	ErrClosed = errors.New("storage: writer already closed")
+)
+
+// SkipDir returned by a WalkFunc for a directory skips that directory's
+// contents; it is not an error for Walk.
+var SkipDir = errors.New("storage: skip this directory")
+
+// Driver stores byte content under slash-separated absolute paths
+// ("/docker/registry/v2/..."). Directories are implicit: a directory exists
+// while it holds content, and one that Delete, Move or Cancel leaves empty is
+// gone. The root "/" is always a directory: Stat, List and Walk accept it even
+// on an empty driver, while Writer, Move and Delete reject it with
+// ErrInvalidPath. Every method checks its paths with ValidatePath.
+//
+// Every method honours ctx for cancellation: one called with a done ctx
+// returns ctx's error (errors.Is(err, context.Canceled) holds).
+//
+// Implementations must be safe for concurrent use. A driver never buffers a
+// whole file in memory on the read or write path except the in-memory driver,
+// whose memory is its storage.
+type Driver interface {
+	// Reader opens the content at path for reading from offset. Reading an
+	// offset equal to the size yields an empty reader. A reader keeps
+	// returning the content it opened when a non-append writer replaces it.
+	// It returns ErrNotFound if path holds no file (a directory is not a
+	// file) and ErrInvalidOffset if offset is negative or past the end. For
+	// the filesystem driver the reader is an *os.File, so that copying it to
+	// a network connection uses sendfile.
+	Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error)
+
+	// Writer returns a writer for path. With append false it starts new,
+	// empty content (what path held before is replaced when the writer is
+	// closed or committed). With append true it continues content that an
+	// earlier writer for path left by Close, and returns ErrNotFound if
+	// there is none.
+	Writer(ctx context.Context, path string, append bool) (FileWriter, error)
+
+	// Stat describes the file or directory at path, or returns ErrNotFound.
+	Stat(ctx context.Context, path string) (FileInfo, error)
+
+	// List returns the absolute paths of the direct children of the
+	// directory at path, sorted. It returns ErrNotFound if no directory is
+	// at path (nothing, or a file); "/" on an empty driver returns an empty
+	// list, not an error.
+	List(ctx context.Context, path string) ([]string, error)
+
+	// Walk calls fn for every file and directory below path (not for path
+	// itself) in lexical order as io/fs.WalkDir means it: depth first, the
+	// entries of each directory sorted by name (byte order), a directory
+	// just before its contents. So "/a/x" comes before "/a-b" although it
+	// sorts after it as a string. If fn returns SkipDir for a directory,
+	// its contents are skipped; for a file, the rest of that file's
+	// directory is skipped. Any other error stops the walk and is returned
+	// as it is. Walking a path where no directory is (nothing, or a file)
+	// returns ErrNotFound; walking "/" on an empty driver calls nothing and
+	// returns nil. fn may call the driver.
+	Walk(ctx context.Context, path string, fn WalkFunc) error
+
+	// Move renames the file at src to dst, creating dst's parents and
+	// replacing dst atomically where the backend allows (readers see the old
+	// or the new content, never a mix). It returns ErrNotFound if no file is
+	// at src: directories cannot be moved.
+	Move(ctx context.Context, src, dst string) error
+
+	// Delete removes the file or the whole directory tree at path. It
+	// returns ErrNotFound if path holds nothing. Deleting "/a" never
+	// touches "/ab".
+	Delete(ctx context.Context, path string) error
+}
+
+// WalkFunc is called by Driver.Walk for each entry.
+type WalkFunc func(FileInfo) error
+
+// FileWriter appends to the content of one path. It ends in exactly one of
+// Commit, Cancel or Close; calls after that return ErrClosed. Commit and
+// Cancel end the writer even when they fail, ctx done included. A
+// FileWriter is not safe for concurrent use.
+type FileWriter interface {
+	io.Writer
+
+	// Size is the number of bytes of the content so far, including what an
+	// appended-to writer started with. It keeps its value after the writer
+	// ends.
+	Size() int64
+
+	// Commit makes everything written durable and readable at path as a
+	// whole (atomically: readers see the old content or all of the new).
+	// That holds for non-append writers: an append writer may write in
+	// place, so some of its bytes may be visible before Commit. If Commit
+	// fails, a non-append writer publishes nothing and path keeps what it
+	// held.
+	Commit(ctx context.Context) error
+
+	// Cancel discards what the writer wrote. An append writer also discards
+	// the content it continued (what earlier writers left by Close), so that
+	// nothing is left at path; a non-append writer leaves path holding what
+	// it held before. With a done ctx, Cancel still releases the writer and
+	// what it wrote, but may leave an append writer's path in place.
+	Cancel(ctx context.Context) error
+
+	// Close keeps what was written so that a later Writer(path, true)
+	// continues it. Content left by Close is durable but only guaranteed
+	// readable through Reader after a Commit.
+	Close() error
+}
+
+// FileInfo describes a stored file or directory.
+type FileInfo struct {
+	Path    string    // absolute path
+	Size    int64     // bytes; 0 for directories
+	ModTime time.Time // last modification, where the backend records it
+	IsDir   bool
+}
+
+// Redirector is an optional driver ability: a URL from which a client can
+// fetch the content at path directly (a presigned S3 URL). Wrappers of a
+// Driver must forward it. It returns ErrUnsupported-wrapped errors when no
+// URL can be given for path, and the caller then serves the bytes itself.
+type Redirector interface {
+	RedirectURL(ctx context.Context, method, path string) (string, error)
+}
+
+// ErrUnsupported: the driver cannot do what was asked (for example, give a
+// redirect URL); the caller falls back to a way every driver supports.
+var ErrUnsupported = errors.New("storage: operation not supported by this driver")
+
+// ReadAll reads the whole content at path. Meant for small files (links,
+// manifests) only; blobs are streamed with Reader.
+func ReadAll(ctx context.Context, d Driver, path string) ([]byte, error) {
+	r, err := d.Reader(ctx, path, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// WriteAll atomically replaces the content at path with b and makes it
+// durable. Meant for small files (links, manifests).
+func WriteAll(ctx context.Context, d Driver, path string, b []byte) error {
+	w, err := d.Writer(ctx, path, false)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		_ = w.Cancel(ctx)
+		return err
+	}
+	return w.Commit(ctx)
+}

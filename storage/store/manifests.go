@@ -1,0 +1,270 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/storage"
+)
+
+// Manifest is a stored manifest as served to clients.
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Body      []byte // must not be modified: it may be shared through the cache
+}
+
+// PutResult tells what PutManifest stored.
+type PutResult struct {
+	Digest   digest.Digest
+	Manifest *manifest.Manifest // the parsed manifest (Subject set means a referrer)
+}
+
+// ResolveTag returns the digest tag points at in repo, or ErrManifestUnknown.
+func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	d, err := s.readLink(ctx, tagCurrentLinkPath(repo, tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
+	}
+	return d, err
+}
+
+// GetManifest returns manifest d of repo, or ErrManifestUnknown.
+func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (Manifest, error) {
+	ok, err := s.exists(ctx, revisionLinkPath(repo, d))
+	if err != nil {
+		return Manifest{}, err
+	}
+	if !ok {
+		return Manifest{}, fmt.Errorf("%w: %s in %s", ErrManifestUnknown, d, repo)
+	}
+	if m, ok := s.manifests.get(d); ok {
+		return m, nil
+	}
+	body, err := storage.ReadAll(ctx, s.driver, blobDataPath(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Manifest{}, fmt.Errorf("%w: %s in %s (its bytes are missing)", ErrManifestUnknown, d, repo)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	if got := d.Algorithm().FromBytes(body); got != d {
+		return Manifest{}, fmt.Errorf("stored manifest %s is corrupt: its bytes hash to %s", d, got)
+	}
+	m := Manifest{Digest: d, MediaType: manifest.DetectMediaType(body), Body: body}
+	s.manifests.add(m)
+	return m, nil
+}
+
+// PutManifest validates body (pushed with the given Content-Type) and stores
+// it in repo, under tag when tag is not empty. When want is not empty the
+// body must hash to it (a push by digest); the digest algorithm is want's,
+// else sha256. Every blob and child manifest the manifest references must
+// already be in repo (else ErrManifestBlobUnknown); a subject need not be.
+func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.Digest, contentType string, body []byte) (PutResult, error) {
+	m, err := manifest.Parse(contentType, body)
+	if err != nil {
+		return PutResult{}, err
+	}
+	alg := digest.SHA256
+	if want != "" {
+		alg = want.Algorithm()
+	}
+	d := alg.FromBytes(body)
+	if want != "" && d != want {
+		return PutResult{}, fmt.Errorf("%w: manifest body hashes to %s, not %s", ErrDigestMismatch, d, want)
+	}
+	for _, b := range m.BlobReferences() {
+		if _, err := s.StatBlob(ctx, repo, b.Digest); errors.Is(err, ErrBlobUnknown) {
+			return PutResult{}, fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, b.Digest, b.MediaType)
+		} else if err != nil {
+			return PutResult{}, err
+		}
+	}
+	for _, c := range m.Manifests {
+		ok, err := s.exists(ctx, revisionLinkPath(repo, c.Digest))
+		if err != nil {
+			return PutResult{}, err
+		}
+		if !ok {
+			return PutResult{}, fmt.Errorf("%w: child manifest %s (%s)", ErrManifestBlobUnknown, c.Digest, c.MediaType)
+		}
+	}
+	// Bytes first, then the revision link, then the referrer entry and the
+	// tag: a crash in between leaves at worst unreferenced bytes for GC.
+	have, err := s.exists(ctx, blobDataPath(d))
+	if err != nil {
+		return PutResult{}, err
+	}
+	if !have {
+		if err := storage.WriteAll(ctx, s.driver, blobDataPath(d), body); err != nil {
+			return PutResult{}, err
+		}
+	}
+	if err := s.writeLink(ctx, revisionLinkPath(repo, d), d); err != nil {
+		return PutResult{}, err
+	}
+	if m.Subject != nil {
+		desc := v1.Descriptor{
+			MediaType:    m.MediaType,
+			Digest:       d,
+			Size:         int64(len(body)),
+			ArtifactType: m.ArtifactType,
+			Annotations:  m.Annotations,
+		}
+		b, err := json.Marshal(desc)
+		if err != nil {
+			return PutResult{}, err
+		}
+		if err := storage.WriteAll(ctx, s.driver, referrerPath(repo, m.Subject.Digest, d), b); err != nil {
+			return PutResult{}, err
+		}
+	}
+	if tag != "" {
+		if err := s.writeLink(ctx, tagIndexLinkPath(repo, tag, d), d); err != nil {
+			return PutResult{}, err
+		}
+		if err := s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d); err != nil {
+			return PutResult{}, err
+		}
+	}
+	s.manifests.add(Manifest{Digest: d, MediaType: m.MediaType, Body: body})
+	return PutResult{Digest: d, Manifest: m}, nil
+}
+
+// DeleteManifest removes manifest d from repo, with every tag that points at
+// it and its entry in the referrers index. Its bytes stay until garbage
+// collection.
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	m, err := s.GetManifest(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	tags, err := s.Tags(ctx, repo)
+	if err != nil && !errors.Is(err, ErrNameUnknown) {
+		return err
+	}
+	for _, t := range tags {
+		cur, err := s.ResolveTag(ctx, repo, t)
+		if err == nil && cur == d {
+			if err := s.driver.Delete(ctx, tagPath(repo, t)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	if parsed, err := manifest.Parse("", m.Body); err == nil && parsed.Subject != nil {
+		p := path.Dir(referrerPath(repo, parsed.Subject.Digest, d))
+		if err := s.driver.Delete(ctx, p); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	err = s.driver.Delete(ctx, revisionDirPath(repo, d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %s in %s", ErrManifestUnknown, d, repo)
+	}
+	return err
+}
+
+// DeleteTag removes tag from repo; the manifest it pointed at stays.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	err := s.driver.Delete(ctx, tagPath(repo, tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
+	}
+	return err
+}
+
+// Tags returns the tags of repo in lexical order, or ErrNameUnknown if the
+// repository does not exist.
+func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
+	paths, err := s.driver.List(ctx, tagsPath(repo))
+	if errors.Is(err, storage.ErrNotFound) {
+		ok, err := s.exists(ctx, manifestsPath(repo))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrNameUnknown, repo)
+		}
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tags := make([]string, 0, len(paths))
+	for _, p := range paths {
+		tags = append(tags, path.Base(p))
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// Repositories returns the names of all repositories in lexical order. A
+// repository is a directory under repositories/ holding _manifests.
+func (s *Store) Repositories(ctx context.Context) ([]string, error) {
+	root := repositoriesPath()
+	var repos []string
+	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			return nil
+		}
+		name := path.Base(fi.Path)
+		if name == "_manifests" {
+			repos = append(repos, strings.TrimPrefix(path.Dir(fi.Path), root+"/"))
+			return storage.SkipDir
+		}
+		if strings.HasPrefix(name, "_") {
+			return storage.SkipDir
+		}
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return []string{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// Referrers returns the descriptors of the manifests in repo whose subject is
+// d, filtered by artifactType when it is not empty. An unknown repository or
+// subject has no referrers: the result is empty, not an error.
+func (s *Store) Referrers(ctx context.Context, repo string, d digest.Digest, artifactType string) ([]v1.Descriptor, error) {
+	out := []v1.Descriptor{}
+	err := s.driver.Walk(ctx, referrersPath(repo, d), func(fi storage.FileInfo) error {
+		if fi.IsDir || path.Base(fi.Path) != "descriptor" {
+			return nil
+		}
+		b, err := storage.ReadAll(ctx, s.driver, fi.Path)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // deleted while we walked
+		}
+		if err != nil {
+			return err
+		}
+		var desc v1.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			s.log.Warn("skipping unreadable referrer entry", "path", fi.Path, "error", err)
+			return nil
+		}
+		if artifactType == "" || desc.ArtifactType == artifactType {
+			out = append(out, desc)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	return out, nil
+}

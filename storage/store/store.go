@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/storage"
+)
+
+// Options tune a Store. The zero value is ready to use.
+type Options struct {
+	// Logger receives the store's warnings (a hash state that had to be
+	// rebuilt, a half-written link). Nil means slog.Default().
+	Logger *slog.Logger
+	// ManifestCacheBytes bounds the in-memory cache of manifest bodies by
+	// digest (manifests are immutable, so the cache is always coherent).
+	// Zero means 64 MiB; negative disables the cache.
+	ManifestCacheBytes int64
+}
+
+// Store keeps registry content in a storage.Driver. It is safe for concurrent
+// use, including by several processes over the same driver (replicas over one
+// bucket): all state lives in the driver, and the in-memory caches hold only
+// immutable content.
+type Store struct {
+	driver    storage.Driver
+	log       *slog.Logger
+	manifests *manifestCache
+	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
+}
+
+// New returns a Store over d.
+func New(d storage.Driver, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ManifestCacheBytes == 0 {
+		opts.ManifestCacheBytes = 64 << 20
+	}
+	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes)}
+}
+
+// Driver returns the driver the store keeps its content in.
+func (s *Store) Driver() storage.Driver { return s.driver }
+
+// Ping checks that the storage answers (for readiness probes).
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.driver.Stat(ctx, "/")
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func (s *Store) uploadLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &s.uploads[h.Sum32()%uint32(len(s.uploads))]
+}
+
+// readLink reads a link file and parses the digest it holds.
+func (s *Store) readLink(ctx context.Context, p string) (digest.Digest, error) {
+	b, err := storage.ReadAll(ctx, s.driver, p)
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("link %s holds %q: %w", p, b, err)
+	}
+	return d, nil
+}
+
+func (s *Store) writeLink(ctx context.Context, p string, d digest.Digest) error {
+	return storage.WriteAll(ctx, s.driver, p, []byte(d.String()))
+}
+
+// exists reports whether p holds anything; errors other than not-found are returned.
+func (s *Store) exists(ctx context.Context, p string) (bool, error) {
+	_, err := s.driver.Stat(ctx, p)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return false, err
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,365 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/storage"
+	"github.com/berth-registry/berth/storage/filesystem"
+	"github.com/berth-registry/berth/storage/inmemory"
+	"github.com/berth-registry/berth/storage/store"
+)
+
+// drivers runs f once per backend, so the store is checked on both.
+func drivers(t *testing.T, f func(t *testing.T, d storage.Driver)) {
+	t.Run("inmemory", func(t *testing.T) { f(t, inmemory.New()) })
+	t.Run("filesystem", func(t *testing.T) {
+		d, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, d)
+	})
+}
+
+// snapshot lists every file in d with its content, to show that a failed
+// operation wrote nothing.
+func snapshot(t *testing.T, d storage.Driver) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	err := d.Walk(ctx, "/", func(fi storage.FileInfo) error {
+		if fi.IsDir {
+			return nil
+		}
+		b, err := storage.ReadAll(ctx, d, fi.Path)
+		out[fi.Path] = string(b)
+		return err
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameSnapshot(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("new file %s", p)
+		}
+	}
+	for p, c := range before {
+		if after[p] != c {
+			t.Errorf("file %s changed or vanished", p)
+		}
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func pushBlob(t *testing.T, s *store.Store, repo string, b []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(b)
+	if _, err := s.PutBlob(context.Background(), repo, bytes.NewReader(b), d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func readBlob(t *testing.T, s *store.Store, repo string, d digest.Digest) []byte {
+	t.Helper()
+	r, _, err := s.OpenBlob(context.Background(), repo, d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func imageManifest(config, layer digest.Digest, cs, ls int, extra string) []byte {
+	return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]%s}`,
+		config, cs, layer, ls, extra))
+}
+
+func TestLayoutIsDistributions(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		blob := []byte("layer bytes")
+		bd := pushBlob(t, s, "library/app", blob)
+		cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+		cd := pushBlob(t, s, "library/app", cfg)
+		body := imageManifest(cd, bd, len(cfg), len(blob), "")
+		res, err := s.PutManifest(ctx, "library/app", "v1", "", "application/vnd.oci.image.manifest.v1+json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		md := res.Digest
+		root := "/docker/registry/v2"
+		want := map[string]string{
+			root + "/blobs/sha256/" + bd.Encoded()[:2] + "/" + bd.Encoded() + "/data":                    string(blob),
+			root + "/blobs/sha256/" + cd.Encoded()[:2] + "/" + cd.Encoded() + "/data":                    string(cfg),
+			root + "/blobs/sha256/" + md.Encoded()[:2] + "/" + md.Encoded() + "/data":                    string(body),
+			root + "/repositories/library/app/_layers/sha256/" + bd.Encoded() + "/link":                  bd.String(),
+			root + "/repositories/library/app/_layers/sha256/" + cd.Encoded() + "/link":                  cd.String(),
+			root + "/repositories/library/app/_manifests/revisions/sha256/" + md.Encoded() + "/link":     md.String(),
+			root + "/repositories/library/app/_manifests/tags/v1/current/link":                           md.String(),
+			root + "/repositories/library/app/_manifests/tags/v1/index/sha256/" + md.Encoded() + "/link": md.String(),
+		}
+		got := snapshot(t, d)
+		for p, c := range want {
+			if got[p] != c {
+				t.Errorf("%s = %q, want %q", p, got[p], c)
+			}
+		}
+		for p := range got {
+			if _, ok := want[p]; !ok {
+				t.Errorf("unexpected file %s", p)
+			}
+		}
+	})
+}
+
+func TestChunkedUploadResumesAcrossRestart(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		content := randomBytes(t, 3<<20+17)
+		want := digest.FromBytes(content)
+		s := store.New(d, store.Options{})
+		u, err := s.StartUpload(ctx, "a/b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err = s.AppendUpload(ctx, "a/b", u.ID, 0, bytes.NewReader(content[:1<<20]))
+		if err != nil || u.Size != 1<<20 {
+			t.Fatalf("append: size %d, %v", u.Size, err)
+		}
+		// Out of order: rejected, nothing added.
+		_, err = s.AppendUpload(ctx, "a/b", u.ID, 5, bytes.NewReader(content[5:10]))
+		var re *store.RangeError
+		if !errors.As(err, &re) || !errors.Is(err, store.ErrRangeInvalid) || re.Size != 1<<20 {
+			t.Fatalf("out-of-order append: %v", err)
+		}
+		// A new process over the same storage carries on.
+		s2 := store.New(d, store.Options{})
+		u, err = s2.AppendUpload(ctx, "a/b", u.ID, 1<<20, bytes.NewReader(content[1<<20:2<<20]))
+		if err != nil || u.Size != 2<<20 {
+			t.Fatalf("append after restart: size %d, %v", u.Size, err)
+		}
+		if st, err := s2.StatUpload(ctx, "a/b", u.ID); err != nil || st.Size != 2<<20 {
+			t.Fatalf("stat: %+v %v", st, err)
+		}
+		size, err := s2.FinishUpload(ctx, "a/b", u.ID, bytes.NewReader(content[2<<20:]), want)
+		if err != nil || size != int64(len(content)) {
+			t.Fatalf("finish: %d %v", size, err)
+		}
+		if !bytes.Equal(readBlob(t, s2, "a/b", want), content) {
+			t.Fatal("blob content differs")
+		}
+		if _, err := s2.StatUpload(ctx, "a/b", u.ID); !errors.Is(err, store.ErrUploadUnknown) {
+			t.Fatalf("finished upload still there: %v", err)
+		}
+	})
+}
+
+func TestResumeWithoutHashStateRehashes(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		content := randomBytes(t, 100_000)
+		s := store.New(d, store.Options{})
+		u, _ := s.StartUpload(ctx, "r")
+		if _, err := s.AppendUpload(ctx, "r", u.ID, -1, bytes.NewReader(content[:60_000])); err != nil {
+			t.Fatal(err)
+		}
+		// Lose the hash state, as after a crash between data and state writes,
+		// or an upload begun by Distribution.
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/r/_uploads/"+u.ID+"/hashstates"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[60_000:]), digest.FromBytes(content)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestDigestMismatchStoresNothing(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		before := snapshot(t, d)
+		wrong := digest.FromString("something else")
+		_, err := s.PutBlob(ctx, "r", strings.NewReader("content"), wrong)
+		if !errors.Is(err, store.ErrDigestMismatch) {
+			t.Fatalf("got %v", err)
+		}
+		if _, err := s.StatBlob(ctx, "r", wrong); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Fatalf("stat after mismatch: %v", err)
+		}
+		sameSnapshot(t, before, snapshot(t, d))
+	})
+}
+
+func TestSHA512(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		b := []byte("sha512 content")
+		want := digest.SHA512.FromBytes(b)
+		if _, err := s.PutBlob(ctx, "r", bytes.NewReader(b), want); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readBlob(t, s, "r", want), b) {
+			t.Fatal("content differs")
+		}
+		if _, err := s.PutBlob(ctx, "r", bytes.NewReader(b), digest.SHA512.FromString("x")); !errors.Is(err, store.ErrDigestMismatch) {
+			t.Fatalf("mismatch: %v", err)
+		}
+	})
+}
+
+func TestManifestReferencingMissingBlobStoresNothing(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		cfg := []byte(`{}`)
+		cd := pushBlob(t, s, "r", cfg)
+		pushBlob(t, s, "other", []byte("layer")) // present, but in another repository
+		before := snapshot(t, d)
+		body := imageManifest(cd, digest.FromString("layer"), 2, 5, "")
+		_, err := s.PutManifest(ctx, "r", "v1", "", "", body)
+		if !errors.Is(err, store.ErrManifestBlobUnknown) {
+			t.Fatalf("got %v", err)
+		}
+		sameSnapshot(t, before, snapshot(t, d))
+	})
+}
+
+func TestTagsDeletesAndReferrers(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		cfg, layer := []byte(`{}`), []byte("layer")
+		cd, ld := pushBlob(t, s, "r", cfg), pushBlob(t, s, "r", layer)
+		subject, err := s.PutManifest(ctx, "r", "v1", "", "", imageManifest(cd, ld, 2, 5, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PutManifest(ctx, "r", "v2", "", "", imageManifest(cd, ld, 2, 5, "")); err != nil {
+			t.Fatal(err)
+		}
+		sub := fmt.Sprintf(`,"artifactType":"application/vnd.example.sig","subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1},"annotations":{"k":"v"}`, subject.Digest)
+		sig, err := s.PutManifest(ctx, "r", "", "", "", imageManifest(cd, ld, 2, 5, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags, err := s.Tags(ctx, "r")
+		if err != nil || strings.Join(tags, ",") != "v1,v2" {
+			t.Fatalf("tags %v %v", tags, err)
+		}
+		refs, err := s.Referrers(ctx, "r", subject.Digest, "")
+		if err != nil || len(refs) != 1 || refs[0].Digest != sig.Digest || refs[0].ArtifactType != "application/vnd.example.sig" || refs[0].Annotations["k"] != "v" {
+			j, _ := json.Marshal(refs)
+			t.Fatalf("referrers %s %v", j, err)
+		}
+		if refs, _ := s.Referrers(ctx, "r", subject.Digest, "application/other"); len(refs) != 0 {
+			t.Fatalf("filter kept %v", refs)
+		}
+		if refs, err := s.Referrers(ctx, "nope", subject.Digest, ""); err != nil || refs == nil || len(refs) != 0 {
+			t.Fatalf("unknown repo: %v %v", refs, err)
+		}
+		// Deleting the manifest both tags point at removes both tags.
+		if err := s.DeleteManifest(ctx, "r", subject.Digest); err != nil {
+			t.Fatal(err)
+		}
+		if tags, _ := s.Tags(ctx, "r"); len(tags) != 0 {
+			t.Fatalf("tags after delete: %v", tags)
+		}
+		if _, err := s.GetManifest(ctx, "r", subject.Digest); !errors.Is(err, store.ErrManifestUnknown) {
+			t.Fatalf("get after delete: %v", err)
+		}
+		if err := s.DeleteManifest(ctx, "r", sig.Digest); err != nil {
+			t.Fatal(err)
+		}
+		if refs, _ := s.Referrers(ctx, "r", subject.Digest, ""); len(refs) != 0 {
+			t.Fatalf("referrer survived its deletion: %v", refs)
+		}
+		if err := s.DeleteTag(ctx, "r", "v1"); !errors.Is(err, store.ErrManifestUnknown) {
+			t.Fatalf("delete missing tag: %v", err)
+		}
+		if _, err := s.Tags(ctx, "never"); !errors.Is(err, store.ErrNameUnknown) {
+			t.Fatalf("tags of unknown repo: %v", err)
+		}
+	})
+}
+
+func TestRepositoriesAndMount(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		cfg := []byte(`{}`)
+		for _, r := range []string{"b", "a/b", "a-c", "a/b/c"} {
+			cd := pushBlob(t, s, r, cfg)
+			if _, err := s.PutManifest(ctx, r, "t", "", "", imageManifest(cd, cd, 2, 2, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pushBlob(t, s, "only-blobs", []byte("x")) // no manifests: not a repository
+		repos, err := s.Repositories(ctx)
+		if err != nil || strings.Join(repos, " ") != "a-c a/b a/b/c b" {
+			t.Fatalf("repositories %v %v", repos, err)
+		}
+		xd := digest.FromString("x")
+		if _, err := s.MountBlob(ctx, "target", "b", xd); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Fatalf("mount from a repo without the blob: %v", err)
+		}
+		if n, err := s.MountBlob(ctx, "target", "only-blobs", xd); err != nil || n != 1 {
+			t.Fatalf("mount: %d %v", n, err)
+		}
+		if n, err := s.MountBlob(ctx, "auto", "", xd); err != nil || n != 1 {
+			t.Fatalf("automatic mount: %d %v", n, err)
+		}
+		if _, err := s.MountBlob(ctx, "auto", "", digest.FromString("absent")); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Fatalf("automatic mount of absent blob: %v", err)
+		}
+		if err := s.DeleteBlob(ctx, "target", xd); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StatBlob(ctx, "target", xd); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Fatalf("stat after delete: %v", err)
+		}
+		if _, err := s.StatBlob(ctx, "auto", xd); err != nil {
+			t.Fatalf("delete in one repo removed it from another: %v", err)
+		}
+	})
+}
+
+func TestUploadIDsAreValidated(t *testing.T) {
+	s := store.New(inmemory.New(), store.Options{})
+	for _, id := range []string{"", "..", "../../x", "ABC", "0f0f0f0f-0f0f-0f0f-0f0f-0f0f0f0f0f0f/..", "0F0F0F0F-0F0F-0F0F-0F0F-0F0F0F0F0F0F"} {
+		if _, err := s.StatUpload(context.Background(), "r", id); !errors.Is(err, store.ErrUploadUnknown) {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+}

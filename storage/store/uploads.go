@@ -1,0 +1,301 @@
+package store
+
+import (
+	"context"
+	"encoding"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/storage"
+)
+
+// Upload describes a blob upload session.
+type Upload struct {
+	ID        string
+	Repo      string
+	Size      int64     // bytes received so far
+	StartedAt time.Time // when the session began
+}
+
+// streamAlgorithm is the hash computed while bytes arrive. A blob pushed
+// with another algorithm (sha512) is hashed again once at the end.
+const streamAlgorithm = digest.SHA256
+
+// copyBufferSize is the size of the buffer bytes travel through between the
+// request body, the hash and the driver.
+const copyBufferSize = 1 << 20
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// ValidUploadID reports whether id has the form of an upload ID this store
+// hands out (a UUID), so that no other string is ever used in a path.
+func ValidUploadID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
+// StartUpload opens a new upload session in repo.
+func (s *Store) StartUpload(ctx context.Context, repo string) (Upload, error) {
+	id := uuid.NewString()
+	now := time.Now().UTC()
+	if err := storage.WriteAll(ctx, s.driver, uploadStartedAtPath(repo, id), []byte(now.Format(time.RFC3339))); err != nil {
+		return Upload{}, err
+	}
+	return Upload{ID: id, Repo: repo, StartedAt: now}, nil
+}
+
+// StatUpload describes upload id of repo, or returns ErrUploadUnknown.
+func (s *Store) StatUpload(ctx context.Context, repo, id string) (Upload, error) {
+	if !ValidUploadID(id) {
+		return Upload{}, fmt.Errorf("%w: %q is not an upload id", ErrUploadUnknown, id)
+	}
+	fi, err := s.driver.Stat(ctx, uploadStartedAtPath(repo, id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Upload{}, fmt.Errorf("%w: %s", ErrUploadUnknown, id)
+	}
+	if err != nil {
+		return Upload{}, err
+	}
+	u := Upload{ID: id, Repo: repo, StartedAt: fi.ModTime}
+	data, err := s.driver.Stat(ctx, uploadDataPath(repo, id))
+	switch {
+	case err == nil:
+		u.Size = data.Size
+	case !errors.Is(err, storage.ErrNotFound):
+		return Upload{}, err
+	}
+	return u, nil
+}
+
+// AppendUpload adds the bytes of r to upload id. With start >= 0 the chunk
+// must begin where the upload ends, else a *RangeError is returned and
+// nothing is written. If r fails midway, the bytes received before the
+// failure are kept and the returned Upload says how many there are, so the
+// client can resume.
+func (s *Store) AppendUpload(ctx context.Context, repo, id string, start int64, r io.Reader) (Upload, error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	u, err := s.StatUpload(ctx, repo, id)
+	if err != nil {
+		return Upload{}, err
+	}
+	if start >= 0 && start != u.Size {
+		return u, &RangeError{Size: u.Size, Start: start}
+	}
+	size, h, err := s.appendData(ctx, u, r, false)
+	u.Size = size
+	if h != nil {
+		s.saveHashState(ctx, u, h)
+	}
+	return u, err
+}
+
+// FinishUpload appends the bytes of r (which may be empty) to upload id,
+// checks that the whole content hashes to expected, and makes it blob
+// expected of repo. On a digest mismatch the upload is discarded and an error
+// wrapping ErrDigestMismatch is returned. Nobody can read the blob before it
+// has been verified. It returns the blob size.
+func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, expected digest.Digest) (int64, error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	u, err := s.StatUpload(ctx, repo, id)
+	if err != nil {
+		return 0, err
+	}
+	size, h, err := s.appendData(ctx, u, r, true)
+	if err != nil {
+		if h != nil {
+			u.Size = size
+			s.saveHashState(ctx, u, h)
+		}
+		return 0, err
+	}
+	var got digest.Digest
+	if expected.Algorithm() == streamAlgorithm {
+		got = digest.NewDigest(streamAlgorithm, h)
+	} else if got, err = s.rehash(ctx, uploadDataPath(repo, id), size, expected.Algorithm()); err != nil {
+		return 0, err
+	}
+	if got != expected {
+		if err := s.driver.Delete(ctx, uploadPath(repo, id)); err != nil {
+			s.log.Warn("discarding upload after digest mismatch", "repository", repo, "upload", id, "error", err)
+		}
+		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+	}
+	// The content is verified: move it into the blob store, unless identical
+	// bytes are already there.
+	have, err := s.exists(ctx, blobDataPath(expected))
+	if err != nil {
+		return 0, err
+	}
+	if !have {
+		if err := s.driver.Move(ctx, uploadDataPath(repo, id), blobDataPath(expected)); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.writeLink(ctx, layerLinkPath(repo, expected), expected); err != nil {
+		return 0, err
+	}
+	if err := s.driver.Delete(ctx, uploadPath(repo, id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.log.Warn("removing finished upload", "repository", repo, "upload", id, "error", err)
+	}
+	return size, nil
+}
+
+// PutBlob stores the bytes of r as blob expected of repo in one request
+// (a monolithic upload), verifying them as they stream.
+func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, expected digest.Digest) (int64, error) {
+	u, err := s.StartUpload(ctx, repo)
+	if err != nil {
+		return 0, err
+	}
+	size, err := s.FinishUpload(ctx, repo, u.ID, r, expected)
+	if err != nil {
+		_ = s.driver.Delete(context.WithoutCancel(ctx), uploadPath(repo, u.ID))
+	}
+	return size, err
+}
+
+// CancelUpload discards upload id and everything it received.
+func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := s.StatUpload(ctx, repo, id); err != nil {
+		return err
+	}
+	return s.driver.Delete(ctx, uploadPath(repo, id))
+}
+
+// appendData streams r into the upload's data file, hashing as it writes,
+// starting from the hash state saved for the bytes already there. With
+// commit the data is made durable and final; otherwise it is kept for a
+// later append. It returns the new size and the hash over all of it (nil if
+// nothing could be written).
+func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bool) (int64, hash.Hash, error) {
+	h, err := s.resumeHash(ctx, u)
+	if err != nil {
+		return u.Size, nil, err
+	}
+	w, err := s.driver.Writer(ctx, uploadDataPath(u.Repo, u.ID), u.Size > 0)
+	if err != nil {
+		return u.Size, nil, err
+	}
+	copyErr := copyHashing(w, h, r)
+	var endErr error
+	if commit && copyErr == nil {
+		endErr = w.Commit(ctx)
+	} else {
+		endErr = w.Close()
+	}
+	if copyErr != nil {
+		return w.Size(), h, copyErr
+	}
+	return w.Size(), h, endErr
+}
+
+// copyHashing copies r to w, feeding h exactly the bytes w accepted.
+func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			m, werr := w.Write(buf[:n])
+			h.Write(buf[:m])
+			if werr != nil {
+				return werr
+			}
+		}
+		switch rerr {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return nil
+		default:
+			return rerr
+		}
+	}
+}
+
+// resumeHash returns the stream hash over the first u.Size bytes of the
+// upload: from the saved hash state when there is one, else by reading the
+// data again (an upload resumed after a crash, or begun by another registry).
+func (s *Store) resumeHash(ctx context.Context, u Upload) (hash.Hash, error) {
+	h := streamAlgorithm.Hash()
+	if u.Size == 0 {
+		return h, nil
+	}
+	b, err := storage.ReadAll(ctx, s.driver, uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, u.Size))
+	if err == nil {
+		if err = h.(encoding.BinaryUnmarshaler).UnmarshalBinary(b); err == nil {
+			return h, nil
+		}
+		h.Reset()
+	}
+	s.log.Info("rehashing upload: no usable hash state", "repository", u.Repo, "upload", u.ID, "size", u.Size, "reason", err)
+	rd, err := s.driver.Reader(ctx, uploadDataPath(u.Repo, u.ID), 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	if _, err := io.CopyN(h, rd, u.Size); err != nil {
+		return nil, fmt.Errorf("rehashing upload %s: %w", u.ID, err)
+	}
+	return h, nil
+}
+
+// saveHashState records h as the state after u.Size bytes and drops older
+// states. Failing to save is not an error: the next append rehashes.
+func (s *Store) saveHashState(ctx context.Context, u Upload, h hash.Hash) {
+	ctx = context.WithoutCancel(ctx)
+	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err == nil {
+		err = storage.WriteAll(ctx, s.driver, uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, u.Size), b)
+	}
+	if err != nil {
+		s.log.Warn("saving upload hash state", "repository", u.Repo, "upload", u.ID, "error", err)
+		return
+	}
+	dir := uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, 0)
+	dir = dir[:len(dir)-len("/0")]
+	states, err := s.driver.List(ctx, dir)
+	if err != nil {
+		return
+	}
+	keep := uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, u.Size)
+	for _, p := range states {
+		if p != keep {
+			_ = s.driver.Delete(ctx, p)
+		}
+	}
+}
+
+// rehash reads size bytes at p and digests them with alg.
+func (s *Store) rehash(ctx context.Context, p string, size int64, alg digest.Algorithm) (digest.Digest, error) {
+	if !alg.Available() {
+		return "", fmt.Errorf("%w: algorithm %s", ErrDigestMismatch, alg)
+	}
+	rd, err := s.driver.Reader(ctx, p, 0)
+	if err != nil {
+		return "", err
+	}
+	defer rd.Close()
+	v := alg.Digester()
+	if _, err := io.CopyN(v.Hash(), rd, size); err != nil {
+		return "", err
+	}
+	return v.Digest(), nil
+}
