@@ -1,8 +1,6 @@
 package store
 
 import (
-	"path"
-
 	"github.com/opencontainers/go-digest"
 )
 
@@ -32,6 +30,10 @@ import (
 //
 // A repository exists while it has a _manifests directory (Distribution's
 // catalog rule). Link files hold the digest string and nothing else.
+//
+// Paths are built by concatenation, not path.Join: every input (repository
+// name, tag, digest, upload id) is validated before it reaches the store,
+// and these functions run on every request.
 const rootPath = "/docker/registry/v2"
 
 func blobsPath() string        { return rootPath + "/blobs" }
@@ -40,55 +42,55 @@ func repositoriesPath() string { return rootPath + "/repositories" }
 // blobDataPath is where the bytes of d live.
 func blobDataPath(d digest.Digest) string {
 	hex := d.Encoded()
-	return path.Join(blobsPath(), string(d.Algorithm()), hex[:2], hex, "data")
+	return blobsPath() + "/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex + "/data"
 }
 
-func repoPath(repo string) string { return path.Join(repositoriesPath(), repo) }
+func repoPath(repo string) string { return repositoriesPath() + "/" + repo }
 
 func layerLinkPath(repo string, d digest.Digest) string {
-	return path.Join(repoPath(repo), "_layers", string(d.Algorithm()), d.Encoded(), "link")
+	return repoPath(repo) + "/_layers/" + string(d.Algorithm()) + "/" + d.Encoded() + "/link"
 }
 
-func manifestsPath(repo string) string { return path.Join(repoPath(repo), "_manifests") }
+func manifestsPath(repo string) string { return repoPath(repo) + "/_manifests" }
 
 func revisionDirPath(repo string, d digest.Digest) string {
-	return path.Join(manifestsPath(repo), "revisions", string(d.Algorithm()), d.Encoded())
+	return manifestsPath(repo) + "/revisions/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 func revisionLinkPath(repo string, d digest.Digest) string {
-	return path.Join(revisionDirPath(repo, d), "link")
+	return revisionDirPath(repo, d) + "/link"
 }
 
-func tagsPath(repo string) string { return path.Join(manifestsPath(repo), "tags") }
+func tagsPath(repo string) string { return manifestsPath(repo) + "/tags" }
 
-func tagPath(repo, tag string) string { return path.Join(tagsPath(repo), tag) }
+func tagPath(repo, tag string) string { return tagsPath(repo) + "/" + tag }
 
 func tagCurrentLinkPath(repo, tag string) string {
-	return path.Join(tagPath(repo, tag), "current", "link")
+	return tagPath(repo, tag) + "/current/link"
 }
 
 func tagIndexLinkPath(repo, tag string, d digest.Digest) string {
-	return path.Join(tagPath(repo, tag), "index", string(d.Algorithm()), d.Encoded(), "link")
+	return tagPath(repo, tag) + "/index/" + string(d.Algorithm()) + "/" + d.Encoded() + "/link"
 }
 
-func uploadsPath(repo string) string { return path.Join(repoPath(repo), "_uploads") }
+func uploadsPath(repo string) string { return repoPath(repo) + "/_uploads" }
 
-func uploadPath(repo, id string) string { return path.Join(uploadsPath(repo), id) }
+func uploadPath(repo, id string) string { return uploadsPath(repo) + "/" + id }
 
-func uploadDataPath(repo, id string) string { return path.Join(uploadPath(repo, id), "data") }
+func uploadDataPath(repo, id string) string { return uploadPath(repo, id) + "/data" }
 
 func uploadStartedAtPath(repo, id string) string {
-	return path.Join(uploadPath(repo, id), "startedat")
+	return uploadPath(repo, id) + "/startedat"
 }
 
 func uploadHashStatePath(repo, id string, alg digest.Algorithm, offset int64) string {
-	return path.Join(uploadPath(repo, id), "hashstates", string(alg), itoa(offset))
+	return uploadPath(repo, id) + "/hashstates/" + string(alg) + "/" + itoa(offset)
 }
 
 func referrersPath(repo string, subject digest.Digest) string {
-	return path.Join(repoPath(repo), "_referrers", string(subject.Algorithm()), subject.Encoded())
+	return repoPath(repo) + "/_referrers/" + string(subject.Algorithm()) + "/" + subject.Encoded()
 }
 
 func referrerPath(repo string, subject, referrer digest.Digest) string {
-	return path.Join(referrersPath(repo, subject), string(referrer.Algorithm()), referrer.Encoded(), "descriptor")
+	return referrersPath(repo, subject) + "/" + string(referrer.Algorithm()) + "/" + referrer.Encoded() + "/descriptor"
 }

@@ -184,11 +184,13 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 }
 
 // Tags returns the tags of repo in lexical order, or ErrNameUnknown if the
-// repository does not exist.
+// repository holds nothing at all.
 func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 	paths, err := s.driver.List(ctx, tagsPath(repo))
 	if errors.Is(err, storage.ErrNotFound) {
-		ok, err := s.exists(ctx, manifestsPath(repo))
+		// The repository exists while it holds anything, e.g. blobs whose
+		// manifests were all deleted: its tag list is then empty.
+		ok, err := s.exists(ctx, repoPath(repo))
 		if err != nil {
 			return nil, err
 		}
@@ -212,7 +214,7 @@ func (s *Store) Tags(ctx context.Context, repo string) ([]string, error) {
 // repository is a directory under repositories/ holding _manifests.
 func (s *Store) Repositories(ctx context.Context) ([]string, error) {
 	root := repositoriesPath()
-	var repos []string
+	repos := []string{}
 	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
 		if !fi.IsDir {
 			return nil

@@ -363,3 +363,34 @@ func TestUploadIDsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// cutReader yields its bytes, then fails as a dropped connection does.
+type cutReader struct{ r io.Reader }
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func TestCutOffChunkIsReportedAndKept(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		content := randomBytes(t, 50_000)
+		u, _ := s.StartUpload(ctx, "r")
+		u, err := s.AppendUpload(ctx, "r", u.ID, 0, &cutReader{bytes.NewReader(content[:20_000])})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("cut-off chunk: %v", err)
+		}
+		if u.Size != 20_000 {
+			t.Fatalf("kept %d bytes, want the 20000 received", u.Size)
+		}
+		// The client resumes where the upload ends, and the blob verifies.
+		if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[20_000:]), digest.FromBytes(content)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

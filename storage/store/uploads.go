@@ -206,13 +206,23 @@ func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bo
 	return w.Size(), h, endErr
 }
 
-// copyHashing copies r to w, feeding h exactly the bytes w accepted.
+// copyHashing copies r to w, feeding h exactly the bytes w accepted. Only a
+// clean io.EOF from r ends the copy without error: a body cut short (for
+// example io.ErrUnexpectedEOF from a dropped connection) is reported, so a
+// partial chunk is never taken for a whole one.
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
 	for {
-		n, rerr := io.ReadFull(r, buf)
+		// Fill the buffer before writing: big writes are cheaper for every driver.
+		n := 0
+		var rerr error
+		for n < len(buf) && rerr == nil {
+			var m int
+			m, rerr = r.Read(buf[n:])
+			n += m
+		}
 		if n > 0 {
 			m, werr := w.Write(buf[:n])
 			h.Write(buf[:m])
@@ -220,11 +230,10 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 				return werr
 			}
 		}
-		switch rerr {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
+		if rerr == io.EOF {
 			return nil
-		default:
+		}
+		if rerr != nil {
 			return rerr
 		}
 	}

@@ -1,0 +1,164 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/storage"
+)
+
+// getBlob answers GET and HEAD /v2/<name>/blobs/<digest>: a redirect to the
+// storage backend where it can give one, else the bytes (or a single range of
+// them), streamed so that the filesystem driver's files go out by sendfile.
+func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
+	vars := mux.Vars(r)
+	repo := vars["name"]
+	d, err := manifest.ParseDigest(vars["digest"])
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	size, err := reg.store.StatBlob(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Docker-Content-Digest", d.String())
+	if r.Method == http.MethodGet {
+		url, err := reg.store.BlobRedirectURL(ctx, http.MethodGet, d)
+		switch {
+		case err == nil:
+			h.Set("Location", url)
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			return nil
+		case !errors.Is(err, storage.ErrUnsupported):
+			return err
+		}
+	}
+	etag := `"` + d.String() + `"`
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Etag", etag)
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Cache-Control", "max-age=31536000") // content-addressed: never changes
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+
+	start, n, status := int64(0), size, http.StatusOK
+	if spec := r.Header.Get("Range"); spec != "" && ifRangeMatches(r, etag) {
+		first, last, ok, satisfiable := parseRange(spec, size)
+		switch {
+		case ok && !satisfiable:
+			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			return fmt.Errorf("%w: %q of a %d-byte blob", errRangeNotSatisfiable, spec, size)
+		case ok:
+			start, n, status = first, last-first+1, http.StatusPartialContent
+			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
+		}
+	}
+	rd, _, err := reg.store.OpenBlob(ctx, repo, d, start)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(status)
+	// io.Copy finds the writer's ReadFrom (responseWriter forwards it), and
+	// net/http's ReadFrom sends a LimitedReader over an *os.File with sendfile.
+	if _, err := io.Copy(w, io.LimitReader(rd, n)); err != nil {
+		return fmt.Errorf("sending blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// ifRangeMatches reports whether a Range header is to be honoured: always,
+// unless an If-Range validator names another representation. A blob never
+// changes, so a date validator is always satisfied.
+func ifRangeMatches(r *http.Request, etag string) bool {
+	v := r.Header.Get("If-Range")
+	if v == "" || !strings.HasPrefix(v, `"`) && !strings.HasPrefix(v, `W/"`) {
+		return true
+	}
+	return v == etag
+}
+
+// parseRange interprets a Range header for content of size bytes (RFC 9110,
+// section 14). ok is false when the header is to be ignored and the whole
+// content sent: a unit other than bytes, several ranges, or bad syntax.
+// Otherwise satisfiable tells whether [first, last] lies within the content.
+func parseRange(spec string, size int64) (first, last int64, ok, satisfiable bool) {
+	unit, set, found := strings.Cut(spec, "=")
+	if !found || !strings.EqualFold(strings.TrimSpace(unit), "bytes") || strings.Contains(set, ",") {
+		return 0, 0, false, false
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(set), "-")
+	if !found {
+		return 0, 0, false, false
+	}
+	if a == "" { // suffix: the last b bytes
+		n, ok := parseDecimal(b)
+		if !ok {
+			return 0, 0, false, false
+		}
+		if n == 0 || size == 0 {
+			return 0, 0, true, false
+		}
+		return max(size-n, 0), size - 1, true, true
+	}
+	first, ok = parseDecimal(a)
+	if !ok {
+		return 0, 0, false, false
+	}
+	last = size - 1
+	if b != "" {
+		if last, ok = parseDecimal(b); !ok || last < first {
+			return 0, 0, false, false
+		}
+	}
+	if first >= size {
+		return 0, 0, true, false
+	}
+	return first, min(last, size-1), true, true
+}
+
+// parseDecimal parses a non-empty run of ASCII digits (no sign, no spaces).
+func parseDecimal(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// deleteBlob answers DELETE /v2/<name>/blobs/<digest>.
+func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
+	if !reg.deleteEnabled {
+		return fmt.Errorf("%w: deleting blobs is disabled on this registry", errUnsupported)
+	}
+	vars := mux.Vars(r)
+	d, err := manifest.ParseDigest(vars["digest"])
+	if err != nil {
+		return err
+	}
+	if err := reg.store.DeleteBlob(r.Context(), vars["name"], d); err != nil {
+		return err
+	}
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

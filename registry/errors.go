@@ -1,0 +1,146 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/storage/store"
+)
+
+// Errors of the HTTP layer itself, wrapped with %w like the store's. The auth
+// work returns ErrUnauthorized and ErrDenied.
+var (
+	// ErrUnauthorized: the request carries no valid credentials (UNAUTHORIZED, 401).
+	ErrUnauthorized = errors.New("authentication required")
+	// ErrDenied: the credentials do not allow the request (DENIED, 403).
+	ErrDenied = errors.New("requested access to the resource is denied")
+
+	// errUnsupported: the operation is switched off or the method is not
+	// served on this path (UNSUPPORTED, 405).
+	errUnsupported = errors.New("the operation is unsupported")
+	// errUploadInvalid: an upload request is malformed (BLOB_UPLOAD_INVALID).
+	errUploadInvalid = errors.New("blob upload invalid")
+	// errSizeInvalid: the request body does not have the size it declared (SIZE_INVALID).
+	errSizeInvalid = errors.New("provided length did not match content length")
+	// errPaginationNumberInvalid: the n query parameter is not a non-negative number.
+	errPaginationNumberInvalid = errors.New("invalid number of results requested")
+	// errRangeNotSatisfiable: a blob GET asked for bytes the blob does not have (RANGE_INVALID, 416).
+	errRangeNotSatisfiable = errors.New("requested range not satisfiable")
+	// errRouteUnknown: the path matches no route (NOT_FOUND, 404).
+	errRouteUnknown = errors.New("no route matches the request path")
+	// errNotReady: the storage does not answer (UNAVAILABLE, 503); the cause is logged.
+	errNotReady = errors.New("storage is not reachable")
+)
+
+// errorClass is what a family of errors becomes on the wire.
+type errorClass struct {
+	err    error // matched with errors.Is
+	code   string
+	status int
+	// message replaces the error's own text when set: for errors whose
+	// text could carry internals, or that need to name a limit.
+	message string
+}
+
+// errorTable maps every error the handlers can return to its OCI code and
+// HTTP status; the first match wins, so more specific errors come first.
+// Anything not listed is a 500 UNKNOWN whose text is logged, not sent.
+var errorTable = []errorClass{
+	{err: store.ErrBlobUnknown, code: "BLOB_UNKNOWN", status: http.StatusNotFound},
+	{err: errUploadInvalid, code: "BLOB_UPLOAD_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrUploadUnknown, code: "BLOB_UPLOAD_UNKNOWN", status: http.StatusNotFound},
+	{err: manifest.ErrDigestInvalid, code: "DIGEST_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrDigestMismatch, code: "DIGEST_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrManifestBlobUnknown, code: "MANIFEST_BLOB_UNKNOWN", status: http.StatusBadRequest},
+	{err: manifest.ErrTooLarge, code: "MANIFEST_INVALID", status: http.StatusRequestEntityTooLarge,
+		message: fmt.Sprintf("manifest too large: the limit is %d bytes (%d MiB)", manifest.MaxSize, manifest.MaxSize>>20)},
+	{err: manifest.ErrInvalid, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
+	{err: manifest.ErrUnsupported, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
+	{err: manifest.ErrTagInvalid, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrManifestUnknown, code: "MANIFEST_UNKNOWN", status: http.StatusNotFound},
+	{err: manifest.ErrNameInvalid, code: "NAME_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrNameUnknown, code: "NAME_UNKNOWN", status: http.StatusNotFound},
+	{err: errSizeInvalid, code: "SIZE_INVALID", status: http.StatusBadRequest},
+	{err: store.ErrRangeInvalid, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
+	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
+	{err: errPaginationNumberInvalid, code: "PAGINATION_NUMBER_INVALID", status: http.StatusBadRequest},
+	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
+	{err: ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized},
+	{err: ErrDenied, code: "DENIED", status: http.StatusForbidden},
+	{err: errRouteUnknown, code: "NOT_FOUND", status: http.StatusNotFound},
+	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
+}
+
+var internalError = errorClass{code: "UNKNOWN", status: http.StatusInternalServerError, message: "internal server error"}
+
+// classify finds the table entry for err.
+func classify(err error) errorClass {
+	for _, c := range errorTable {
+		if errors.Is(err, c.err) {
+			return c
+		}
+	}
+	return internalError
+}
+
+// maxMessage bounds the message sent to the client; the validators already
+// shorten hostile values, this is defence in depth.
+const maxMessage = 1024
+
+type errorEnvelope struct {
+	Errors []errorBody `json:"errors"`
+}
+
+type errorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError is the one place that turns a handler's error into a response:
+// the OCI envelope with the status and code of the table. Headers the handler
+// set (Range and Location of a 416 upload answer) are kept; those describing
+// a body that was never sent are dropped.
+func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	c := classify(err)
+	msg := c.message
+	if msg == "" {
+		msg = err.Error()
+		if len(msg) > maxMessage {
+			msg = msg[:maxMessage] + "..."
+		}
+	}
+	switch {
+	case c.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		reg.log.LogAttrs(r.Context(), slog.LevelInfo, "client went away", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Any("error", err))
+	case c.status >= 500:
+		reg.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", c.status), slog.Any("error", err))
+	default:
+		reg.log.LogAttrs(r.Context(), slog.LevelDebug, "request refused", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("code", c.code), slog.Any("error", err))
+	}
+	body, jerr := json.Marshal(errorEnvelope{Errors: []errorBody{{Code: c.code, Message: msg}}})
+	if jerr != nil { // cannot happen: strings only
+		body = []byte(`{"errors":[{"code":"UNKNOWN","message":"internal server error"}]}`)
+	}
+	h := w.Header()
+	for _, k := range []string{"Docker-Content-Digest", "Etag", "Accept-Ranges", "Content-Range", "Content-Encoding", "Cache-Control"} {
+		if c.status != http.StatusRequestedRangeNotSatisfiable || k != "Content-Range" {
+			delete(h, k)
+		}
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(c.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}

@@ -1,0 +1,142 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/storage/store"
+)
+
+// reference is a manifest reference from a URL: a digest or a tag.
+type reference struct {
+	digest digest.Digest // set for a digest reference
+	tag    string        // set for a tag reference
+}
+
+// parseReference tells a digest (it has a colon, which tags cannot) from a
+// tag, and validates either.
+//
+// Reading or deleting by a string that is no valid tag (and no digest) cannot
+// find anything, so lookupReference answers MANIFEST_UNKNOWN (404) for it, as
+// clients and the conformance suite expect; pushing with one is
+// MANIFEST_INVALID.
+func parseReference(s string) (reference, error) {
+	if strings.Contains(s, ":") {
+		d, err := manifest.ParseDigest(s)
+		return reference{digest: d}, err
+	}
+	if err := manifest.ValidateTag(s); err != nil {
+		return reference{}, err
+	}
+	return reference{tag: s}, nil
+}
+
+// lookupReference is parseReference for GET, HEAD and DELETE.
+func lookupReference(repo, s string) (reference, error) {
+	ref, err := parseReference(s)
+	if errors.Is(err, manifest.ErrTagInvalid) {
+		return ref, fmt.Errorf("%w: %q is not a valid tag, so %s has no such manifest (%v)", store.ErrManifestUnknown, s, repo, err)
+	}
+	return ref, err
+}
+
+// getManifest answers GET and HEAD /v2/<name>/manifests/<reference>.
+func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
+	vars := mux.Vars(r)
+	repo := vars["name"]
+	ref, err := lookupReference(repo, vars["reference"])
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	d := ref.digest
+	if d == "" {
+		if d, err = reg.store.ResolveTag(ctx, repo, ref.tag); err != nil {
+			return err
+		}
+	}
+	m, err := reg.store.GetManifest(ctx, repo, d)
+	if err != nil {
+		return err
+	}
+	mediaType := m.MediaType
+	if mediaType == "" {
+		mediaType = "application/octet-stream"
+	}
+	h := w.Header()
+	h.Set("Content-Type", mediaType)
+	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
+	h.Set("Docker-Content-Digest", m.Digest.String())
+	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		if _, err := w.Write(m.Body); err != nil {
+			return fmt.Errorf("sending manifest %s: %w", m.Digest, err)
+		}
+	}
+	return nil
+}
+
+// putManifest answers PUT /v2/<name>/manifests/<reference>. The body is never
+// read beyond manifest.MaxSize+1 bytes, and not at all when Content-Length
+// already says it is too large.
+func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+	vars := mux.Vars(r)
+	repo := vars["name"]
+	ref, err := parseReference(vars["reference"])
+	if err != nil {
+		return err
+	}
+	if r.ContentLength > manifest.MaxSize {
+		return fmt.Errorf("%w: Content-Length is %d", manifest.ErrTooLarge, r.ContentLength)
+	}
+	body, err := manifest.Read(r.Body)
+	if err != nil {
+		return err
+	}
+	res, err := reg.store.PutManifest(r.Context(), repo, ref.tag, ref.digest, r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+repo+"/manifests/"+res.Digest.String())
+	h.Set("Docker-Content-Digest", res.Digest.String())
+	if res.Manifest != nil && res.Manifest.Subject != nil {
+		h.Set("Oci-Subject", res.Manifest.Subject.Digest.String())
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// deleteManifest answers DELETE /v2/<name>/manifests/<reference>: by digest
+// it removes the manifest and its tags, by tag only the tag.
+func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) error {
+	if !reg.deleteEnabled {
+		return fmt.Errorf("%w: deleting manifests and tags is disabled on this registry", errUnsupported)
+	}
+	vars := mux.Vars(r)
+	repo := vars["name"]
+	ref, err := lookupReference(repo, vars["reference"])
+	if err != nil {
+		return err
+	}
+	if ref.digest != "" {
+		err = reg.store.DeleteManifest(r.Context(), repo, ref.digest)
+	} else {
+		err = reg.store.DeleteTag(r.Context(), repo, ref.tag)
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

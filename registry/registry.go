@@ -1,0 +1,159 @@
+package registry
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/storage/store"
+)
+
+// Options configure a Registry.
+type Options struct {
+	Store         *store.Store
+	Logger        *slog.Logger         // nil: slog.Default()
+	Metrics       *prometheus.Registry // nil: no /metrics and no metric collection
+	AccessLog     bool                 // one slog line per request
+	DeleteEnabled bool                 // false: DELETEs of blobs and manifests answer 405 UNSUPPORTED
+}
+
+// Registry is the HTTP handler of the distribution API. Its handlers are
+// methods that return an error; one adapter (serve) turns errors into OCI
+// error responses and records metrics and the access log.
+type Registry struct {
+	store         *store.Store
+	log           *slog.Logger
+	metrics       *metrics // nil: metrics off
+	accessLog     bool
+	deleteEnabled bool
+	router        *mux.Router
+}
+
+// New returns a Registry serving opts.Store. It fails if the metrics cannot
+// be registered on opts.Metrics (registered twice, for example).
+func New(opts Options) (*Registry, error) {
+	if opts.Store == nil {
+		return nil, errors.New("registry: Options.Store is nil")
+	}
+	reg := &Registry{
+		store:         opts.Store,
+		log:           opts.Logger,
+		accessLog:     opts.AccessLog,
+		deleteEnabled: opts.DeleteEnabled,
+	}
+	if reg.log == nil {
+		reg.log = slog.Default()
+	}
+	if opts.Metrics != nil {
+		m, err := newMetrics(opts.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		reg.metrics = m
+	}
+	reg.router = reg.routes(opts.Metrics)
+	return reg, nil
+}
+
+// apiVersion is shared by all responses; net/http only reads it.
+var apiVersion = []string{"registry/2.0"}
+
+// ServeHTTP implements http.Handler.
+func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header()["Docker-Distribution-Api-Version"] = apiVersion
+	reg.router.ServeHTTP(w, r)
+}
+
+// handlerFunc is the shape of every handler: it writes a successful response
+// or returns an error, and never writes an error body itself.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route describes one route template for the adapter.
+type route struct {
+	template string // the label in metrics and the access log: /v2/{name}/blobs/{digest}
+	hasName  bool   // the path holds a repository name to validate
+	metrics  *routeMetrics
+}
+
+// serve adapts h: it validates the repository name before h runs, writes
+// h's error with writeError, and records the request.
+func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		observed := reg.metrics != nil || reg.accessLog
+		var start time.Time
+		if observed {
+			start = time.Now()
+		}
+		rw := &responseWriter{ResponseWriter: w}
+		var body *requestBody
+		if r.Body != nil && r.Body != http.NoBody {
+			body = &requestBody{ReadCloser: r.Body}
+			r.Body = body
+		}
+		var repo string
+		var err error
+		if rt.hasName {
+			repo = mux.Vars(r)["name"]
+			if err = manifest.ValidateName(repo); err != nil {
+				repo = shorten(repo) // for the access log: it may be huge
+			}
+		}
+		if err == nil {
+			err = h(rw, r)
+		}
+		if err != nil {
+			if rw.status == 0 {
+				reg.writeError(rw, r, err)
+			} else {
+				// The response is under way: all that can be done is to
+				// log, and net/http closes a connection whose body came
+				// up short.
+				level := slog.LevelWarn
+				if r.Context().Err() != nil {
+					level = slog.LevelInfo // the client went away
+				}
+				reg.log.LogAttrs(r.Context(), level, "response failed after it started",
+					slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
+			}
+		}
+		if !observed {
+			return
+		}
+		var in int64
+		if body != nil {
+			in = body.read
+		}
+		elapsed := time.Since(start)
+		status := rw.statusOrOK()
+		rt.metrics.observe(r.Method, status, in, rw.written, elapsed.Seconds())
+		if reg.accessLog {
+			reg.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method),
+				slog.String("route", rt.template),
+				slog.String("repository", repo),
+				slog.Int("status", status),
+				slog.Int64("bytes_in", in),
+				slog.Int64("bytes_out", rw.written),
+				slog.Duration("duration", elapsed),
+				slog.String("remote", r.RemoteAddr),
+				slog.String("user_agent", r.UserAgent()),
+			)
+		}
+	})
+}
+
+// base answers GET /v2/: the registry speaks the v2 API.
+func (reg *Registry) base(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("{}"))
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package registry
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// namePattern matches a repository name, slashes included, permissively: the
+// handler adapter validates it with manifest.ValidateName before any handler
+// runs, so that a bad name is a 400 NAME_INVALID and not a 404.
+const namePattern = "{name:.+}"
+
+// routes builds the router. Every route of the registry is in this function:
+//
+//	GET                     /v2/                                  base
+//	GET, HEAD, DELETE       /v2/<name>/blobs/<digest>             getBlob, deleteBlob
+//	POST                    /v2/<name>/blobs/uploads/             startUpload
+//	GET, PATCH, PUT, DELETE /v2/<name>/blobs/uploads/<id>         getUpload, patchUpload, finishUpload, cancelUpload
+//	GET, HEAD, PUT, DELETE  /v2/<name>/manifests/<reference>      getManifest, putManifest, deleteManifest
+//	GET                     /v2/<name>/tags/list                  listTags
+//	GET                     /v2/_catalog                          catalog
+//	GET                     /v2/<name>/referrers/<digest>         referrers
+//	GET                     /healthz, /readyz                     healthz, readyz
+//	GET                     /metrics                              Prometheus (when Options.Metrics is set)
+//
+// The router matches the path as it was sent (UseEncodedPath) and never
+// cleans or redirects it (SkipClean), so "..", "%2e%2e", "%2f" and "//" reach
+// the name validation as they are and are refused there; nothing is decoded
+// into a name that would pass.
+func (reg *Registry) routes(promReg *prometheus.Registry) *mux.Router {
+	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
+
+	handle := func(template, path string, hasName bool, methods map[string]handlerFunc) {
+		rt := &route{template: template, hasName: hasName, metrics: reg.metrics.forRoute(template)}
+		for method, h := range methods {
+			r.Handle(path, reg.serve(rt, h)).Methods(method)
+		}
+	}
+
+	// The manifest route comes first: GET by tag is the hottest request.
+	handle("/v2/{name}/manifests/{reference}", "/v2/"+namePattern+"/manifests/{reference}", true, map[string]handlerFunc{
+		http.MethodGet:    reg.getManifest,
+		http.MethodHead:   reg.getManifest,
+		http.MethodPut:    reg.putManifest,
+		http.MethodDelete: reg.deleteManifest,
+	})
+	handle("/v2/{name}/blobs/{digest}", "/v2/"+namePattern+"/blobs/{digest}", true, map[string]handlerFunc{
+		http.MethodGet:    reg.getBlob,
+		http.MethodHead:   reg.getBlob,
+		http.MethodDelete: reg.deleteBlob,
+	})
+	handle("/v2/{name}/blobs/uploads/", "/v2/"+namePattern+"/blobs/uploads/", true, map[string]handlerFunc{
+		http.MethodPost: reg.startUpload,
+	})
+	handle("/v2/{name}/blobs/uploads/{id}", "/v2/"+namePattern+"/blobs/uploads/{id}", true, map[string]handlerFunc{
+		http.MethodGet:    reg.getUpload,
+		http.MethodPatch:  reg.patchUpload,
+		http.MethodPut:    reg.finishUpload,
+		http.MethodDelete: reg.cancelUpload,
+	})
+	handle("/v2/{name}/tags/list", "/v2/"+namePattern+"/tags/list", true, map[string]handlerFunc{
+		http.MethodGet: reg.listTags,
+	})
+	handle("/v2/{name}/referrers/{digest}", "/v2/"+namePattern+"/referrers/{digest}", true, map[string]handlerFunc{
+		http.MethodGet: reg.referrers,
+	})
+	handle("/v2/_catalog", "/v2/_catalog", false, map[string]handlerFunc{
+		http.MethodGet: reg.catalog,
+	})
+	handle("/v2/", "/v2/", false, map[string]handlerFunc{
+		http.MethodGet:  reg.base,
+		http.MethodHead: reg.base,
+	})
+	handle("/healthz", "/healthz", false, map[string]handlerFunc{
+		http.MethodGet:  reg.healthz,
+		http.MethodHead: reg.healthz,
+	})
+	handle("/readyz", "/readyz", false, map[string]handlerFunc{
+		http.MethodGet:  reg.readyz,
+		http.MethodHead: reg.readyz,
+	})
+	if promReg != nil {
+		metricsHandler := promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})
+		handle("/metrics", "/metrics", false, map[string]handlerFunc{
+			http.MethodGet: func(w http.ResponseWriter, r *http.Request) error {
+				metricsHandler.ServeHTTP(w, r)
+				return nil
+			},
+		})
+	}
+
+	notFound := &route{template: "unmatched", metrics: reg.metrics.forRoute("unmatched")}
+	r.NotFoundHandler = reg.serve(notFound, func(http.ResponseWriter, *http.Request) error { return errRouteUnknown })
+	wrongMethod := &route{template: "method-not-allowed", metrics: reg.metrics.forRoute("method-not-allowed")}
+	r.MethodNotAllowedHandler = reg.serve(wrongMethod, func(_ http.ResponseWriter, r *http.Request) error {
+		return fmt.Errorf("%w: method %s is not served on this path", errUnsupported, shorten(r.Method))
+	})
+	return r
+}
