@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/registry"
+	"github.com/berth-registry/berth/storage"
+	"github.com/berth-registry/berth/storage/filesystem"
+	"github.com/berth-registry/berth/storage/inmemory"
+	"github.com/berth-registry/berth/storage/store"
+)
+
+// maxHeaderBytes bounds request headers. Bearer tokens make registry
+// headers larger than most, but never near this.
+const maxHeaderBytes = 1 << 20
+
+func (a *app) newServeCmd() *cobra.Command {
+	var configFile, addr, root string
+	cmd := &cobra.Command{
+		Use:   "serve [--config FILE] [--addr HOST:PORT] [--root DIR]",
+		Short: "Run the registry's HTTP server",
+		Long: `Run the registry's HTTP server until SIGTERM or SIGINT.
+
+The configuration is built from, lowest precedence first: built-in defaults,
+the YAML file given with --config (unknown keys are errors), BERTH_*
+environment variables, and the flags --addr and --root. Every key has a
+variable: BERTH_ and its yaml path upper-cased, sections joined by "_"
+(http.drainTimeout is BERTH_HTTP_DRAINTIMEOUT). "berth config env" lists
+them with their defaults; configs/berth.yaml documents every key;
+"berth config show" prints the effective configuration.
+
+On SIGTERM or SIGINT the server stops accepting connections and waits up to
+http.drainTimeout for in-flight requests (uploads) to finish, then exits 0.
+A second signal stops at once, exit code 1.
+
+Exit codes: 0 after a graceful stop, 2 for a bad flag or configuration
+(nothing started), 1 for any other failure.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			flags := cmd.Flags()
+			cfg, err := config.Load(configFile, a.lookupEnv, func(c *config.Config) {
+				if flags.Changed("addr") {
+					c.HTTP.Addr = addr
+				}
+				if flags.Changed("root") {
+					c.Storage.Filesystem.Root = root
+				}
+			})
+			if err != nil {
+				return usageError(err)
+			}
+			return a.serve(cfg)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "YAML config `FILE` (none: defaults and environment only)")
+	cmd.Flags().StringVar(&addr, "addr", "", "listen on `HOST:PORT`, overriding http.addr (default 127.0.0.1:5000)")
+	cmd.Flags().StringVar(&root, "root", "", "store content under `DIR`, overriding storage.filesystem.root (default ./data)")
+	return cmd
+}
+
+// serve runs the registry described by cfg until a signal stops it.
+func (a *app) serve(cfg *config.Config) error {
+	// Signals are relayed from the start: a SIGTERM while starting up must
+	// not kill the process halfway.
+	sigc := make(chan os.Signal, 2)
+	stop := a.notify(sigc)
+	defer stop()
+
+	var tlsConfig *tls.Config
+	if cfg.HTTP.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
+		if err != nil {
+			return usageError(fmt.Errorf("http.tls: %w", err))
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	logger := newLogger(a.stderr, cfg.Log)
+	for _, name := range config.UnknownEnv(a.environ) {
+		logger.Warn("ignoring environment variable that configures nothing (see berth config env)", "name", name)
+	}
+
+	driver, err := newDriver(cfg.Storage)
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	st := store.New(driver, store.Options{Logger: logger})
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	handler, err := registry.New(registry.Options{
+		Store:         st,
+		Logger:        logger,
+		Metrics:       metrics,
+		AccessLog:     cfg.Log.AccessLog,
+		DeleteEnabled: cfg.Storage.Delete.Enabled,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		// No ReadTimeout or WriteTimeout: a blob upload or download lasts
+		// as long as its gigabytes take.
+		MaxHeaderBytes: maxHeaderBytes,
+		TLSConfig:      tlsConfig,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// Listen before logging, so that whoever waits for the "listening"
+	// line can connect at once (and learns the port when http.addr asks
+	// for port 0).
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return err
+	}
+	attrs := []any{
+		"addr", ln.Addr().String(),
+		"tls", tlsConfig != nil,
+		"storage", cfg.Storage.Driver,
+	}
+	if cfg.Storage.Driver == config.DriverFilesystem {
+		attrs = append(attrs, "root", cfg.Storage.Filesystem.Root)
+	}
+	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled, "version", buildVersion())
+	logger.Info("listening", attrs...)
+
+	served := make(chan error, 1)
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+
+	var sig os.Signal
+	select {
+	case err := <-served:
+		return fmt.Errorf("http server: %w", err)
+	case sig = <-sigc:
+	}
+	return shutdown(srv, sigc, sig, cfg.HTTP.DrainTimeout, logger)
+}
+
+// shutdown stops srv after the signal sig: no new connections, and up to
+// drain for in-flight requests, unless a second signal arrives on sigc.
+func shutdown(srv *http.Server, sigc <-chan os.Signal, sig os.Signal, drain time.Duration, logger *slog.Logger) error {
+	logger.Info("shutting down: waiting for in-flight requests", "signal", sig.String(), "drainTimeout", drain.String())
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	interrupted := make(chan os.Signal, 1)
+	go func() {
+		select {
+		case s := <-sigc:
+			interrupted <- s
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	err := srv.Shutdown(ctx)
+	if err == nil {
+		logger.Info("stopped", "after", time.Since(start).Round(time.Millisecond).String())
+		return nil
+	}
+	// Drain time is up, or a second signal: drop what is left.
+	_ = srv.Close()
+	select {
+	case s := <-interrupted:
+		logger.Warn("second signal: stopped without waiting for in-flight requests", "signal", s.String())
+		return fmt.Errorf("interrupted by a second signal (%s)", s)
+	default:
+		logger.Warn("drain timeout expired: closed connections with requests in flight", "drainTimeout", drain.String())
+		return nil
+	}
+}
+
+// newDriver builds the storage driver that c names. Validate has checked
+// the name.
+func newDriver(c config.Storage) (storage.Driver, error) {
+	switch c.Driver {
+	case config.DriverFilesystem:
+		d, err := filesystem.New(c.Filesystem.Root)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	case config.DriverInmemory:
+		return inmemory.New(), nil
+	default:
+		return nil, fmt.Errorf("unknown driver %q", c.Driver)
+	}
+}
+
+// newLogger returns the process logger: text or json on w, from the level c sets.
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

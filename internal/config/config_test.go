@@ -1,0 +1,358 @@
+package config_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"gopkg.in/yaml.v3"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden from the effective configs")
+
+// TestGolden loads every testdata/*.yaml (no environment) and compares the
+// effective configuration, dumped as YAML, with testdata/*.golden.
+func TestGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata/*.yaml: %v", err)
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			c, err := config.Load(file, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := c.WriteYAML(&got); err != nil {
+				t.Fatal(err)
+			}
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/config -update)", err)
+			}
+			if got.String() != string(want) {
+				t.Errorf("effective config of %s differs from %s (go test ./internal/config -update rewrites it):\n--- got\n%s--- want\n%s", file, golden, got.String(), want)
+			}
+			// The dump is itself a valid config that loads to the same values.
+			again, err := config.Load(writeFile(t, got.String()), nil)
+			if err != nil {
+				t.Fatalf("reloading the dump: %v", err)
+			}
+			if !reflect.DeepEqual(again, c) {
+				t.Errorf("reloaded dump = %+v, want %+v", again, c)
+			}
+		})
+	}
+}
+
+// TestConfigsDirectory loads every example in configs/, so that they cannot
+// rot, and checks that configs/berth.yaml spells out every key at its default
+// value with its environment variable in a comment.
+func TestConfigsDirectory(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs/*.yaml: %v", err)
+	}
+	for _, file := range files {
+		if _, err := config.Load(file, nil); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+
+	const full = "../../configs/berth.yaml"
+	c, err := config.Load(full, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def := config.Default(); !reflect.DeepEqual(*c, def) {
+		t.Errorf("%s does not hold the defaults:\n got %+v\nwant %+v", full, *c, def)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range config.EnvVars() {
+		if lookup(doc.Content[0], strings.Split(v.Key, ".")) == nil {
+			t.Errorf("%s lacks key %s", full, v.Key)
+		}
+		if !bytes.Contains(b, []byte("# env: "+v.Name+"\n")) {
+			t.Errorf("%s lacks the comment \"# env: %s\" for %s", full, v.Name, v.Key)
+		}
+	}
+}
+
+// lookup returns the value node at path in a mapping node, or nil.
+func lookup(n *yaml.Node, path []string) *yaml.Node {
+	if len(path) == 0 {
+		return n
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == path[0] {
+			return lookup(n.Content[i+1], path[1:])
+		}
+	}
+	return nil
+}
+
+func TestDefaultIsValid(t *testing.T) {
+	c := config.Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c2, err := config.Load("", nil); err != nil || !reflect.DeepEqual(*c2, c) {
+		t.Fatalf("Load with nothing = %+v, %v; want the defaults", c2, err)
+	}
+}
+
+// TestFileErrors checks that a bad file is refused with one line that names
+// the file, the line and the key.
+func TestFileErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string // substrings of the error, after "FILE:"
+	}{
+		{"unknown top-level key", "log:\n  level: info\nhtpp:\n  addr: x\n",
+			[]string{`:3: unknown key "htpp"`, "known keys at the top level: log, http, storage"}},
+		{"unknown nested key", "http:\n  addr: :80\n  adr: :81\n",
+			[]string{`:3: unknown key "http.adr"`, "readHeaderTimeout"}},
+		{"unknown deep key", "storage:\n  filesystem:\n    rootdir: /x\n",
+			[]string{`:3: unknown key "storage.filesystem.rootdir"`}},
+		{"key in wrong case", "http:\n  drainTimeOut: 1m\n", []string{`:2: unknown key "http.drainTimeOut"`}},
+		{"unknown key under empty section", "log:\nstorage:\n  s3:\n    bucket: b\n", []string{`:3: unknown key "storage.s3"`}},
+		{"repeated key", "log:\n  level: info\n  level: debug\n", []string{`:3: key "log.level" repeated (first at line 2)`}},
+		{"bad bool", "log:\n  accessLog: maybe\n", []string{`:2: log.accessLog: cannot use "maybe": want true or false`}},
+		{"duration without unit", "http:\n  idleTimeout: 30\n", []string{`:2: http.idleTimeout: cannot use "30": want a duration`}},
+		{"bad duration", "http:\n  drainTimeout: soon\n", []string{`:2: http.drainTimeout: cannot use "soon"`}},
+		{"list for a string", "http:\n  addr: [a, b]\n", []string{`:2: http.addr: cannot use a list: want a string`}},
+		{"scalar for a section", "storage: filesystem\n", []string{`:1: storage: want a mapping of keys (driver, filesystem, delete), got "filesystem"`}},
+		{"not a mapping", "- log\n", []string{`:1: top level: want a mapping`}},
+		{"two documents", "log:\n  level: info\n---\nhttp:\n", []string{`:3: a second YAML document`}},
+		{"syntax error", "http:\n  addr: [\n", []string{`.yaml:`, "did not find expected"}},
+		{"bad tab indentation", "http:\n\taddr: x\n", []string{`.yaml:2: found character that cannot start any token`}},
+		// Decoded fine, then refused by Validate.
+		{"bad level", "log:\n  level: verbose\n", []string{`log.level: "verbose" is not one of debug, info, warn or error`}},
+		{"bad format", "log:\n  format: xml\n", []string{`log.format: "xml" is not one of text or json`}},
+		{"bad driver", "storage:\n  driver: s3\n", []string{`storage.driver: "s3" is not one of filesystem or inmemory`}},
+		{"empty root", "storage:\n  filesystem:\n    root: ''\n", []string{`storage.filesystem.root: must be set`}},
+		{"root may be empty for inmemory", "storage:\n  driver: inmemory\n  filesystem:\n    root: ''\n", nil},
+		{"addr without port", "http:\n  addr: localhost\n", []string{`http.addr: "localhost" is not host:port`}},
+		{"addr with bad port", "http:\n  addr: 'localhost:http'\n", []string{`http.addr: "localhost:http": port "http" is not a number`}},
+		{"addr port too big", "http:\n  addr: ':65536'\n", []string{`port "65536"`}},
+		{"zero header timeout", "http:\n  readHeaderTimeout: 0s\n", []string{`http.readHeaderTimeout: 0s must be positive`}},
+		{"negative drain", "http:\n  drainTimeout: -1s\n", []string{`http.drainTimeout: -1s must not be negative`}},
+		{"half tls", "http:\n  tls:\n    certificate: c.pem\n", []string{`http.tls: set both certificate and key, or neither`}},
+		{"every invalid value at once", "log:\n  level: x\n  format: y\n",
+			[]string{`log.level: "x"`, `; log.format: "y"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, tc.yaml)
+			_, err := config.Load(file, nil)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.yaml)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans lines: %q", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if strings.HasPrefix(tc.want[0], ":") && !strings.HasPrefix(msg, file+":") {
+				t.Errorf("error %q does not start with the file name", msg)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), nil)
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("err = %v, want one naming the file", err)
+	}
+}
+
+// TestEnvNames pins the environment variables: they are an interface that
+// deployments depend on, and renaming a yaml key renames its variable.
+func TestEnvNames(t *testing.T) {
+	want := []config.EnvVar{
+		{"BERTH_LOG_LEVEL", "log.level", "string", "info"},
+		{"BERTH_LOG_FORMAT", "log.format", "string", "text"},
+		{"BERTH_LOG_ACCESSLOG", "log.accessLog", "bool", "true"},
+		{"BERTH_HTTP_ADDR", "http.addr", "string", "127.0.0.1:5000"},
+		{"BERTH_HTTP_READHEADERTIMEOUT", "http.readHeaderTimeout", "duration", "30s"},
+		{"BERTH_HTTP_IDLETIMEOUT", "http.idleTimeout", "duration", "2m0s"},
+		{"BERTH_HTTP_DRAINTIMEOUT", "http.drainTimeout", "duration", "5m0s"},
+		{"BERTH_HTTP_TLS_CERTIFICATE", "http.tls.certificate", "string", ""},
+		{"BERTH_HTTP_TLS_KEY", "http.tls.key", "string", ""},
+		{"BERTH_STORAGE_DRIVER", "storage.driver", "string", "filesystem"},
+		{"BERTH_STORAGE_FILESYSTEM_ROOT", "storage.filesystem.root", "string", "./data"},
+		{"BERTH_STORAGE_DELETE_ENABLED", "storage.delete.enabled", "bool", "true"},
+	}
+	got := config.EnvVars()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("EnvVars() =\n%+v\nwant\n%+v", got, want)
+	}
+	seen := make(map[string]string)
+	for _, v := range got {
+		if k, dup := seen[v.Name]; dup {
+			t.Errorf("%s overrides both %s and %s", v.Name, k, v.Key)
+		}
+		seen[v.Name] = v.Key
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{
+		"BERTH_LOG_LEVEL":               "debug",
+		"BERTH_LOG_FORMAT":              "json",
+		"BERTH_LOG_ACCESSLOG":           "0",
+		"BERTH_HTTP_ADDR":               ":9000",
+		"BERTH_HTTP_READHEADERTIMEOUT":  "5s",
+		"BERTH_HTTP_IDLETIMEOUT":        "1h",
+		"BERTH_HTTP_DRAINTIMEOUT":       "0s",
+		"BERTH_HTTP_TLS_CERTIFICATE":    "c.pem",
+		"BERTH_HTTP_TLS_KEY":            "k.pem",
+		"BERTH_STORAGE_DRIVER":          "inmemory",
+		"BERTH_STORAGE_FILESYSTEM_ROOT": "/srv/berth",
+		"BERTH_STORAGE_DELETE_ENABLED":  "false",
+		"BERTH_UNRELATED":               "ignored",
+	}
+	c, err := config.Load("", mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Config{
+		Log: config.Log{Level: "debug", Format: "json", AccessLog: false},
+		HTTP: config.HTTP{
+			Addr: ":9000", ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 0,
+			TLS: config.TLS{Certificate: "c.pem", Key: "k.pem"},
+		},
+		Storage: config.Storage{
+			Driver:     "inmemory",
+			Filesystem: config.Filesystem{Root: "/srv/berth"},
+			Delete:     config.Delete{Enabled: false},
+		},
+	}
+	if !reflect.DeepEqual(*c, want) {
+		t.Errorf("got  %+v\nwant %+v", *c, want)
+	}
+}
+
+func TestEnvErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		want        string
+	}{
+		{"BERTH_HTTP_IDLETIMEOUT", "30", `BERTH_HTTP_IDLETIMEOUT="30": want a duration such as 30s, 5m or 1h30m (overrides http.idleTimeout)`},
+		{"BERTH_HTTP_DRAINTIMEOUT", "", `BERTH_HTTP_DRAINTIMEOUT="": want a duration`},
+		{"BERTH_LOG_ACCESSLOG", "yes please", `BERTH_LOG_ACCESSLOG="yes please": want true or false (overrides log.accessLog)`},
+		{"BERTH_STORAGE_DELETE_ENABLED", "", `BERTH_STORAGE_DELETE_ENABLED="": want true or false`},
+		// Parsed, then refused by Validate, which names the key.
+		{"BERTH_LOG_LEVEL", "INFO", `log.level: "INFO" is not one of`},
+		{"BERTH_HTTP_ADDR", "", `http.addr: "" is not host:port`},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			_, err := config.Load("", mapEnv(map[string]string{tc.name: tc.value}))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPrecedence: defaults < file < environment < overrides (flags).
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, "log:\n  level: warn\n  format: json\nhttp:\n  addr: file:1\n  idleTimeout: 1m\n")
+	env := mapEnv(map[string]string{
+		"BERTH_HTTP_ADDR":        "env:2",
+		"BERTH_HTTP_IDLETIMEOUT": "2m",
+		"BERTH_LOG_FORMAT":       "text",
+	})
+	flagAddr := func(c *config.Config) { c.HTTP.Addr = "flag:3" }
+	c, err := config.Load(file, env, flagAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key       string
+		got, want any
+	}{
+		{"storage.driver (default)", c.Storage.Driver, "filesystem"},
+		{"log.level (file over default)", c.Log.Level, "warn"},
+		{"log.format (env over file)", c.Log.Format, "text"},
+		{"http.idleTimeout (env over file)", c.HTTP.IdleTimeout, 2 * time.Minute},
+		{"http.addr (flag over env over file)", c.HTTP.Addr, "flag:3"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.key, tc.got, tc.want)
+		}
+	}
+
+	// Overrides are validated too.
+	_, err = config.Load(file, env, func(c *config.Config) { c.HTTP.Addr = "nohost" })
+	if err == nil || !strings.Contains(err.Error(), "http.addr") {
+		t.Errorf("invalid override: err = %v, want one naming http.addr", err)
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	got := config.UnknownEnv([]string{
+		"HOME=/root", "BERTH_HTTP_ADDR=:1", "BERTH_HTTP_ADR=:1", "BERTH_LOG_LEVEL=x",
+		"BERTH_STORAGE_ROOT=/x", "BERTH_HTTP_ADR=again", "XBERTH_LOG=1", "BERTH_=",
+	})
+	want := []string{"BERTH_", "BERTH_HTTP_ADR", "BERTH_STORAGE_ROOT"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("UnknownEnv = %q, want %q", got, want)
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	for _, level := range []string{"debug", "info", "warn", "error"} {
+		got := config.Log{Level: level}.SlogLevel().String()
+		if !strings.EqualFold(got, level) {
+			t.Errorf("SlogLevel(%q) = %s", level, got)
+		}
+	}
+}
+
+func mapEnv(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "berth.yaml")
+	if err := os.WriteFile(file, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
