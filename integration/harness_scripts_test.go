@@ -1,0 +1,64 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+)
+
+var (
+	conformanceSummary = regexp.MustCompile(`^conformance: (\d+) passed, (\d+) failed$`)
+	clientsSummary     = regexp.MustCompile(`^clients: (\d+) passed, (\d+) failed$`)
+)
+
+// TestConformance runs the OCI distribution-spec conformance suite (all four
+// categories, automatic cross-mount expected) against each storage driver.
+func TestConformance(t *testing.T) {
+	needIntegration(t)
+	h := harnessDir(t)
+	for _, driver := range []string{Filesystem, InMemory} {
+		t.Run(driver, func(t *testing.T) {
+			root := ""
+			if driver == Filesystem {
+				root = t.TempDir()
+			}
+			srv := startServer(t, underTest(), driver, root)
+			env := append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1")
+			lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), srv.URL)
+			last := lastLine(lines)
+			m := conformanceSummary.FindStringSubmatch(last)
+			if m == nil {
+				t.Fatalf("conformance.sh did not end with its summary line (%v); last line: %q", err, last)
+			}
+			passed, _ := strconv.Atoi(m[1])
+			failed, _ := strconv.Atoi(m[2])
+			if failed != 0 || passed == 0 {
+				t.Errorf("%s: %s (the failing specs are listed above)", driver, last)
+			} else if err != nil {
+				t.Errorf("conformance.sh: %v after %q", err, last)
+			}
+		})
+	}
+}
+
+// TestClients runs push/pull round trips with crane, oras, regctl, skopeo and
+// podman (the harness's clients.sh).
+func TestClients(t *testing.T) {
+	needIntegration(t)
+	h := harnessDir(t)
+	srv := startServer(t, underTest(), Filesystem, t.TempDir())
+	lines, err := runLogged(t, os.Environ(), 10*time.Minute, filepath.Join(h, "clients.sh"), srv.URL)
+	last := lastLine(lines)
+	if last != "clients: 5 passed, 0 failed" {
+		if clientsSummary.MatchString(last) {
+			t.Fatalf("want %q, got %q (FAIL/skip lines above say which client and step)", "clients: 5 passed, 0 failed", last)
+		}
+		t.Fatalf("clients.sh did not end with its summary line (%v); last line: %q", err, last)
+	}
+	if err != nil {
+		t.Errorf("clients.sh: %v after %q", err, last)
+	}
+}

@@ -1,0 +1,280 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Registry implementations that Start knows how to run.
+const (
+	Berth          = "berth"
+	DockerRegistry = "docker-registry" // Debian's docker-registry (distribution 2.8.2)
+)
+
+// Storage drivers.
+const (
+	Filesystem = "filesystem"
+	InMemory   = "inmemory"
+)
+
+// Options describe one registry process.
+type Options struct {
+	Kind   string // Berth or DockerRegistry
+	Binary string // the executable; default "docker-registry" for DockerRegistry
+	Driver string // Filesystem (default) or InMemory
+	Root   string // storage root for Filesystem; required with it
+	// Dir receives the generated config and the server's log (required).
+	Dir string
+	// Quiet turns the access log off and logs warnings only (for benchmarks).
+	Quiet bool
+}
+
+// Server is a running registry process, in its own process group.
+type Server struct {
+	Kind    string
+	Host    string // 127.0.0.1:PORT
+	URL     string // http://127.0.0.1:PORT
+	LogPath string // the server's stdout and stderr
+
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	err      error       // set when exited is closed
+	stopping atomic.Bool // Stop was called
+}
+
+// Start writes a config for o, starts the registry on a free loopback port and
+// returns once GET /v2/ answers (any status below 500). It retries with a new
+// port if the process exits before answering, which covers a lost port race.
+func Start(ctx context.Context, o Options) (*Server, error) {
+	if o.Driver == "" {
+		o.Driver = Filesystem
+	}
+	if o.Driver == Filesystem && o.Root == "" {
+		return nil, errors.New("filesystem storage needs a root directory")
+	}
+	if o.Dir == "" {
+		return nil, errors.New("Options.Dir is required")
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var s *Server
+		s, err = start(ctx, o)
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, errExitedEarly) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+var errExitedEarly = errors.New("registry exited before answering")
+
+func start(ctx context.Context, o Options) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	host := fmt.Sprintf("127.0.0.1:%d", port)
+	bin, args, config := command(o, host)
+	if strings.Contains(bin, "/") { // the process runs in o.Dir
+		if bin, err = filepath.Abs(bin); err != nil {
+			return nil, err
+		}
+	}
+	cfgPath := filepath.Join(o.Dir, o.Kind+"-config.yml")
+	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	args = append(args, cfgPath)
+	if o.Kind == Berth {
+		args = append(args, "--addr", host)
+		if o.Driver == Filesystem {
+			args = append(args, "--root", o.Root)
+		}
+	}
+	logPath := filepath.Join(o.Dir, o.Kind+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logf, "=== %s %s (%s)\n", bin, strings.Join(args, " "), time.Now().Format(time.RFC3339))
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = o.Dir
+	// Own process group, so that Stop reaches any children; killed if the
+	// test binary dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &Server{Kind: o.Kind, Host: host, URL: "http://" + host, LogPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		s.err = cmd.Wait()
+		logf.Close()
+		close(s.exited)
+	}()
+	if err := s.waitReady(ctx, 30*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("%s on %s: %w\n%s", o.Kind, host, err, s.LogTail(40))
+	}
+	return s, nil
+}
+
+// command returns the executable, its arguments up to the config path, and
+// the config file's contents.
+func command(o Options, host string) (bin string, args []string, config string) {
+	switch o.Kind {
+	case DockerRegistry:
+		bin = o.Binary
+		if bin == "" {
+			bin = "docker-registry"
+		}
+		var b strings.Builder
+		b.WriteString("version: 0.1\nlog:\n")
+		if o.Quiet {
+			b.WriteString("  level: warn\n  accesslog:\n    disabled: true\n")
+		} else {
+			b.WriteString("  level: info\n")
+		}
+		b.WriteString("storage:\n")
+		if o.Driver == InMemory {
+			b.WriteString("  inmemory: {}\n")
+		} else {
+			fmt.Fprintf(&b, "  filesystem:\n    rootdirectory: %q\n", o.Root)
+		}
+		// As in Debian's /etc/docker/registry/config.yml.
+		b.WriteString("  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\n")
+		fmt.Fprintf(&b, "http:\n  addr: %s\n", host)
+		return bin, []string{"serve"}, b.String()
+	default: // Berth; keys as in configs/berth.yaml
+		var b strings.Builder
+		if o.Quiet {
+			b.WriteString("log:\n  level: warn\n  accessLog: false\n")
+		} else {
+			b.WriteString("log:\n  level: info\n  accessLog: true\n")
+		}
+		// A quick stop: tests and benchmarks leave no uploads behind.
+		b.WriteString("http:\n  drainTimeout: 5s\n")
+		fmt.Fprintf(&b, "storage:\n  driver: %s\n", o.Driver)
+		if o.Driver == Filesystem {
+			fmt.Fprintf(&b, "  filesystem:\n    root: %q\n", o.Root)
+		}
+		b.WriteString("  delete:\n    enabled: true\n")
+		return o.Binary, []string{"serve", "--config"}, b.String()
+	}
+}
+
+// freePort asks the kernel for an unused loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v2/", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return fmt.Errorf("%w (%v)", errExitedEarly, s.err)
+		case <-ctx.Done():
+			return fmt.Errorf("GET /v2/ did not answer within %v", limit)
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop sends SIGTERM to the server's process group and waits up to 15 s, then
+// kills it. It reports how the process ended; "killed" only if SIGTERM was not
+// enough. Safe to call more than once.
+func (s *Server) Stop() (status string, err error) {
+	s.stopping.Store(true)
+	select {
+	case <-s.exited:
+		return exitStatus(s.err), nil
+	default:
+	}
+	pgid := s.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		return exitStatus(s.err), nil
+	case <-time.After(15 * time.Second):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-s.exited
+	return exitStatus(s.err), fmt.Errorf("%s did not exit within 15s of SIGTERM; killed", s.Kind)
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// Exited reports whether the process has ended.
+func (s *Server) Exited() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// LogTail returns the last n lines of the server's log.
+func (s *Server) LogTail(n int) string {
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// BuildBerth builds ./cmd/berth of the module at repoRoot into dir and
+// returns the binary's path.
+func BuildBerth(ctx context.Context, repoRoot, dir string) (string, error) {
+	goBin := "go"
+	if _, err := exec.LookPath(goBin); err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	out := filepath.Join(dir, "berth")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/berth")
+	cmd.Dir = repoRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/berth: %v\n%s", err, b)
+	}
+	return out, nil
+}
