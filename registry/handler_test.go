@@ -166,9 +166,9 @@ func (w *readFromRecorder) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // TestBlobGetReachesSendfile: with metrics and the access log wrapping the
-// response writer, a blob GET still hands the writer's ReadFrom a
-// LimitedReader over the *os.File of the filesystem driver, which is what
-// net/http turns into sendfile.
+// response writer, a blob GET to a remote peer still hands the writer's
+// ReadFrom a LimitedReader over the *os.File of the filesystem driver, which
+// is what net/http turns into sendfile; a loopback peer gets a buffered copy.
 func TestBlobGetReachesSendfile(t *testing.T) {
 	d, err := filesystem.New(t.TempDir())
 	if err != nil {
@@ -212,6 +212,23 @@ func TestBlobGetReachesSendfile(t *testing.T) {
 	// The bytes went through ReadFrom and were still counted.
 	if got := metricValue(t, e.metrics, "berth_http_response_bytes_total", map[string]string{"route": "/v2/{name}/blobs/{digest}"}); got != 100_100 {
 		t.Errorf("response bytes %v, want 100100", got)
+	}
+
+	// A peer on this host gets a buffered copy instead (faster over loopback).
+	for _, addr := range []string{"127.0.0.1:40000", "[::1]:40000", "127.9.9.9:1"} {
+		r := httptest.NewRequest("GET", "/v2/"+repo+"/blobs/"+b.digest.String(), nil)
+		r.RemoteAddr = addr
+		w := &readFromRecorder{ResponseRecorder: httptest.NewRecorder()}
+		e.reg.ServeHTTP(w, r)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), b.data) {
+			t.Fatalf("%s: status %d, %d bytes", addr, w.Code, w.Body.Len())
+		}
+		if w.calls != 0 {
+			t.Errorf("%s: ReadFrom called for a loopback peer", addr)
+		}
+	}
+	if got := metricValue(t, e.metrics, "berth_http_response_bytes_total", map[string]string{"route": "/v2/{name}/blobs/{digest}"}); got != 100_100+3*100_000 {
+		t.Errorf("response bytes %v, want %d", got, 100_100+3*100_000)
 	}
 }
 

@@ -376,21 +376,41 @@ func (c *cutReader) Read(p []byte) (int, error) {
 }
 
 func TestCutOffChunkIsReportedAndKept(t *testing.T) {
-	drivers(t, func(t *testing.T, d storage.Driver) {
-		ctx := context.Background()
-		s := store.New(d, store.Options{})
-		content := randomBytes(t, 50_000)
-		u, _ := s.StartUpload(ctx, "r")
-		u, err := s.AppendUpload(ctx, "r", u.ID, 0, &cutReader{bytes.NewReader(content[:20_000])})
-		if !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("cut-off chunk: %v", err)
+	// 20 kB fits one copy buffer; 2.5 MiB goes through the hashing pipeline.
+	for _, cut := range []int{20_000, 5<<19 + 3} {
+		t.Run(fmt.Sprint(cut), func(t *testing.T) {
+			drivers(t, func(t *testing.T, d storage.Driver) {
+				ctx := context.Background()
+				s := store.New(d, store.Options{})
+				content := randomBytes(t, cut+30_000)
+				u, _ := s.StartUpload(ctx, "r")
+				u, err := s.AppendUpload(ctx, "r", u.ID, 0, &cutReader{bytes.NewReader(content[:cut])})
+				if !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("cut-off chunk: %v", err)
+				}
+				if u.Size != int64(cut) {
+					t.Fatalf("kept %d bytes, want the %d received", u.Size, cut)
+				}
+				// The client resumes where the upload ends, and the blob verifies.
+				if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[cut:]), digest.FromBytes(content)); err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkPutBlob(b *testing.B) {
+	content := make([]byte, 64<<20)
+	if _, err := rand.Read(content); err != nil {
+		b.Fatal(err)
+	}
+	want := digest.FromBytes(content)
+	b.SetBytes(int64(len(content)))
+	for i := 0; i < b.N; i++ {
+		s := store.New(inmemory.New(), store.Options{})
+		if _, err := s.PutBlob(context.Background(), "r", bytes.NewReader(content), want); err != nil {
+			b.Fatal(err)
 		}
-		if u.Size != 20_000 {
-			t.Fatalf("kept %d bytes, want the 20000 received", u.Size)
-		}
-		// The client resumes where the upload ends, and the blob verifies.
-		if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[20_000:]), digest.FromBytes(content)); err != nil {
-			t.Fatal(err)
-		}
-	})
+	}
 }

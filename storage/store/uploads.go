@@ -28,9 +28,13 @@ type Upload struct {
 // with another algorithm (sha512) is hashed again once at the end.
 const streamAlgorithm = digest.SHA256
 
-// copyBufferSize is the size of the buffer bytes travel through between the
-// request body, the hash and the driver.
-const copyBufferSize = 1 << 20
+// copyBufferSize is the size of the buffers bytes travel through between
+// the request body, the hash and the driver; pipelineDepth is how many of
+// them one upload may have in flight.
+const (
+	copyBufferSize = 1 << 20
+	pipelineDepth  = 4
+)
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
@@ -210,33 +214,89 @@ func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bo
 // clean io.EOF from r ends the copy without error: a body cut short (for
 // example io.ErrUnexpectedEOF from a dropped connection) is reported, so a
 // partial chunk is never taken for a whole one.
+//
+// A body that fits one buffer is written and hashed in place. A bigger one
+// is pipelined: this goroutine receives and writes while a second one hashes
+// the buffers already written, so on two cores hashing costs no wall time.
+// When copyHashing returns, h has seen every byte written and no goroutine
+// touches it any more.
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
-	bp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bp)
-	buf := *bp
-	for {
-		// Fill the buffer before writing: big writes are cheaper for every driver.
-		n := 0
-		var rerr error
-		for n < len(buf) && rerr == nil {
-			var m int
-			m, rerr = r.Read(buf[n:])
-			n += m
-		}
-		if n > 0 {
-			m, werr := w.Write(buf[:n])
-			h.Write(buf[:m])
-			if werr != nil {
-				return werr
-			}
+	first := copyBuffers.Get().(*[]byte)
+	n, rerr := fill(r, *first)
+	if rerr != nil {
+		defer copyBuffers.Put(first)
+		m, werr := w.Write((*first)[:n])
+		h.Write((*first)[:m])
+		if werr != nil {
+			return werr
 		}
 		if rerr == io.EOF {
 			return nil
 		}
-		if rerr != nil {
-			return rerr
+		return rerr
+	}
+
+	type chunk struct {
+		buf *[]byte
+		n   int
+	}
+	free := make(chan *[]byte, pipelineDepth)
+	free <- first
+	for i := 1; i < pipelineDepth; i++ {
+		free <- copyBuffers.Get().(*[]byte)
+	}
+	written := make(chan chunk, pipelineDepth)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for c := range written {
+			h.Write((*c.buf)[:c.n])
+			free <- c.buf
+		}
+	}()
+	err := func() error {
+		buf := <-free // first, holding n bytes already read
+		for {
+			if n > 0 {
+				m, werr := w.Write((*buf)[:n])
+				written <- chunk{buf, m}
+				if werr != nil {
+					return werr
+				}
+			} else {
+				free <- buf
+			}
+			switch rerr {
+			case nil:
+			case io.EOF:
+				return nil
+			default:
+				return rerr
+			}
+			buf = <-free
+			n, rerr = fill(r, *buf)
+		}
+	}()
+	close(written)
+	<-hashed
+	for i := 0; i < pipelineDepth; i++ {
+		copyBuffers.Put(<-free)
+	}
+	return err
+}
+
+// fill reads from r until buf is full or r returns an error (io.EOF
+// included), so that drivers receive big writes.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
 		}
 	}
+	return n, nil
 }
 
 // resumeHash returns the stream hash over the first u.Size bytes of the
