@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,6 +29,10 @@ const (
 	// renameAttempts bounds the retries of a rename whose target directory
 	// is removed, between creation and rename, by a concurrent Delete.
 	renameAttempts = 5
+	// writebackChunk is how many bytes a writer lets pile up in the page
+	// cache before it asks the kernel to start writing them to disk, so
+	// that the fsync ending the writer waits for the last chunk only.
+	writebackChunk = 8 << 20
 
 	dirPerm  = 0o777 // less the umask
 	filePerm = 0o666 // less the umask
@@ -45,83 +50,101 @@ const (
 // root's file system) and renames it into place when it is committed or
 // closed, after an fsync; the directory it lands in is fsynced too, and so is
 // every directory the driver creates. An append writer writes its file in
-// place. Directories are created as content needs them and removed when
-// Delete or Move leaves them empty; the root is never removed.
+// place. Writers start the writeback of what they wrote every 8 MiB (on
+// Linux), so that the final fsync has little left to wait for. Directories
+// are created as content needs them and removed when Delete, Move or Cancel
+// leaves them empty; the root is never removed.
 //
-// All access goes through an os.Root, so no path, and no symbolic link that
-// someone else placed under root, reaches outside root. The driver itself
-// never creates symbolic links; Reader and Stat follow those that stay inside
-// root, while List and Walk report only regular files and directories.
-// A file system mounted below root (other than root itself) breaks the
-// rename from .berth-tmp and is not supported.
+// Each method works on the name <root>/<path> directly, with no system call
+// per path component: Stat is one stat, Reader an open and an fstat, and
+// either is a single failed call when nothing is at the path. A path cannot
+// leave root by itself: storage.ValidatePath rejects "..", empty components,
+// NUL bytes and backslashes before any name is built.
+//
+// Symbolic links under root are followed, as intended: an operator may link
+// part of the tree elsewhere, and only someone who can write to root can
+// create one (the driver itself never does). Reader, Stat, Writer, List and
+// Walk see through them; List and Walk report a link as what it points to
+// (a dangling link is left out), and Walk does not enter a link to a
+// directory it is walking already, so a link loop ends. Move refuses a link
+// at src (only regular files move, ErrNotFound), Delete removes a link, not
+// what it points to, and pruning never removes a link.
+//
+// What is written under root must be on root's file system: the rename from
+// .berth-tmp into place (and Move) cannot cross file systems. A file system
+// mounted below root, or a link to another file system, serves reads but
+// makes writes beneath it fail (EXDEV).
 type Driver struct {
-	root *os.Root
+	root   string // the root directory, absolute and clean
+	prefix string // root without a trailing separator ("" for "/"), to which a path is appended
+	tmp    string // the temporary directory
 }
 
 var _ storage.Driver = (*Driver)(nil)
 
 // New returns a Driver storing content under the directory root, creating it
 // if needed. It removes temporary files that a crashed process left in
-// <root>/.berth-tmp more than an hour ago. Release the driver with Close.
+// <root>/.berth-tmp more than an hour ago.
 func New(root string) (*Driver, error) {
-	if err := os.MkdirAll(root, dirPerm); err != nil {
-		return nil, fmt.Errorf("filesystem: %w", err)
-	}
-	r, err := os.OpenRoot(root)
+	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("filesystem: %w", err)
 	}
-	d := &Driver{root: r}
+	if err := os.MkdirAll(abs, dirPerm); err != nil {
+		return nil, fmt.Errorf("filesystem: %w", err)
+	}
+	prefix := strings.TrimSuffix(abs, string(filepath.Separator))
+	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir}
 	if err := d.removeStaleTemps(time.Now().Add(-staleTempAge)); err != nil {
-		r.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-// Close releases the driver's handle on the root directory. The driver must
-// not be used afterwards.
+// Close does nothing: the driver holds no open file between calls. It is
+// kept so that a driver is released like any other.
 func (d *Driver) Close() error {
-	return d.root.Close()
+	return nil
 }
 
 // removeStaleTemps creates the temporary directory if it is missing and
 // removes the files in it last modified before cutoff.
 func (d *Driver) removeStaleTemps(cutoff time.Time) error {
-	if err := d.root.Mkdir(tmpDir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(d.tmp, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("filesystem: %w", err)
 	}
-	f, err := d.root.Open(tmpDir)
-	if err != nil {
-		return fmt.Errorf("filesystem: %w", err)
-	}
-	defer f.Close()
-	entries, err := f.ReadDir(-1)
+	entries, err := os.ReadDir(d.tmp)
 	if err != nil {
 		return fmt.Errorf("filesystem: %w", err)
 	}
 	for _, e := range entries {
 		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			_ = d.root.RemoveAll(filepath.Join(tmpDir, e.Name())) // best effort: a leftover is harmless
+			_ = os.RemoveAll(filepath.Join(d.tmp, e.Name())) // best effort: a leftover is harmless
 		}
 	}
 	return nil
 }
 
-// name validates the storage path p and returns the name of its file
-// relative to the root ("." for "/").
+// name validates the storage path p and returns the name of its file.
 func (d *Driver) name(p string) (string, error) {
 	if err := storage.ValidatePath(p); err != nil {
 		return "", err
-	}
-	if p == "/" {
-		return ".", nil
 	}
 	if first, _, _ := strings.Cut(p[1:], "/"); first == tmpDir {
 		return "", fmt.Errorf("%w %q: /%s is reserved for the filesystem driver's temporary files",
 			storage.ErrInvalidPath, p, tmpDir)
 	}
-	return filepath.FromSlash(p[1:]), nil
+	return d.file(p), nil
+}
+
+// file returns the name of the file of storage path p, which must be valid.
+// Appending is filepath.Join(d.root, p) without its cleaning: a valid path
+// is clean already.
+func (d *Driver) file(p string) string {
+	if p == "/" {
+		return d.root
+	}
+	return d.prefix + filepath.FromSlash(p)
 }
 
 // fileName is name for the methods that change content, which cannot act
@@ -142,7 +165,7 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	if err != nil {
 		return nil, err
 	}
-	f, err := d.root.Open(name)
+	f, err := openFile(name, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, pathError(p, err)
 	}
@@ -159,9 +182,11 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 		f.Close()
 		return nil, fmt.Errorf("%w: %d for %s of %d bytes", storage.ErrInvalidOffset, offset, p, fi.Size())
 	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("filesystem: %w", err)
+	if offset != 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("filesystem: %w", err)
+		}
 	}
 	return f, nil
 }
@@ -176,7 +201,7 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 		return nil, err
 	}
 	if appending {
-		f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+		f, err := openFile(name, os.O_WRONLY|os.O_APPEND, 0)
 		if errors.Is(err, syscall.EISDIR) {
 			return nil, notFound(p)
 		}
@@ -188,7 +213,7 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 			f.Close()
 			return nil, fmt.Errorf("filesystem: %w", err)
 		}
-		return &writer{d: d, path: p, name: name, f: f, size: fi.Size()}, nil
+		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size()}, nil
 	}
 	tmp, f, err := d.createTemp()
 	if err != nil {
@@ -200,13 +225,13 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 // createTemp creates a new temporary file in the temporary directory,
 // recreating the directory if someone removed it.
 func (d *Driver) createTemp() (string, *os.File, error) {
-	name := filepath.Join(tmpDir, rand.Text())
-	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	name := d.tmp + string(filepath.Separator) + rand.Text()
+	f, err := openFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.root.Mkdir(tmpDir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.Mkdir(d.tmp, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 			return "", nil, fmt.Errorf("filesystem: %w", err)
 		}
-		f, err = d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+		f, err = openFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("filesystem: %w", err)
@@ -223,7 +248,7 @@ func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	if err != nil {
 		return storage.FileInfo{}, err
 	}
-	fi, err := d.root.Stat(name)
+	fi, err := os.Stat(name)
 	if err != nil {
 		return storage.FileInfo{}, pathError(p, err)
 	}
@@ -239,7 +264,7 @@ func (d *Driver) List(ctx context.Context, p string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := d.readDir(name)
+	entries, err := readDir(name, p == "/")
 	if err != nil {
 		return nil, pathError(p, err)
 	}
@@ -259,18 +284,30 @@ func (d *Driver) Walk(ctx context.Context, p string, fn storage.WalkFunc) error 
 	if err != nil {
 		return err
 	}
-	entries, err := d.readDir(name)
+	entries, err := readDir(name, p == "/")
 	if err != nil {
 		return pathError(p, err)
 	}
-	return d.walk(ctx, p, name, entries, fn)
+	w := walker{ctx: ctx, fn: fn, start: name, ancestors: []fs.FileInfo{nil}}
+	return w.walk(p, name, entries)
+}
+
+// walker holds the state of one Walk.
+type walker struct {
+	ctx   context.Context
+	fn    storage.WalkFunc
+	start string // the name of the directory walked
+	// ancestors describes the directories from the one walked down to the
+	// one being read, to find link loops. The first is nil until a link to
+	// a directory is met.
+	ancestors []fs.FileInfo
 }
 
 // walk calls fn for entries, the contents of directory name (storage path
 // p), and descends into the directories among them.
-func (d *Driver) walk(ctx context.Context, p, name string, entries []fs.DirEntry, fn storage.WalkFunc) error {
+func (w *walker) walk(p, name string, entries []fs.DirEntry) error {
 	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
+		if err := w.ctx.Err(); err != nil {
 			return err
 		}
 		fi, err := e.Info()
@@ -281,7 +318,7 @@ func (d *Driver) walk(ctx context.Context, p, name string, entries []fs.DirEntry
 			return fmt.Errorf("filesystem: %w", err)
 		}
 		info := fileInfo(join(p, e.Name()), fi)
-		err = fn(info)
+		err = w.fn(info)
 		if errors.Is(err, storage.SkipDir) {
 			if info.IsDir {
 				continue
@@ -294,26 +331,46 @@ func (d *Driver) walk(ctx context.Context, p, name string, entries []fs.DirEntry
 		if !info.IsDir {
 			continue
 		}
+		if _, ok := e.(linkEntry); ok && w.isAncestor(fi) {
+			continue // a link loop: its contents are being walked already
+		}
 		childName := filepath.Join(name, e.Name())
-		children, err := d.readDir(childName)
+		children, err := readDir(childName, false)
 		if isNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("filesystem: %w", err)
 		}
-		if err := d.walk(ctx, info.Path, childName, children, fn); err != nil {
+		w.ancestors = append(w.ancestors, fi)
+		err = w.walk(info.Path, childName, children)
+		w.ancestors = w.ancestors[:len(w.ancestors)-1]
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// isAncestor reports whether directory fi is one of those being walked.
+func (w *walker) isAncestor(fi fs.FileInfo) bool {
+	if w.ancestors[0] == nil {
+		w.ancestors[0], _ = os.Stat(w.start) // nil, never the same file, if gone
+	}
+	return slices.ContainsFunc(w.ancestors, func(a fs.FileInfo) bool { return a != nil && os.SameFile(a, fi) })
+}
+
+// linkEntry is the directory entry of a symbolic link, describing what the
+// link points to.
+type linkEntry struct{ fs.DirEntry }
+
 // readDir returns the regular files and directories in directory name,
-// sorted by name, leaving out the temporary directory. For a file it returns
-// an error wrapping syscall.ENOTDIR.
-func (d *Driver) readDir(name string) ([]fs.DirEntry, error) {
-	f, err := d.root.Open(name)
+// sorted by name, leaving out the temporary directory if name is the root.
+// A symbolic link is followed: it is returned as a linkEntry if it points to
+// a regular file or a directory, and left out otherwise. For a file it
+// returns an error wrapping syscall.ENOTDIR.
+func readDir(name string, root bool) ([]fs.DirEntry, error) {
+	f, err := openDir(name)
 	if err != nil {
 		return nil, err
 	}
@@ -322,11 +379,24 @@ func (d *Driver) readDir(name string) ([]fs.DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries = slices.DeleteFunc(entries, func(e fs.DirEntry) bool {
-		return !e.Type().IsRegular() && !e.IsDir() || name == "." && e.Name() == tmpDir
-	})
-	slices.SortFunc(entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-	return entries, nil
+	kept := entries[:0]
+	for _, e := range entries {
+		if root && e.Name() == tmpDir {
+			continue
+		}
+		if e.Type()&fs.ModeSymlink != 0 {
+			fi, err := os.Stat(filepath.Join(name, e.Name()))
+			if err != nil {
+				continue // dangling, or gone
+			}
+			e = linkEntry{fs.FileInfoToDirEntry(fi)}
+		}
+		if e.Type().IsRegular() || e.IsDir() {
+			kept = append(kept, e)
+		}
+	}
+	slices.SortFunc(kept, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return kept, nil
 }
 
 // Move renames the file at src to dst, creating dst's parent directories.
@@ -338,24 +408,23 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	dstName, err := d.fileName(dst)
-	if err != nil {
+	if _, err := d.fileName(dst); err != nil {
 		return err
 	}
-	fi, err := d.root.Lstat(srcName)
+	fi, err := os.Lstat(srcName)
 	if err != nil {
 		return pathError(src, err)
 	}
 	if !fi.Mode().IsRegular() {
 		return notFound(src) // only files move
 	}
-	if err := d.rename(srcName, dstName); err != nil {
-		if _, serr := d.root.Lstat(srcName); isNotFound(serr) {
+	if err := d.rename(srcName, dst); err != nil {
+		if _, serr := os.Lstat(srcName); isNotFound(serr) {
 			return notFound(src) // removed by someone else meanwhile
 		}
 		return fmt.Errorf("filesystem: %w", err)
 	}
-	d.prune(filepath.Dir(srcName))
+	d.prune(path.Dir(src))
 	return nil
 }
 
@@ -369,30 +438,34 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := d.root.Lstat(name)
+	fi, err := os.Lstat(name)
 	if err != nil {
 		return pathError(p, err)
 	}
 	if fi.IsDir() {
-		err = d.root.RemoveAll(name)
+		err = os.RemoveAll(name)
 	} else {
-		err = d.root.Remove(name)
+		err = os.Remove(name)
 	}
 	if err != nil {
 		return pathError(p, err)
 	}
-	d.prune(filepath.Dir(name))
+	d.prune(path.Dir(p))
 	return nil
 }
 
-// rename moves oldname to newname, creating newname's parent directories
-// as needed, and makes the result durable by syncing newname's directory.
-func (d *Driver) rename(oldname, newname string) error {
-	dir := filepath.Dir(newname)
+// rename moves the file oldname to storage path newp, creating its parent
+// directories as needed, and makes the result durable by syncing the
+// directory it lands in.
+func (d *Driver) rename(oldname, newp string) error {
+	newname, dir := d.file(newp), path.Dir(newp)
 	for attempt := 1; ; attempt++ {
-		err := d.root.Rename(oldname, newname)
+		err := rename(oldname, newname)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, syscall.EXDEV) {
+			return fmt.Errorf("%w (writing beneath a mount point or a link to another file system is not supported)", err)
 		}
 		// A missing directory is the common case for a new path; it may
 		// also have been pruned by a concurrent Delete since we made it.
@@ -403,21 +476,23 @@ func (d *Driver) rename(oldname, newname string) error {
 			return err
 		}
 	}
-	return d.syncDir(dir)
+	return syncDir(d.file(dir))
 }
 
-// mkdirAll creates directory dir and its missing parents, syncing the
-// parent of each directory it creates so that the new entries are durable.
-func (d *Driver) mkdirAll(dir string) error {
-	if dir == "." {
+// mkdirAll creates the directory at storage path p and its missing parents,
+// syncing the parent of each directory it creates so that the new entries
+// are durable.
+func (d *Driver) mkdirAll(p string) error {
+	if p == "/" {
 		return nil
 	}
-	err := d.root.Mkdir(dir, dirPerm)
+	name := d.file(p)
+	err := os.Mkdir(name, dirPerm)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.mkdirAll(filepath.Dir(dir)); err != nil {
+		if err := d.mkdirAll(path.Dir(p)); err != nil {
 			return err
 		}
-		err = d.root.Mkdir(dir, dirPerm)
+		err = os.Mkdir(name, dirPerm)
 	}
 	if errors.Is(err, fs.ErrExist) {
 		return nil // a file in the way shows up in the rename that follows
@@ -425,13 +500,13 @@ func (d *Driver) mkdirAll(dir string) error {
 	if err != nil {
 		return err
 	}
-	return d.syncDir(filepath.Dir(dir))
+	return syncDir(d.file(path.Dir(p)))
 }
 
-// syncDir fsyncs directory dir, making the entries added to or removed from
-// it durable.
-func (d *Driver) syncDir(dir string) error {
-	f, err := d.root.Open(dir)
+// syncDir fsyncs directory name, making the entries added to or removed
+// from it durable.
+func syncDir(name string) error {
+	f, err := openDir(name)
 	if err != nil {
 		return err
 	}
@@ -442,23 +517,15 @@ func (d *Driver) syncDir(dir string) error {
 	return err
 }
 
-// prune removes dir and then its parents while they are empty, so that
-// directories stay implicit as storage.Driver promises. It stops below the
-// root and at the first directory that is not empty. A directory that a
-// concurrent writer just created may be removed too; rename retries then.
-func (d *Driver) prune(dir string) {
-	for dir != "." {
-		// Remove deletes files too: make sure a directory is still there.
-		// (A file could only appear at a directory's path if some caller
-		// used one path both ways, which the registry layout never does.)
-		fi, err := d.root.Lstat(dir)
-		if err != nil || !fi.IsDir() {
-			return
-		}
-		if err := d.root.Remove(dir); err != nil {
-			return // not empty, most likely
-		}
-		dir = filepath.Dir(dir)
+// prune removes the directory at storage path p and then its parents while
+// they are empty, so that directories stay implicit as storage.Driver
+// promises. It stops below the root, at the first directory that is not
+// empty, and at anything that is not a directory (a symbolic link
+// included). A directory that a concurrent writer just created may be
+// removed too; rename retries then.
+func (d *Driver) prune(p string) {
+	for p != "/" && rmdir(d.file(p)) == nil {
+		p = path.Dir(p)
 	}
 }
 
@@ -466,22 +533,29 @@ func (d *Driver) prune(dir string) {
 // name when the writer finishes, or, for an append writer (tmp == ""),
 // writing name in place.
 type writer struct {
-	d      *Driver
-	path   string // storage path, for errors
-	name   string
-	tmp    string
-	f      *os.File
-	size   int64
-	closed bool
+	d       *Driver
+	path    string // storage path
+	name    string
+	tmp     string
+	f       *os.File
+	size    int64
+	started int64 // the content before this offset is written back or being written back
+	closed  bool
 }
 
 // Write writes b straight to the file; there is no buffering to flush.
+// Each time a multiple of writebackChunk bytes is reached, it starts the
+// writeback of the chunks completed since the last time.
 func (w *writer) Write(b []byte) (int, error) {
 	if w.closed {
 		return 0, w.errClosed()
 	}
 	n, err := w.f.Write(b)
 	w.size += int64(n)
+	if end := w.size &^ (writebackChunk - 1); end > w.started {
+		startWriteback(w.f, w.started, end-w.started)
+		w.started = end
+	}
 	if err != nil {
 		return n, fmt.Errorf("filesystem: %w", err)
 	}
@@ -528,10 +602,10 @@ func (w *writer) Cancel(ctx context.Context) error {
 	if w.tmp != "" {
 		return nil
 	}
-	if err := w.d.root.Remove(w.name); err != nil && !isNotFound(err) {
+	if err := os.Remove(w.name); err != nil && !isNotFound(err) {
 		return fmt.Errorf("filesystem: %w", err)
 	}
-	w.d.prune(filepath.Dir(w.name))
+	w.d.prune(path.Dir(w.path))
 	return nil
 }
 
@@ -542,11 +616,11 @@ func (w *writer) finish() error {
 		err = cerr
 	}
 	if err == nil && w.tmp != "" {
-		err = w.d.rename(w.tmp, w.name)
+		err = w.d.rename(w.tmp, w.path)
 	}
 	if err != nil {
 		if w.tmp != "" {
-			_ = w.d.root.Remove(w.tmp)
+			_ = os.Remove(w.tmp)
 		}
 		return fmt.Errorf("filesystem: %s: %w", w.path, err)
 	}
@@ -557,7 +631,7 @@ func (w *writer) finish() error {
 func (w *writer) abandon() {
 	_ = w.f.Close()
 	if w.tmp != "" {
-		_ = w.d.root.Remove(w.tmp)
+		_ = os.Remove(w.tmp)
 	}
 }
 

@@ -1,0 +1,57 @@
+//go:build unix
+
+package filesystem
+
+import (
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// openFile is os.OpenFile for regular files and directories, cheaper: for
+// them os.OpenFile follows its open with four fcntl calls around an epoll_ctl
+// that fails (disk files cannot be polled); openFile needs the open and the
+// one fcntl of os.NewFile. The file behaves the same: reads and writes are
+// plain blocking system calls either way.
+func openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	for {
+		fd, err := syscall.Open(name, flag|syscall.O_CLOEXEC, uint32(perm.Perm()))
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+}
+
+// openDir opens directory name for reading its entries or syncing it. A
+// file there fails with ENOTDIR at once (and a FIFO cannot block the open).
+func openDir(name string) (*os.File, error) {
+	return openFile(name, os.O_RDONLY|syscall.O_DIRECTORY, 0)
+}
+
+// rename is os.Rename without its Lstat of newname: renaming a file onto a
+// directory fails with EISDIR all the same.
+func rename(oldname, newname string) error {
+	for {
+		err := syscall.Rename(oldname, newname)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: err}
+		}
+		return nil
+	}
+}
+
+// rmdir removes the empty directory name, and nothing else: a file, a
+// symbolic link or a directory that is not empty makes it fail.
+func rmdir(name string) error {
+	if err := syscall.Rmdir(name); err != nil {
+		return &fs.PathError{Op: "rmdir", Path: name, Err: err}
+	}
+	return nil
+}

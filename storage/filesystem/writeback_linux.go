@@ -1,0 +1,25 @@
+//go:build linux
+
+package filesystem
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// startWriteback asks the kernel to start writing the dirty pages of f in
+// [off, off+n) to disk, without waiting for them (sync_file_range with
+// SYNC_FILE_RANGE_WRITE alone), so that the fsync ending the writer finds
+// them written or under way. It is only a hint, and errors are ignored: a
+// failed write of those pages is still reported by that fsync, which sees
+// every write error since the file was opened.
+func startWriteback(f *os.File, off, n int64) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE)
+	})
+}
