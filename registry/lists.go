@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -65,6 +66,9 @@ func parsePage(q url.Values) (page, error) {
 	if q.Has("n") {
 		s := q.Get("n")
 		n, err := strconv.Atoi(s)
+		if errors.Is(err, strconv.ErrRange) && s != "" && s[0] != '-' {
+			n, err = maxPageSize, nil // a number too big for an int is clamped like any big n
+		}
 		if err != nil || n < 0 {
 			if len(s) > 20 && err != nil {
 				s = s[:20] + "..."
