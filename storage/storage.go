@@ -121,7 +121,9 @@ type FileWriter interface {
 
 	// Close keeps what was written so that a later Writer(path, true)
 	// continues it. Content left by Close is durable but only guaranteed
-	// readable through Reader after a Commit.
+	// readable through Reader after a Commit. Until then it is a file all
+	// the same for Stat (with the size written so far: an upload's offset
+	// is read so), List, Walk and Delete.
 	Close() error
 }
 

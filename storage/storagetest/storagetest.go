@@ -50,6 +50,7 @@ var suite = []struct {
 	{"WriterReplaces", testWriterReplaces},
 	{"AppendAfterClose", testAppendAfterClose},
 	{"AppendMissing", testAppendMissing},
+	{"ClosedContent", testClosedContent},
 	{"Cancel", testCancel},
 	{"CommitAtomic", testCommitAtomic},
 	{"WriterClosed", testWriterClosed},
@@ -362,6 +363,74 @@ func testAppendMissing(t *testing.T, d storage.Driver) {
 		w.Cancel(t.Context())
 	}
 	remove(t, d, "/append-missing")
+}
+
+// testClosedContent checks that content left by Close, before any Commit,
+// is a file of the size written so far for Stat, List and Walk, in
+// directories like any file's, and that Delete removes it.
+func testClosedContent(t *testing.T, d storage.Driver) {
+	ctx := t.Context()
+	const (
+		dir = "/closed-content/upload"
+		p   = dir + "/data"
+	)
+	closeWith := func(appending bool, data string) {
+		t.Helper()
+		w := newWriter(t, d, p, appending)
+		mustWrite(t, w, []byte(data))
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+	wantFile := func(size int64) {
+		t.Helper()
+		if fi, err := d.Stat(ctx, p); err != nil || fi.Size != size || fi.IsDir || fi.Path != p {
+			t.Errorf("Stat(%q) of closed content = %+v, %v; want a file of %d bytes", p, fi, err, size)
+		}
+		if fi, err := d.Stat(ctx, dir); err != nil || !fi.IsDir {
+			t.Errorf("Stat(%q) above closed content = %+v, %v; want a directory", dir, fi, err)
+		}
+		if got, err := d.List(ctx, dir); err != nil || !slices.Equal(got, []string{p}) {
+			t.Errorf("List(%q) = %q, %v; want [%q]", dir, got, err, p)
+		}
+		var infos []storage.FileInfo
+		err := d.Walk(ctx, "/closed-content", func(fi storage.FileInfo) error {
+			fi.ModTime = time.Time{}
+			infos = append(infos, fi)
+			return nil
+		})
+		want := []storage.FileInfo{{Path: dir, IsDir: true}, {Path: p, Size: size}}
+		if err != nil || !slices.Equal(infos, want) {
+			t.Errorf("Walk over closed content visited %+v, %v; want %+v", infos, err, want)
+		}
+	}
+
+	closeWith(false, "12345")
+	wantFile(5)
+	closeWith(true, "678")
+	wantFile(8)
+	closeWith(false, "ab") // replaces the closed content
+	wantFile(2)
+
+	// Closing replaces committed content too.
+	remove(t, d, p)
+	write(t, d, p, []byte("committed, longer content"))
+	closeWith(false, "xyz")
+	wantFile(3)
+
+	// Delete removes closed content, on its own or with its directory.
+	remove(t, d, p)
+	wantMissing(t, d, p)
+	wantMissing(t, d, "/closed-content")
+	w, err := d.Writer(ctx, p, true)
+	wantErr(t, "Writer(append) after Delete of closed content", err, storage.ErrNotFound)
+	if err == nil {
+		w.Cancel(ctx)
+	}
+	closeWith(false, "again")
+	remove(t, d, dir)
+	wantMissing(t, d, p)
+	wantMissing(t, d, "/closed-content")
 }
 
 func testCancel(t *testing.T, d storage.Driver) {

@@ -51,9 +51,11 @@ func New(d storage.Driver, opts Options) *Store {
 // Driver returns the driver the store keeps its content in.
 func (s *Store) Driver() storage.Driver { return s.driver }
 
-// Ping checks that the storage answers (for readiness probes).
+// Ping checks that the storage answers (for readiness probes). It asks for
+// the registry's root, which every backend must look up (a driver may know
+// "/" without asking anyone); an empty storage is ready too.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.driver.Stat(ctx, "/")
+	_, err := s.driver.Stat(ctx, rootPath)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
