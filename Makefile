@@ -1,19 +1,30 @@
 # Berth: build, test and benchmark.
 #
 #   make build   static binary bin/berth (CGO_ENABLED=0, -trimpath, version stamped)
-#   make test    everything: prerequisites, go vet, unit tests with -race, and the
-#                integration suite (conformance, real clients, test images, layout
-#                compatibility with docker-registry); prints timings; what `.ci/run` does
-#   make bench   berth next to Debian's docker-registry: blob push/pull, manifest GETs
+#   make test    everything: prerequisites, go vet, unit tests with -race (the S3
+#                driver against versitygw included), and the integration suite
+#                (conformance, real clients, test images, layout compatibility with
+#                docker-registry, berth on S3, two replicas on one bucket); prints
+#                timings; what `.ci/run` does
+#   make bench   berth next to Debian's docker-registry: blob push/pull, manifest GETs;
+#                then berth on S3 (versitygw) with redirect on and off
 #   make lint    gofmt -l and go vet
 #
-# The registry test harness (shared, read-only) lives in $(HARNESS).
+# The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
+# the S3 server the tests run the S3 driver against, is installed in $(BERTH_TOOLS).
 HARNESS ?= ../shared/harness
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 BIN ?= bin/berth
 UNIT_TIMEOUT ?= 5m
 INTEGRATION_TIMEOUT ?= 30m
+# versitygw: a local S3 server (posix backend) for the S3 driver's tests,
+# the S3 integration tests and the S3 bench. The tests find it through
+# the VERSITYGW variable; BERTH_REQUIRE_S3=1 makes its absence a failure, not a skip.
+BERTH_TOOLS ?= $(HOME)/.cache/berth-tools
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW_BIN := $(BERTH_TOOLS)/versitygw
+S3_TEST_ENV := BERTH_REQUIRE_S3=1 VERSITYGW=$(VERSITYGW_BIN)
 
 export PATH := $(PATH):/usr/local/go/bin
 SHELL := bash
@@ -23,11 +34,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs vet unit integration bench lint wrk help
+.PHONY: build test prereqs versitygw vet unit integration bench lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -44,21 +55,33 @@ test:
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see the steps above)"; exit 1; fi; \
 	echo "make test: all passed"
 
-# Clients, the conformance suite and docker-registry; a no-op when present.
-prereqs:
+# Clients, the conformance suite, docker-registry and versitygw; a no-op when present.
+prereqs: versitygw
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry
+
+# Installed through the Go module proxy, unless the binary there already is
+# that version (read from its build information).
+versitygw:
+	@have=$$($(GO) version -m "$(VERSITYGW_BIN)" 2>/dev/null | awk '$$1 == "mod" && $$2 == "github.com/versity/versitygw" { print $$3 }' || true); \
+	if [ "$$have" = "$(VERSITYGW_VERSION)" ]; then \
+	  echo "versitygw $$have: $(VERSITYGW_BIN)"; \
+	else \
+	  echo "installing versitygw $(VERSITYGW_VERSION) into $(BERTH_TOOLS) (found: $${have:-none})"; \
+	  GOBIN="$(BERTH_TOOLS)" $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
+	fi
 
 vet:
 	$(GO) vet ./...
 
 # Unit and driver tests; the integration tests skip here (no BERTH_INTEGRATION).
+# The S3 driver suite runs against versitygw and may not skip.
 # A bounded timeout: one hung test must not eat the whole budget.
 unit:
-	env -u BERTH_INTEGRATION $(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
+	env -u BERTH_INTEGRATION $(S3_TEST_ENV) $(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
 integration:
-	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(GO) test ./integration/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
+	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(GO) test ./integration/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
@@ -68,6 +91,6 @@ lint:
 wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
-bench: build wrk
+bench: build wrk versitygw
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
-	$(TIMED) bench $(GO) run ./bench -berth $(BIN)
+	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -versitygw $(VERSITYGW_BIN)

@@ -13,6 +13,11 @@
 // file's last bytes change; the blob is deleted after each run) and reported
 // as the median; and manifest GET-by-tag requests/s with wrk, -conns
 // connections for -duration. Registries are measured in turn, never at once.
+//
+// With -versitygw BIN, a second, smaller table follows: the same transfers
+// through berth on S3, a versitygw (posix backend, same machine, same disk)
+// serving the bucket, once with blob GETs redirected to presigned URLs and
+// once served through berth, -s3-reps times each.
 package main
 
 import (
@@ -61,11 +66,14 @@ func main() {
 		duration   = flag.Duration("duration", 10*time.Second, "manifest GET load duration")
 		conns      = flag.Int("conns", 16, "manifest GET connections")
 		limit      = flag.Duration("timeout", 10*time.Minute, "give up after this long")
+		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
+		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
 	)
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
-	b := &bench{size: *sizeMiB << 20, chunk: *chunkMiB << 20, reps: *reps, duration: *duration, conns: *conns}
+	b := &bench{size: *sizeMiB << 20, chunk: *chunkMiB << 20, reps: *reps, duration: *duration, conns: *conns,
+		versitygw: *vgwBin, s3Reps: *s3Reps}
 	if err := b.run(ctx, *target, *registries, *berthBin, *drBin, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -77,6 +85,8 @@ type bench struct {
 	reps        int
 	duration    time.Duration
 	conns       int
+	versitygw   string // "": no S3 table
+	s3Reps      int
 
 	file   string        // the blob, size bytes; its last 16 bytes change per run
 	prefix []byte        // marshalled sha256 state after all but the last 16 bytes
@@ -195,7 +205,88 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 
 	fmt.Println()
 	printTable(os.Stdout, targets, []*figure{mono, chunked, pull, manifests})
+	fmt.Fprintln(os.Stdout, "\nThe table shows medians; best/best compares each registry's fastest run. On a virtual")
+	fmt.Fprintln(os.Stdout, "machine that hands freed memory back to its hypervisor (Linux free page reporting), a push")
+	fmt.Fprintln(os.Stdout, "that lands in pages the guest no longer holds pays ~3 s/GiB more, so push samples can be")
+	fmt.Fprintln(os.Stdout, "bimodal: the fastest run is then the one that measured the registry rather than the host.")
+
+	if b.versitygw != "" && targetURL == "" {
+		if !slices.Contains(strings.Split(registries, ","), integration.Berth) {
+			return errors.New("-versitygw needs berth among -registries")
+		}
+		if err := b.runS3(ctx, berthBin, dir); err != nil {
+			return fmt.Errorf("berth on S3: %w", err)
+		}
+	}
 	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
+	return nil
+}
+
+// runS3 measures the transfers through berth on S3: a versitygw on loopback
+// serves one bucket to two berths, one redirecting blob GETs to presigned
+// URLs and one serving them, each under its own prefix.
+func (b *bench) runS3(ctx context.Context, berthBin, dir string) error {
+	var secret [16]byte
+	if _, err := crand.Read(secret[:]); err != nil {
+		return err
+	}
+	keys := integration.S3Options{Bucket: "bench", AccessKey: "berthbench", SecretKey: hex.EncodeToString(secret[:])}
+	gwDir := filepath.Join(dir, "versitygw")
+	if err := os.MkdirAll(gwDir, 0o755); err != nil {
+		return err
+	}
+	gw, err := integration.Start(ctx, integration.Options{Kind: integration.VersityGW, Binary: b.versitygw,
+		Root: filepath.Join(gwDir, "root"), Dir: gwDir, S3: keys})
+	if err != nil {
+		return err
+	}
+	defer gw.Stop()
+	fmt.Printf("\nbench: versitygw on %s (posix, %s)\n", gw.URL, filepath.Join(gwDir, "root"))
+
+	var targets []target
+	for _, redirect := range []bool{true, false} {
+		name, prefix := "s3, redirect", "s3-redirect"
+		if !redirect {
+			name, prefix = "s3, no redirect", "s3-no-redirect"
+		}
+		o := integration.Options{Kind: integration.Berth, Binary: berthBin, Driver: integration.S3,
+			Dir: filepath.Join(dir, prefix), Quiet: true, S3: keys}
+		o.S3.Endpoint, o.S3.Prefix, o.S3.Redirect = gw.URL, prefix, redirect
+		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+			return err
+		}
+		srv, err := integration.Start(ctx, o)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if status, err := srv.Stop(); err != nil || status != "exit status 0" {
+				fmt.Fprintf(os.Stderr, "bench: berth (%s) ended with %s %v; log:\n%s\n", name, status, err, srv.LogTail(20))
+			}
+		}()
+		fmt.Printf("bench: berth (%s) on %s, prefix %s\n", name, srv.URL, o.S3.Prefix)
+		targets = append(targets, target{name: name, url: srv.URL})
+	}
+
+	sz := sizeName(b.size)
+	mono := &figure{name: "push " + sz + " monolithic (POST + PUT)", unit: "MiB/s", samples: map[string][]float64{}}
+	chunked := &figure{name: fmt.Sprintf("push %s in %s PATCH chunks", sz, sizeName(b.chunk)), unit: "MiB/s", samples: map[string][]float64{}}
+	pull := &figure{name: "pull " + sz + " (GET, redirect followed)", unit: "MiB/s", samples: map[string][]float64{}}
+	for rep := 1; rep <= b.s3Reps; rep++ {
+		order := slices.Clone(targets)
+		if rep%2 == 0 {
+			slices.Reverse(order)
+		}
+		for _, t := range order {
+			if err := b.transfers(ctx, t, rep, mono, chunked, pull); err != nil {
+				return fmt.Errorf("%s: %w", t.name, err)
+			}
+		}
+	}
+	fmt.Println()
+	printTable(os.Stdout, targets, []*figure{mono, chunked, pull})
+	fmt.Println("\nBerth on S3: versitygw's posix backend on the same disk and cores; redirect only changes")
+	fmt.Println("pulls (the client fetches the presigned URL from versitygw), pushes are the same path twice.")
 	return nil
 }
 
@@ -527,10 +618,6 @@ func printTable(w io.Writer, targets []target, figures []*figure) {
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nThe table shows medians; best/best compares each registry's fastest run. On a virtual")
-	fmt.Fprintln(w, "machine that hands freed memory back to its hypervisor (Linux free page reporting), a push")
-	fmt.Fprintln(w, "that lands in pages the guest no longer holds pays ~3 s/GiB more, so push samples can be")
-	fmt.Fprintln(w, "bimodal: the fastest run is then the one that measured the registry rather than the host.")
 	fmt.Fprintln(w, "\nsamples:")
 	for _, f := range figures {
 		for _, t := range targets {

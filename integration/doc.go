@@ -1,7 +1,8 @@
 // Package integration tests the built berth binary with real OCI clients, the
 // OCI conformance suite and Debian's docker-registry (the shared harness in
 // ../shared/harness); its non-test code starts and stops registry processes
-// for these tests and for bench/. It imports only the standard library.
+// for these tests and for bench/. It imports only the standard library (its
+// tests also internal/versitygw, the local S3 server Berth on S3 runs against).
 //
 // The tests skip unless BERTH_INTEGRATION=1 (set by `make test`, which also
 // installs the clients); with it, a missing prerequisite is a failure.
@@ -14,6 +15,9 @@
 //	BERTH_BINARY=FILE          use this berth binary instead of building ./cmd/berth
 //	BERTH_TEST_REGISTRY=NAME   registry under test: berth (default) or
 //	                           docker-registry (to prove the harness itself)
+//	VERSITYGW=FILE             the versitygw binary for the S3 and replica tests
+//	                           (default: on PATH, else ~/.cache/berth-tools/versitygw,
+//	                           where make prereqs installs it)
 //	BERTH_TEST_IMAGES_CACHE=DIR
 //	                           where the test images are cached (default
 //	                           $OCI_HARNESS_CACHE/test-images, ~/.cache/oci-harness/test-images)

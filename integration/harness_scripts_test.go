@@ -18,7 +18,6 @@ var (
 // categories, automatic cross-mount expected) against each storage driver.
 func TestConformance(t *testing.T) {
 	needIntegration(t)
-	h := harnessDir(t)
 	for _, driver := range []string{Filesystem, InMemory} {
 		t.Run(driver, func(t *testing.T) {
 			root := ""
@@ -26,20 +25,7 @@ func TestConformance(t *testing.T) {
 				root = t.TempDir()
 			}
 			srv := startServer(t, underTest(), driver, root)
-			env := append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1")
-			lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), srv.URL)
-			last := lastLine(lines)
-			m := conformanceSummary.FindStringSubmatch(last)
-			if m == nil {
-				t.Fatalf("conformance.sh did not end with its summary line (%v); last line: %q", err, last)
-			}
-			passed, _ := strconv.Atoi(m[1])
-			failed, _ := strconv.Atoi(m[2])
-			if failed != 0 || passed == 0 {
-				t.Errorf("%s: %s (the failing specs are listed above)", driver, last)
-			} else if err != nil {
-				t.Errorf("conformance.sh: %v after %q", err, last)
-			}
+			runConformance(t, srv.URL)
 		})
 	}
 }
@@ -48,9 +34,37 @@ func TestConformance(t *testing.T) {
 // podman (the harness's clients.sh).
 func TestClients(t *testing.T) {
 	needIntegration(t)
-	h := harnessDir(t)
 	srv := startServer(t, underTest(), Filesystem, t.TempDir())
-	lines, err := runLogged(t, os.Environ(), 10*time.Minute, filepath.Join(h, "clients.sh"), srv.URL)
+	runClients(t, srv.URL)
+}
+
+// runConformance runs conformance.sh against the registry at url, automatic
+// cross-mount expected, and fails t unless it ends with "N passed, 0 failed".
+func runConformance(t *testing.T, url string) {
+	t.Helper()
+	h := harnessDir(t)
+	env := append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1")
+	lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), url)
+	last := lastLine(lines)
+	m := conformanceSummary.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("conformance.sh did not end with its summary line (%v); last line: %q", err, last)
+	}
+	passed, _ := strconv.Atoi(m[1])
+	failed, _ := strconv.Atoi(m[2])
+	if failed != 0 || passed == 0 {
+		t.Errorf("%s (the failing specs are listed above)", last)
+	} else if err != nil {
+		t.Errorf("conformance.sh: %v after %q", err, last)
+	}
+}
+
+// runClients runs clients.sh against the registry at url and fails t unless
+// all five clients pass.
+func runClients(t *testing.T, url string) {
+	t.Helper()
+	h := harnessDir(t)
+	lines, err := runLogged(t, os.Environ(), 10*time.Minute, filepath.Join(h, "clients.sh"), url)
 	last := lastLine(lines)
 	if last != "clients: 5 passed, 0 failed" {
 		if clientsSummary.MatchString(last) {

@@ -165,7 +165,15 @@ func berthBinary(t *testing.T) string {
 // printing its log if t failed. root may be "" for InMemory.
 func startServer(t *testing.T, kind, driver, root string) *Server {
 	t.Helper()
-	o := Options{Kind: kind, Driver: driver, Root: root, Dir: t.TempDir()}
+	return startServerWith(t, Options{Kind: kind, Driver: driver, Root: root})
+}
+
+// startServerWith is startServer with all the Options; Dir and Binary are
+// filled in.
+func startServerWith(t *testing.T, o Options) *Server {
+	t.Helper()
+	kind := o.Kind
+	o.Dir = t.TempDir()
 	switch kind {
 	case Berth:
 		o.Binary = berthBinary(t)
@@ -179,7 +187,7 @@ func startServer(t *testing.T, kind, driver, root string) *Server {
 	if err != nil {
 		t.Fatalf("starting %s: %v", kind, err)
 	}
-	t.Logf("%s (%s storage) listening on %s, log %s", kind, driver, s.URL, s.LogPath)
+	t.Logf("%s (%s storage) listening on %s, log %s", kind, o.Driver, s.URL, s.LogPath)
 	t.Cleanup(func() {
 		if !s.stopping.Load() {
 			stopServer(t, s)

@@ -19,24 +19,44 @@ import (
 const (
 	Berth          = "berth"
 	DockerRegistry = "docker-registry" // Debian's docker-registry (distribution 2.8.2)
+	// VersityGW is not a registry but the S3 server Berth's s3 driver is
+	// tested on (github.com/versity/versitygw, posix backend over Root),
+	// for bench/; tests use internal/versitygw. Options.S3 gives the bucket
+	// (created as the directory Root/Bucket) and the root account's keys;
+	// Server.URL is the S3 endpoint.
+	VersityGW = "versitygw"
 )
 
 // Storage drivers.
 const (
 	Filesystem = "filesystem"
 	InMemory   = "inmemory"
+	S3         = "s3" // Berth only; Options.S3 says where
 )
 
 // Options describe one registry process.
 type Options struct {
-	Kind   string // Berth or DockerRegistry
-	Binary string // the executable; default "docker-registry" for DockerRegistry
-	Driver string // Filesystem (default) or InMemory
-	Root   string // storage root for Filesystem; required with it
+	Kind   string    // Berth, DockerRegistry or VersityGW
+	Binary string    // the executable; default "docker-registry" for DockerRegistry
+	Driver string    // Filesystem (default), InMemory or S3
+	Root   string    // storage root for Filesystem; required with it
+	S3     S3Options // the bucket for S3; Endpoint and Bucket required with it
 	// Dir receives the generated config and the server's log (required).
 	Dir string
 	// Quiet turns the access log off and logs warnings only (for benchmarks).
 	Quiet bool
+}
+
+// S3Options point Berth's s3 driver at a bucket of an S3-compatible server,
+// addressed path-style.
+type S3Options struct {
+	Endpoint  string // http://127.0.0.1:PORT
+	Bucket    string
+	Prefix    string // storage.s3.prefix
+	AccessKey string // passed in the environment, not in the config file
+	SecretKey string
+	// Redirect answers blob GETs with 307 to a presigned URL.
+	Redirect bool
 }
 
 // Server is a running registry process, in its own process group.
@@ -61,6 +81,18 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	if o.Driver == Filesystem && o.Root == "" {
 		return nil, errors.New("filesystem storage needs a root directory")
+	}
+	if o.Driver == S3 && (o.Kind != Berth || o.S3.Endpoint == "" || o.S3.Bucket == "") {
+		return nil, errors.New("s3 storage needs berth, an endpoint and a bucket")
+	}
+	if o.Kind == VersityGW {
+		if o.Binary == "" || o.Root == "" || o.S3.Bucket == "" || o.S3.AccessKey == "" || o.S3.SecretKey == "" {
+			return nil, errors.New("versitygw needs its binary, a root directory, a bucket and keys")
+		}
+		// The posix backend serves each directory under its root as a bucket.
+		if err := os.MkdirAll(filepath.Join(o.Root, o.S3.Bucket), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	if o.Dir == "" {
 		return nil, errors.New("Options.Dir is required")
@@ -87,21 +119,16 @@ func start(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	host := fmt.Sprintf("127.0.0.1:%d", port)
-	bin, args, config := command(o, host)
+	cfgPath := filepath.Join(o.Dir, o.Kind+"-config.yml")
+	bin, args, config := command(o, host, cfgPath)
 	if strings.Contains(bin, "/") { // the process runs in o.Dir
 		if bin, err = filepath.Abs(bin); err != nil {
 			return nil, err
 		}
 	}
-	cfgPath := filepath.Join(o.Dir, o.Kind+"-config.yml")
-	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
-		return nil, err
-	}
-	args = append(args, cfgPath)
-	if o.Kind == Berth {
-		args = append(args, "--addr", host)
-		if o.Driver == Filesystem {
-			args = append(args, "--root", o.Root)
+	if config != "" {
+		if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
+			return nil, err
 		}
 	}
 	logPath := filepath.Join(o.Dir, o.Kind+".log")
@@ -112,6 +139,12 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	fmt.Fprintf(logf, "=== %s %s (%s)\n", bin, strings.Join(args, " "), time.Now().Format(time.RFC3339))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if o.Driver == S3 {
+		// Credentials through the environment, as a deployment would keep
+		// them out of its config file.
+		cmd.Env = append(os.Environ(),
+			"BERTH_STORAGE_S3_ACCESSKEY="+o.S3.AccessKey, "BERTH_STORAGE_S3_SECRETKEY="+o.S3.SecretKey)
+	}
 	cmd.Dir = o.Dir
 	// Own process group, so that Stop reaches any children; killed if the
 	// test binary dies first.
@@ -133,10 +166,13 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-// command returns the executable, its arguments up to the config path, and
-// the config file's contents.
-func command(o Options, host string) (bin string, args []string, config string) {
+// command returns the executable, its arguments, and the contents of the
+// config file to write at cfgPath ("" for none).
+func command(o Options, host, cfgPath string) (bin string, args []string, config string) {
 	switch o.Kind {
+	case VersityGW:
+		return o.Binary, []string{"--access", o.S3.AccessKey, "--secret", o.S3.SecretKey, "--port", host,
+			"--quiet", "--keep-alive", "posix", o.Root}, ""
 	case DockerRegistry:
 		bin = o.Binary
 		if bin == "" {
@@ -158,7 +194,7 @@ func command(o Options, host string) (bin string, args []string, config string) 
 		// As in Debian's /etc/docker/registry/config.yml.
 		b.WriteString("  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\n")
 		fmt.Fprintf(&b, "http:\n  addr: %s\n", host)
-		return bin, []string{"serve"}, b.String()
+		return bin, []string{"serve", cfgPath}, b.String()
 	default: // Berth; keys as in configs/berth.yaml
 		var b strings.Builder
 		if o.Quiet {
@@ -169,11 +205,19 @@ func command(o Options, host string) (bin string, args []string, config string) 
 		// A quick stop: tests and benchmarks leave no uploads behind.
 		b.WriteString("http:\n  drainTimeout: 5s\n")
 		fmt.Fprintf(&b, "storage:\n  driver: %s\n", o.Driver)
-		if o.Driver == Filesystem {
+		switch o.Driver {
+		case Filesystem:
 			fmt.Fprintf(&b, "  filesystem:\n    root: %q\n", o.Root)
+		case S3:
+			fmt.Fprintf(&b, "  s3:\n    endpoint: %q\n    pathStyle: true\n    region: us-east-1\n", o.S3.Endpoint)
+			fmt.Fprintf(&b, "    bucket: %q\n    prefix: %q\n    redirect: %t\n", o.S3.Bucket, o.S3.Prefix, o.S3.Redirect)
 		}
 		b.WriteString("  delete:\n    enabled: true\n")
-		return o.Binary, []string{"serve", "--config"}, b.String()
+		args = []string{"serve", "--config", cfgPath, "--addr", host}
+		if o.Driver == Filesystem {
+			args = append(args, "--root", o.Root)
+		}
+		return o.Binary, args, b.String()
 	}
 }
 

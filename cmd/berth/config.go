@@ -42,14 +42,17 @@ func (a *app) newConfigShowCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
 		Use:   "show [--config FILE]",
-		Short: "Validate and print the effective configuration: defaults, then FILE, then BERTH_* variables",
+		Short: "Validate and print the effective configuration: defaults, then FILE, then BERTH_* variables (secrets masked)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(file, a.lookupEnv)
 			if err != nil {
 				return usageError(err)
 			}
-			return cfg.WriteYAML(cmd.OutOrStdout())
+			// Secrets (storage.s3.secretKey) are masked: this output ends
+			// up in terminals, tickets and CI logs.
+			shown := cfg.Redacted()
+			return shown.WriteYAML(cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "YAML config `FILE` (none: defaults)")

@@ -6,22 +6,28 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/versitygw"
 )
 
 // testApp runs berth in-process with env as its whole environment. Signals
@@ -171,6 +177,41 @@ func TestConfigShow(t *testing.T) {
 	}
 	if out := ta.stdout.String(); !strings.Contains(out, "driver: inmemory") || !strings.Contains(out, "drainTimeout: 5m0s") {
 		t.Errorf("config show printed:\n%s", out)
+	}
+}
+
+// TestConfigShowMasksSecrets: config show prints whether a secret key is
+// set, never its value, from a file or from the environment.
+func TestConfigShowMasksSecrets(t *testing.T) {
+	const secret = "wJalrXUtnFEMI-do-not-print"
+	file := filepath.Join(t.TempDir(), "s3.yaml")
+	body := "storage:\n  driver: s3\n  s3:\n    bucket: b\n    accessKey: AKIAFILE\n    secretKey: " + secret + "\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range map[string]map[string]string{
+		"file":        nil,
+		"environment": {"BERTH_STORAGE_S3_ACCESSKEY": "AKIAENV", "BERTH_STORAGE_S3_SECRETKEY": secret + "-env"},
+	} {
+		ta := newTestApp(env)
+		if code := ta.run([]string{"config", "show", "--config", file}); code != exitOK {
+			t.Fatalf("%s: exit %d: %s", name, code, ta.stderr.String())
+		}
+		out := ta.stdout.String()
+		if strings.Contains(out, secret) {
+			t.Errorf("%s: config show prints the secret key:\n%s", name, out)
+		}
+		if !strings.Contains(out, "secretKey: <redacted>") || !strings.Contains(out, "bucket: b") {
+			t.Errorf("%s: config show printed:\n%s", name, out)
+		}
+	}
+	// Unset, it shows as empty.
+	ta := newTestApp(nil)
+	if code := ta.run([]string{"config", "show"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, ta.stderr.String())
+	}
+	if !strings.Contains(ta.stdout.String(), `secretKey: ""`) {
+		t.Errorf("config show, no secret:\n%s", ta.stdout.String())
 	}
 }
 
@@ -435,4 +476,120 @@ func writeSelfSigned(t *testing.T, certFile, keyFile string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return pool
+}
+
+// TestServeS3: with storage.driver s3, berth serves from the bucket, logs
+// where (bucket, prefix, endpoint) but never the secret key, and redirects
+// blob GETs to the bucket unless told not to.
+func TestServeS3(t *testing.T) {
+	gw := versitygw.Start(t, "berth")
+	for _, redirect := range []bool{true, false} {
+		t.Run(fmt.Sprintf("redirect=%t", redirect), func(t *testing.T) {
+			ta, base, sigc, exit := startServe(t, map[string]string{
+				"BERTH_STORAGE_DRIVER":       "s3",
+				"BERTH_STORAGE_S3_BUCKET":    gw.Bucket,
+				"BERTH_STORAGE_S3_ENDPOINT":  gw.Endpoint,
+				"BERTH_STORAGE_S3_PATHSTYLE": "true",
+				"BERTH_STORAGE_S3_REGION":    "us-east-1",
+				"BERTH_STORAGE_S3_ACCESSKEY": gw.AccessKey,
+				"BERTH_STORAGE_S3_SECRETKEY": gw.SecretKey,
+				"BERTH_STORAGE_S3_PREFIX":    "cmd/" + strconv.FormatBool(redirect),
+				"BERTH_STORAGE_S3_REDIRECT":  strconv.FormatBool(redirect),
+			})
+			blob := []byte("berth on s3")
+			sum := sha256.Sum256(blob)
+			dgst := "sha256:" + hex.EncodeToString(sum[:])
+			resp, err := http.Post(base+"/v2/s3/test/blobs/uploads/", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("POST upload: %s", resp.Status)
+			}
+			req, _ := http.NewRequest(http.MethodPut, base+resp.Header.Get("Location")+"?digest="+dgst, bytes.NewReader(blob))
+			if resp, err = http.DefaultClient.Do(req); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT upload: %s", resp.Status)
+			}
+			noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			if resp, err = noFollow.Get(base + "/v2/s3/test/blobs/" + dgst); err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want := http.StatusOK
+			if redirect {
+				want = http.StatusTemporaryRedirect
+				if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, gw.Endpoint+"/") {
+					t.Errorf("redirect to %q, want a URL on %s", loc, gw.Endpoint)
+				}
+			}
+			if resp.StatusCode != want {
+				t.Errorf("GET blob: %s, want %d", resp.Status, want)
+			}
+			if resp, err = http.Get(base + "/v2/s3/test/blobs/" + dgst); err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !bytes.Equal(got, blob) {
+				t.Errorf("GET blob (redirects followed): %s %q, want %q", resp.Status, got, blob)
+			}
+
+			sigc <- syscall.SIGTERM
+			if code := waitExit(t, exit, 10*time.Second); code != exitOK {
+				t.Errorf("exit %d: %s", code, ta.stderr.String())
+			}
+			logs := ta.stderr.String()
+			for _, w := range []string{`"storage":"s3"`, `"bucket":"berth"`, `"prefix":"cmd/` + strconv.FormatBool(redirect) + `"`,
+				`"endpoint":"` + gw.Endpoint + `"`, `"credentials":"static"`, `"redirect":` + strconv.FormatBool(redirect)} {
+				if !strings.Contains(logs, w) {
+					t.Errorf("logs lack %s:\n%s", w, logs)
+				}
+			}
+			if strings.Contains(logs, gw.SecretKey) {
+				t.Errorf("logs hold the secret key:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestServeS3Unreachable: berth on S3 whose endpoint answers nothing fails
+// to start with one line naming the storage, and does not print the secret.
+func TestServeS3Unreachable(t *testing.T) {
+	t.Parallel() // the driver retries for about 10 s before it gives up
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	const secret = "unreachable-secret-do-not-print"
+	ta := newTestApp(map[string]string{
+		"BERTH_STORAGE_DRIVER":       "s3",
+		"BERTH_STORAGE_S3_BUCKET":    "berth",
+		"BERTH_STORAGE_S3_ENDPOINT":  endpoint,
+		"BERTH_STORAGE_S3_PATHSTYLE": "true",
+		"BERTH_STORAGE_S3_REGION":    "us-east-1",
+		"BERTH_STORAGE_S3_ACCESSKEY": "AKIA",
+		"BERTH_STORAGE_S3_SECRETKEY": secret,
+	})
+	exit := make(chan int, 1)
+	go func() { exit <- ta.run([]string{"serve", "--addr", "127.0.0.1:0"}) }()
+	select {
+	case <-ta.signals:
+	case code := <-exit:
+		t.Fatalf("exit %d before relaying signals: %s", code, ta.stderr.String())
+	}
+	code := waitExit(t, exit, 2*driverStartTimeout)
+	stderr := ta.stderr.String()
+	if code != exitFailure || !strings.Contains(stderr, "berth: storage: s3: ") {
+		t.Errorf("exit %d, stderr %q; want %d and a line naming the s3 storage", code, stderr, exitFailure)
+	}
+	if strings.Contains(stderr, secret) {
+		t.Errorf("stderr holds the secret key: %s", stderr)
+	}
 }

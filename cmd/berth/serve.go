@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/filesystem"
 	"github.com/berth-registry/berth/storage/inmemory"
+	"github.com/berth-registry/berth/storage/s3"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -138,9 +139,7 @@ func (a *app) serve(cfg *config.Config) error {
 		"tls", tlsConfig != nil,
 		"storage", cfg.Storage.Driver,
 	}
-	if cfg.Storage.Driver == config.DriverFilesystem {
-		attrs = append(attrs, "root", cfg.Storage.Filesystem.Root)
-	}
+	attrs = append(attrs, storageAttrs(cfg.Storage)...)
 	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled, "version", buildVersion())
 	logger.Info("listening", attrs...)
 
@@ -196,6 +195,11 @@ func shutdown(srv *http.Server, sigc <-chan os.Signal, sig os.Signal, drain time
 	}
 }
 
+// driverStartTimeout bounds building a driver: the s3 driver loads
+// credentials and reaches the bucket, and a wrong endpoint must fail the
+// start rather than hang it.
+const driverStartTimeout = time.Minute
+
 // newDriver builds the storage driver that c names. Validate has checked
 // the name.
 func newDriver(c config.Storage) (storage.Driver, error) {
@@ -208,9 +212,51 @@ func newDriver(c config.Storage) (storage.Driver, error) {
 		return d, nil
 	case config.DriverInmemory:
 		return inmemory.New(), nil
+	case config.DriverS3:
+		ctx, cancel := context.WithTimeout(context.Background(), driverStartTimeout)
+		defer cancel()
+		d, err := s3.New(ctx, s3.Config{
+			Bucket:        c.S3.Bucket,
+			Region:        c.S3.Region,
+			Endpoint:      c.S3.Endpoint,
+			PathStyle:     c.S3.PathStyle,
+			AccessKey:     c.S3.AccessKey,
+			SecretKey:     c.S3.SecretKey,
+			Prefix:        c.S3.Prefix,
+			Redirect:      c.S3.Redirect,
+			PresignExpiry: c.S3.PresignExpiry,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
 	default:
 		return nil, fmt.Errorf("unknown driver %q", c.Driver)
 	}
+}
+
+// storageAttrs describes the storage for the "listening" log line: where
+// content lives, never credentials.
+func storageAttrs(c config.Storage) []any {
+	switch c.Driver {
+	case config.DriverFilesystem:
+		return []any{"root", c.Filesystem.Root}
+	case config.DriverS3:
+		endpoint, credentials := c.S3.Endpoint, "default chain"
+		if endpoint == "" {
+			endpoint = "AWS"
+		}
+		if c.S3.AccessKey != "" {
+			credentials = "static"
+		}
+		attrs := []any{"bucket", c.S3.Bucket, "prefix", c.S3.Prefix, "endpoint", endpoint,
+			"region", c.S3.Region, "credentials", credentials, "redirect", c.S3.Redirect}
+		if c.S3.Redirect {
+			attrs = append(attrs, "presignExpiry", c.S3.PresignExpiry.String())
+		}
+		return attrs
+	}
+	return nil
 }
 
 // newLogger returns the process logger: text or json on w, from the level c sets.

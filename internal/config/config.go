@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -88,6 +89,23 @@ func Load(path string, lookupEnv func(string) (string, bool), overrides ...func(
 		return nil, err
 	}
 	return &c, nil
+}
+
+// RedactedSecret is what Redacted puts in place of a secret that is set.
+const RedactedSecret = "<redacted>"
+
+// Redacted returns a copy of c for printing: every secret key (a field
+// tagged secret:"true", such as storage.s3.secretKey) that is set holds
+// RedactedSecret instead of its value. An unset secret stays empty, so the copy
+// still tells whether one is set.
+func (c Config) Redacted() Config {
+	v := reflect.ValueOf(&c).Elem()
+	for _, l := range leaves() {
+		if f := v.FieldByIndex(l.index); l.secret && f.String() != "" {
+			f.SetString(RedactedSecret)
+		}
+	}
+	return c
 }
 
 // WriteYAML writes c as YAML, every key present, in the layout of

@@ -139,13 +139,14 @@ func TestFileErrors(t *testing.T) {
 		{"unknown deep key", "storage:\n  filesystem:\n    rootdir: /x\n",
 			[]string{`:3: unknown key "storage.filesystem.rootdir"`}},
 		{"key in wrong case", "http:\n  drainTimeOut: 1m\n", []string{`:2: unknown key "http.drainTimeOut"`}},
-		{"unknown key under empty section", "log:\nstorage:\n  s3:\n    bucket: b\n", []string{`:3: unknown key "storage.s3"`}},
+		{"unknown key under empty section", "log:\nstorage:\n  gcs:\n    bucket: b\n", []string{`:3: unknown key "storage.gcs"`}},
+		{"unknown s3 key", "storage:\n  s3:\n    secret: x\n", []string{`:3: unknown key "storage.s3.secret"`, "secretKey"}},
 		{"repeated key", "log:\n  level: info\n  level: debug\n", []string{`:3: key "log.level" repeated (first at line 2)`}},
 		{"bad bool", "log:\n  accessLog: maybe\n", []string{`:2: log.accessLog: cannot use "maybe": want true or false`}},
 		{"duration without unit", "http:\n  idleTimeout: 30\n", []string{`:2: http.idleTimeout: cannot use "30": want a duration`}},
 		{"bad duration", "http:\n  drainTimeout: soon\n", []string{`:2: http.drainTimeout: cannot use "soon"`}},
 		{"list for a string", "http:\n  addr: [a, b]\n", []string{`:2: http.addr: cannot use a list: want a string`}},
-		{"scalar for a section", "storage: filesystem\n", []string{`:1: storage: want a mapping of keys (driver, filesystem, delete), got "filesystem"`}},
+		{"scalar for a section", "storage: filesystem\n", []string{`:1: storage: want a mapping of keys (driver, filesystem, s3, delete), got "filesystem"`}},
 		{"not a mapping", "- log\n", []string{`:1: top level: want a mapping`}},
 		{"two documents", "log:\n  level: info\n---\nhttp:\n", []string{`:3: a second YAML document`}},
 		{"syntax error", "http:\n  addr: [\n", []string{`.yaml:`, "did not find expected"}},
@@ -153,7 +154,29 @@ func TestFileErrors(t *testing.T) {
 		// Decoded fine, then refused by Validate.
 		{"bad level", "log:\n  level: verbose\n", []string{`log.level: "verbose" is not one of debug, info, warn or error`}},
 		{"bad format", "log:\n  format: xml\n", []string{`log.format: "xml" is not one of text or json`}},
-		{"bad driver", "storage:\n  driver: s3\n", []string{`storage.driver: "s3" is not one of filesystem or inmemory`}},
+		{"bad driver", "storage:\n  driver: gcs\n", []string{`storage.driver: "gcs" is not one of filesystem, inmemory or s3`}},
+		{"s3 without bucket", "storage:\n  driver: s3\n", []string{`storage.s3.bucket: must be set when storage.driver is s3`}},
+		{"s3 minimal", "storage:\n  driver: s3\n  s3:\n    bucket: b\n", nil},
+		{"s3 section ignored for filesystem", "storage:\n  s3:\n    endpoint: nope\n    accessKey: a\n", nil},
+		{"s3 endpoint without scheme", s3yaml("endpoint: minio:9000"), []string{`storage.s3.endpoint: "minio:9000": want an http:// or https:// URL`}},
+		{"s3 endpoint bare host", s3yaml("endpoint: minio.example"), []string{`storage.s3.endpoint: "minio.example": want an http:// or https:// URL`}},
+		{"s3 endpoint ftp", s3yaml("endpoint: ftp://minio.example"), []string{`want an http:// or https:// URL`}},
+		{"s3 endpoint without host", s3yaml("endpoint: 'http://'"), []string{`storage.s3.endpoint: "http://" has no host`}},
+		{"s3 endpoint unparsable", s3yaml("endpoint: 'http://[::1'"), []string{`storage.s3.endpoint: "http://[::1" is not a URL`}},
+		{"s3 endpoint with query", s3yaml("endpoint: 'http://minio:9000/?x=1'"), []string{`without query or fragment`}},
+		{"s3 endpoint with credentials, not echoed", s3yaml("endpoint: 'http://ak:hunter2@minio:9000'"), []string{`storage.s3.endpoint: must not hold credentials`}},
+		{"s3 endpoint http", s3yaml("endpoint: 'http://127.0.0.1:7070'\n    pathStyle: true"), nil},
+		{"s3 endpoint https with path", s3yaml("endpoint: 'https://s3.example/storage/'"), nil},
+		{"s3 access key alone", s3yaml("accessKey: AKIA"), []string{`storage.s3: set both accessKey and secretKey, or neither`}},
+		{"s3 secret key alone, not echoed", s3yaml("secretKey: hunter2"), []string{`storage.s3: set both accessKey and secretKey, or neither`}},
+		{"s3 both keys", s3yaml("accessKey: AKIA\n    secretKey: hunter2"), nil},
+		{"s3 prefix with slashes", s3yaml("prefix: /a/b/"), nil},
+		{"s3 prefix with dot-dot", s3yaml("prefix: a/../b"), []string{`storage.s3.prefix: "a/../b": want slash-separated names`}},
+		{"s3 prefix with empty part", s3yaml("prefix: a//b"), []string{`storage.s3.prefix: "a//b"`}},
+		{"s3 zero expiry", s3yaml("presignExpiry: 0s"), []string{`storage.s3.presignExpiry: 0s must be positive and at most 168h`}},
+		{"s3 expiry over 7 days", s3yaml("presignExpiry: 169h"), []string{`storage.s3.presignExpiry: 169h0m0s must be positive`}},
+		{"s3 expiry of 7 days", s3yaml("presignExpiry: 168h"), nil},
+		{"s3 bad redirect", s3yaml("redirect: sometimes"), []string{`storage.s3.redirect: cannot use "sometimes": want true or false`}},
 		{"empty root", "storage:\n  filesystem:\n    root: ''\n", []string{`storage.filesystem.root: must be set`}},
 		{"root may be empty for inmemory", "storage:\n  driver: inmemory\n  filesystem:\n    root: ''\n", nil},
 		{"addr without port", "http:\n  addr: localhost\n", []string{`http.addr: "localhost" is not host:port`}},
@@ -215,6 +238,15 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_HTTP_TLS_KEY", "http.tls.key", "string", ""},
 		{"BERTH_STORAGE_DRIVER", "storage.driver", "string", "filesystem"},
 		{"BERTH_STORAGE_FILESYSTEM_ROOT", "storage.filesystem.root", "string", "./data"},
+		{"BERTH_STORAGE_S3_BUCKET", "storage.s3.bucket", "string", ""},
+		{"BERTH_STORAGE_S3_REGION", "storage.s3.region", "string", ""},
+		{"BERTH_STORAGE_S3_ENDPOINT", "storage.s3.endpoint", "string", ""},
+		{"BERTH_STORAGE_S3_PATHSTYLE", "storage.s3.pathStyle", "bool", "false"},
+		{"BERTH_STORAGE_S3_ACCESSKEY", "storage.s3.accessKey", "string", ""},
+		{"BERTH_STORAGE_S3_SECRETKEY", "storage.s3.secretKey", "string", ""},
+		{"BERTH_STORAGE_S3_PREFIX", "storage.s3.prefix", "string", ""},
+		{"BERTH_STORAGE_S3_REDIRECT", "storage.s3.redirect", "bool", "true"},
+		{"BERTH_STORAGE_S3_PRESIGNEXPIRY", "storage.s3.presignExpiry", "duration", "20m0s"},
 		{"BERTH_STORAGE_DELETE_ENABLED", "storage.delete.enabled", "bool", "true"},
 	}
 	got := config.EnvVars()
@@ -232,19 +264,28 @@ func TestEnvNames(t *testing.T) {
 
 func TestEnvOverrides(t *testing.T) {
 	env := map[string]string{
-		"BERTH_LOG_LEVEL":               "debug",
-		"BERTH_LOG_FORMAT":              "json",
-		"BERTH_LOG_ACCESSLOG":           "0",
-		"BERTH_HTTP_ADDR":               ":9000",
-		"BERTH_HTTP_READHEADERTIMEOUT":  "5s",
-		"BERTH_HTTP_IDLETIMEOUT":        "1h",
-		"BERTH_HTTP_DRAINTIMEOUT":       "0s",
-		"BERTH_HTTP_TLS_CERTIFICATE":    "c.pem",
-		"BERTH_HTTP_TLS_KEY":            "k.pem",
-		"BERTH_STORAGE_DRIVER":          "inmemory",
-		"BERTH_STORAGE_FILESYSTEM_ROOT": "/srv/berth",
-		"BERTH_STORAGE_DELETE_ENABLED":  "false",
-		"BERTH_UNRELATED":               "ignored",
+		"BERTH_LOG_LEVEL":                "debug",
+		"BERTH_LOG_FORMAT":               "json",
+		"BERTH_LOG_ACCESSLOG":            "0",
+		"BERTH_HTTP_ADDR":                ":9000",
+		"BERTH_HTTP_READHEADERTIMEOUT":   "5s",
+		"BERTH_HTTP_IDLETIMEOUT":         "1h",
+		"BERTH_HTTP_DRAINTIMEOUT":        "0s",
+		"BERTH_HTTP_TLS_CERTIFICATE":     "c.pem",
+		"BERTH_HTTP_TLS_KEY":             "k.pem",
+		"BERTH_STORAGE_DRIVER":           "s3",
+		"BERTH_STORAGE_FILESYSTEM_ROOT":  "/srv/berth",
+		"BERTH_STORAGE_S3_BUCKET":        "images",
+		"BERTH_STORAGE_S3_REGION":        "eu-north-1",
+		"BERTH_STORAGE_S3_ENDPOINT":      "http://127.0.0.1:7070",
+		"BERTH_STORAGE_S3_PATHSTYLE":     "true",
+		"BERTH_STORAGE_S3_ACCESSKEY":     "AKIA",
+		"BERTH_STORAGE_S3_SECRETKEY":     "hunter2",
+		"BERTH_STORAGE_S3_PREFIX":        "berth",
+		"BERTH_STORAGE_S3_REDIRECT":      "false",
+		"BERTH_STORAGE_S3_PRESIGNEXPIRY": "1h",
+		"BERTH_STORAGE_DELETE_ENABLED":   "false",
+		"BERTH_UNRELATED":                "ignored",
 	}
 	c, err := config.Load("", mapEnv(env))
 	if err != nil {
@@ -257,9 +298,13 @@ func TestEnvOverrides(t *testing.T) {
 			TLS: config.TLS{Certificate: "c.pem", Key: "k.pem"},
 		},
 		Storage: config.Storage{
-			Driver:     "inmemory",
+			Driver:     "s3",
 			Filesystem: config.Filesystem{Root: "/srv/berth"},
-			Delete:     config.Delete{Enabled: false},
+			S3: config.S3{
+				Bucket: "images", Region: "eu-north-1", Endpoint: "http://127.0.0.1:7070", PathStyle: true,
+				AccessKey: "AKIA", SecretKey: "hunter2", Prefix: "berth", Redirect: false, PresignExpiry: time.Hour,
+			},
+			Delete: config.Delete{Enabled: false},
 		},
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -276,6 +321,8 @@ func TestEnvErrors(t *testing.T) {
 		{"BERTH_HTTP_DRAINTIMEOUT", "", `BERTH_HTTP_DRAINTIMEOUT="": want a duration`},
 		{"BERTH_LOG_ACCESSLOG", "yes please", `BERTH_LOG_ACCESSLOG="yes please": want true or false (overrides log.accessLog)`},
 		{"BERTH_STORAGE_DELETE_ENABLED", "", `BERTH_STORAGE_DELETE_ENABLED="": want true or false`},
+		{"BERTH_STORAGE_S3_PRESIGNEXPIRY", "20", `BERTH_STORAGE_S3_PRESIGNEXPIRY="20": want a duration`},
+		{"BERTH_STORAGE_S3_PATHSTYLE", "path", `BERTH_STORAGE_S3_PATHSTYLE="path": want true or false (overrides storage.s3.pathStyle)`},
 		// Parsed, then refused by Validate, which names the key.
 		{"BERTH_LOG_LEVEL", "INFO", `log.level: "INFO" is not one of`},
 		{"BERTH_HTTP_ADDR", "", `http.addr: "" is not host:port`},
@@ -342,6 +389,80 @@ func TestSlogLevel(t *testing.T) {
 			t.Errorf("SlogLevel(%q) = %s", level, got)
 		}
 	}
+}
+
+// TestSecretsNotEchoed: no error message quotes a secret key's value,
+// whichever way it arrived.
+func TestSecretsNotEchoed(t *testing.T) {
+	const secret = "hunter2-do-not-print"
+	for name, load := range map[string]func() error{
+		"file, key alone": func() error {
+			_, err := config.Load(writeFile(t, s3yaml("secretKey: "+secret)), nil)
+			return err
+		},
+		"environment, key alone, other errors": func() error {
+			_, err := config.Load("", mapEnv(map[string]string{
+				"BERTH_STORAGE_DRIVER": "s3", "BERTH_STORAGE_S3_SECRETKEY": secret, "BERTH_STORAGE_S3_ENDPOINT": "x",
+			}))
+			return err
+		},
+		"endpoint with userinfo and a bad scheme": func() error {
+			_, err := config.Load(writeFile(t, s3yaml("endpoint: 'ftp://ak:"+secret+"@minio:9000'")), nil)
+			return err
+		},
+		"unparsable endpoint with userinfo": func() error {
+			_, err := config.Load(writeFile(t, s3yaml("endpoint: 'http://ak:"+secret+"@[::1'")), nil)
+			return err
+		},
+		"endpoint with userinfo": func() error {
+			_, err := config.Load(writeFile(t, s3yaml("endpoint: 'http://ak:"+secret+"@minio:9000'")), nil)
+			return err
+		},
+	} {
+		err := load()
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		} else if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: error quotes the secret: %v", name, err)
+		}
+	}
+}
+
+// TestRedacted: Redacted masks the secret key when set, leaves it empty when
+// unset, touches nothing else and does not change the original.
+func TestRedacted(t *testing.T) {
+	c, err := config.Load("testdata/full.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redacted()
+	if r.Storage.S3.SecretKey != config.RedactedSecret {
+		t.Errorf("Redacted secretKey = %q, want %q", r.Storage.S3.SecretKey, config.RedactedSecret)
+	}
+	if c.Storage.S3.SecretKey != "example-secret" {
+		t.Errorf("Redacted changed the original: secretKey = %q", c.Storage.S3.SecretKey)
+	}
+	unmasked := r
+	unmasked.Storage.S3.SecretKey = c.Storage.S3.SecretKey
+	if !reflect.DeepEqual(unmasked, *c) {
+		t.Errorf("Redacted changed more than the secret:\n got %+v\nwant %+v", unmasked, *c)
+	}
+	var out bytes.Buffer
+	if err := r.WriteYAML(&out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "example-secret") || !strings.Contains(out.String(), "secretKey: <redacted>") {
+		t.Errorf("redacted dump:\n%s", out.String())
+	}
+	if d := config.Default(); d.Redacted().Storage.S3.SecretKey != "" {
+		t.Errorf("an unset secret is shown as %q, want empty", d.Redacted().Storage.S3.SecretKey)
+	}
+}
+
+// s3yaml is a config with the s3 driver, a bucket, and the lines given
+// (indented as keys of storage.s3).
+func s3yaml(lines string) string {
+	return "storage:\n  driver: s3\n  s3:\n    bucket: b\n    " + lines + "\n"
 }
 
 func mapEnv(m map[string]string) func(string) (string, bool) {

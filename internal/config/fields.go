@@ -17,6 +17,8 @@ type leaf struct {
 	path  []string     // yaml keys from the root: ["http", "drainTimeout"]
 	index []int        // for reflect.Value.FieldByIndex from a Config
 	typ   reflect.Type // the field's type, one that parseValue handles
+	// secret marks a credential (struct tag secret:"true"): never printed.
+	secret bool
 }
 
 // key is the dotted yaml path: "http.drainTimeout".
@@ -55,7 +57,11 @@ func leaves() []leaf {
 			if describe(sf.Type) == "" {
 				panic(fmt.Sprintf("config: key %s: type %s is not supported; add it to parseValue and describe", strings.Join(p, "."), sf.Type))
 			}
-			out = append(out, leaf{path: p, index: ix, typ: sf.Type})
+			secret := sf.Tag.Get("secret") == "true"
+			if secret && sf.Type.Kind() != reflect.String {
+				panic(fmt.Sprintf("config: key %s: only strings can be secret", strings.Join(p, ".")))
+			}
+			out = append(out, leaf{path: p, index: ix, typ: sf.Type, secret: secret})
 		}
 	}
 	walk(reflect.TypeFor[Config](), nil, nil)

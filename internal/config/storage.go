@@ -1,6 +1,11 @@
 package config
 
-import "slices"
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
 
 // Storage backends accepted in Storage.Driver.
 const (
@@ -8,17 +13,26 @@ const (
 	DriverFilesystem = "filesystem"
 	// DriverInmemory keeps content in memory, lost at exit: for tests and demos.
 	DriverInmemory = "inmemory"
+	// DriverS3 stores content in an S3 bucket (AWS or S3-compatible), under
+	// Storage.S3.Prefix. Several replicas can share one bucket and prefix.
+	DriverS3 = "s3"
 )
 
-var storageDrivers = []string{DriverFilesystem, DriverInmemory}
+var storageDrivers = []string{DriverFilesystem, DriverInmemory, DriverS3}
+
+// maxPresignExpiry is the longest validity S3 accepts for a presigned URL
+// (SigV4: 7 days).
+const maxPresignExpiry = 7 * 24 * time.Hour
 
 // Storage chooses and configures the storage backend. Each backend has its
-// own subsection, read only when Driver names it.
+// own subsection, read (and validated) only when Driver names it.
 type Storage struct {
-	// Driver is the backend: filesystem or inmemory. Default: filesystem.
+	// Driver is the backend: filesystem, inmemory or s3. Default: filesystem.
 	Driver string `yaml:"driver"`
 	// Filesystem configures the filesystem driver.
 	Filesystem Filesystem `yaml:"filesystem"`
+	// S3 configures the s3 driver.
+	S3 S3 `yaml:"s3"`
 	// Delete configures the DELETE endpoints of the API.
 	Delete Delete `yaml:"delete"`
 }
@@ -29,6 +43,47 @@ type Filesystem struct {
 	// missing. Relative paths are relative to the working directory.
 	// Default: ./data.
 	Root string `yaml:"root"`
+}
+
+// S3 configures the S3 storage driver. Content is stored under the keys
+// Prefix + "/docker/registry/v2/...", the layout of CNCF Distribution's s3
+// driver with its rootdirectory set to Prefix. Everything a replica needs,
+// upload state included, lives in the bucket: replicas that share Bucket
+// and Prefix serve the same registry.
+type S3 struct {
+	// Bucket is the bucket's name. Required when Driver is s3.
+	// Default: "".
+	Bucket string `yaml:"bucket"`
+	// Region is the bucket's region, used to sign requests. Empty means
+	// AWS_REGION or the shared AWS config's region, else us-east-1 (what
+	// most S3-compatible stores accept). Default: "".
+	Region string `yaml:"region"`
+	// Endpoint is the base URL of an S3-compatible service
+	// (https://minio.example:9000); empty means AWS S3. Default: "".
+	Endpoint string `yaml:"endpoint"`
+	// PathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of
+	// BUCKET.ENDPOINT/KEY; most S3-compatible services want it.
+	// Default: false.
+	PathStyle bool `yaml:"pathStyle"`
+	// AccessKey and SecretKey are static credentials. Set both, or neither
+	// to use the AWS default chain (environment, shared files, IAM role of
+	// the instance, pod or task). Default: "".
+	AccessKey string `yaml:"accessKey"`
+	// SecretKey goes with AccessKey. It is never logged, and
+	// `berth config show` masks it. Default: "".
+	SecretKey string `yaml:"secretKey" secret:"true"`
+	// Prefix is the key prefix under which the registry lives in the
+	// bucket, Distribution's rootdirectory: "registry" stores keys
+	// registry/docker/registry/v2/... Empty uses the bucket's root.
+	// Default: "".
+	Prefix string `yaml:"prefix"`
+	// Redirect answers blob GETs with 307 to a presigned URL of the object,
+	// so that clients download from the bucket rather than through Berth.
+	// Clients must be able to reach the bucket's endpoint. Default: true.
+	Redirect bool `yaml:"redirect"`
+	// PresignExpiry is how long a redirect URL stays valid: positive, at
+	// most 168h (7 days, S3's limit). Default: 20m.
+	PresignExpiry time.Duration `yaml:"presignExpiry"`
 }
 
 // Delete configures the DELETE endpoints of the API.
@@ -43,6 +98,7 @@ func defaultStorage() Storage {
 	return Storage{
 		Driver:     DriverFilesystem,
 		Filesystem: Filesystem{Root: "./data"},
+		S3:         S3{Redirect: true, PresignExpiry: 20 * time.Minute},
 		Delete:     Delete{Enabled: true},
 	}
 }
@@ -53,5 +109,45 @@ func (s *Storage) validate(report reportFunc) {
 	}
 	if s.Driver == DriverFilesystem && s.Filesystem.Root == "" {
 		report("storage.filesystem.root", "must be set when storage.driver is %s", DriverFilesystem)
+	}
+	if s.Driver == DriverS3 {
+		s.S3.validate(report)
+	}
+}
+
+// validate checks the s3 section. Messages never quote the secret key.
+func (s *S3) validate(report reportFunc) {
+	if s.Bucket == "" {
+		report("storage.s3.bucket", "must be set when storage.driver is %s", DriverS3)
+	}
+	if s.Endpoint != "" {
+		u, err := url.Parse(s.Endpoint)
+		switch {
+		case strings.Contains(s.Endpoint, "@") || (err == nil && u.User != nil):
+			// Not quoted: what precedes the @ may be a password.
+			report("storage.s3.endpoint", "must not hold credentials (use accessKey and secretKey)")
+		case err != nil:
+			report("storage.s3.endpoint", "%q is not a URL", s.Endpoint)
+		case u.Scheme != "http" && u.Scheme != "https":
+			report("storage.s3.endpoint", "%q: want an http:// or https:// URL", s.Endpoint)
+		case u.Host == "":
+			report("storage.s3.endpoint", "%q has no host", s.Endpoint)
+		case u.RawQuery != "" || u.Fragment != "":
+			report("storage.s3.endpoint", "%q: want a base URL without query or fragment", s.Endpoint)
+		}
+	}
+	if (s.AccessKey == "") != (s.SecretKey == "") {
+		report("storage.s3", "set both accessKey and secretKey, or neither (to use the AWS default credential chain)")
+	}
+	if p := strings.Trim(s.Prefix, "/"); p != "" {
+		for part := range strings.SplitSeq(p, "/") {
+			if part == "" || part == "." || part == ".." {
+				report("storage.s3.prefix", "%q: want slash-separated names, without empty, . or .. parts", s.Prefix)
+				break
+			}
+		}
+	}
+	if s.PresignExpiry <= 0 || s.PresignExpiry > maxPresignExpiry {
+		report("storage.s3.presignExpiry", "%s must be positive and at most 168h (S3's limit for presigned URLs)", s.PresignExpiry)
 	}
 }
