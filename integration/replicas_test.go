@@ -70,6 +70,13 @@ func TestReplicas(t *testing.T) {
 		checkRedirects(t, a, true)
 		checkRedirects(t, b, false)
 	})
+
+	// The second replica passes both suites too, over the bucket the first
+	// one has been writing to.
+	t.Run("suites-against-the-second-replica", func(t *testing.T) {
+		runConformance(t, b.URL)
+		runClients(t, b.URL)
+	})
 }
 
 // replicaChunkedUpload drives one chunked blob upload through both
