@@ -143,6 +143,19 @@ type Redirector interface {
 	RedirectURL(ctx context.Context, method, path string) (string, error)
 }
 
+// UploadJanitor is an optional driver ability: removing what unfinished
+// writers left that the backend keeps outside the visible tree (S3
+// multipart uploads and their bookkeeping), which Walk never shows and so
+// deleting paths cannot reach. Wrappers of a Driver must forward it.
+// AbortStaleUploads removes such leftovers begun or last touched more than
+// olderThan ago and returns how many it removed; a writer still running
+// after olderThan loses its content, so olderThan must be far longer than
+// any upload takes. It is idempotent and safe to run from several
+// processes at once.
+type UploadJanitor interface {
+	AbortStaleUploads(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
 // ErrUnsupported: the driver cannot do what was asked (for example, give a
 // redirect URL); the caller falls back to a way every driver supports.
 var ErrUnsupported = errors.New("storage: operation not supported by this driver")

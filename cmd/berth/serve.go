@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,13 +153,72 @@ func (a *app) serve(cfg *config.Config) error {
 		}
 	}()
 
+	// Background work lives until the signal, then is cancelled and
+	// awaited before draining.
+	bg, stopBackground := context.WithCancel(context.Background())
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
+	if p := cfg.Storage.UploadPurging; p.Enabled {
+		background.Go(func() { purgeUploads(bg, st, firstUploadPurge, p.Interval, p.Age, logger) })
+	}
+
 	var sig os.Signal
 	select {
 	case err := <-served:
 		return fmt.Errorf("http server: %w", err)
 	case sig = <-sigc:
 	}
+	stopBackground()
+	background.Wait()
 	return shutdown(srv, sigc, sig, cfg.HTTP.DrainTimeout, logger)
+}
+
+// firstUploadPurge is how long after the start the first purge of abandoned
+// uploads runs: start-up stays fast, and a short-lived server (a test)
+// never purges.
+const firstUploadPurge = time.Minute
+
+// purgeUploads removes the uploads begun more than age ago that nobody
+// finished, after first and then every interval, until ctx is done. Every
+// replica over a shared bucket runs it, and that is safe: deletes are
+// idempotent, so an upload that two replicas purge at once is removed once
+// and the other finds nothing; a run costs a few listings.
+func purgeUploads(ctx context.Context, st *store.Store, first, interval, age time.Duration, logger *slog.Logger) {
+	timer := time.NewTimer(first)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		purgeUploadsOnce(ctx, st, age, logger)
+		timer.Reset(interval)
+	}
+}
+
+// purgeUploadsOnce runs one purge: the store's upload directories, then
+// what the driver keeps outside them (S3 multipart uploads), if it can.
+// Errors are logged, not returned: the next run tries again.
+func purgeUploadsOnce(ctx context.Context, st *store.Store, age time.Duration, logger *slog.Logger) {
+	start := time.Now()
+	purged, err := st.PurgeUploads(ctx, start.Add(-age))
+	if err != nil && ctx.Err() == nil {
+		logger.Warn("purging abandoned uploads", "age", age.String(), "purged", purged, "error", err)
+	}
+	attrs := []any{"age", age.String(), "purged", purged}
+	if j, ok := st.Driver().(storage.UploadJanitor); ok {
+		aborted, err := j.AbortStaleUploads(ctx, age)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("aborting stale uploads of the storage backend", "age", age.String(), "aborted", aborted, "error", err)
+		}
+		attrs = append(attrs, "aborted", aborted)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	attrs = append(attrs, "took", time.Since(start).Round(time.Millisecond).String())
+	logger.Info("purged abandoned uploads", attrs...)
 }
 
 // shutdown stops srv after the signal sig: no new connections, and up to

@@ -35,6 +35,8 @@ type Storage struct {
 	S3 S3 `yaml:"s3"`
 	// Delete configures the DELETE endpoints of the API.
 	Delete Delete `yaml:"delete"`
+	// UploadPurging configures the removal of abandoned uploads.
+	UploadPurging UploadPurging `yaml:"uploadPurging"`
 }
 
 // Filesystem configures the filesystem storage driver.
@@ -94,12 +96,36 @@ type Delete struct {
 	Enabled bool `yaml:"enabled"`
 }
 
+// minUploadPurgingAge is the shortest UploadPurging.Age accepted: an
+// upload's age counts from its start, so a slow push must never reach it.
+const minUploadPurgingAge = time.Hour
+
+// UploadPurging configures the removal of abandoned uploads: pushes that a
+// client began and never finished or cancelled, whose bytes would
+// otherwise stay in storage for ever.
+type UploadPurging struct {
+	// Enabled runs the purge in the background of `berth serve`, first a
+	// minute after the start, then every Interval. Several replicas may
+	// run it at once. Default: true.
+	Enabled bool `yaml:"enabled"`
+	// Age is how long after its start an unfinished upload is removed:
+	// at least 1h. Default: 168h (7 days).
+	Age time.Duration `yaml:"age"`
+	// Interval is the time between two purges: positive. Default: 24h.
+	Interval time.Duration `yaml:"interval"`
+}
+
 func defaultStorage() Storage {
 	return Storage{
 		Driver:     DriverFilesystem,
 		Filesystem: Filesystem{Root: "./data"},
 		S3:         S3{Redirect: true, PresignExpiry: 20 * time.Minute},
 		Delete:     Delete{Enabled: true},
+		UploadPurging: UploadPurging{
+			Enabled:  true,
+			Age:      7 * 24 * time.Hour,
+			Interval: 24 * time.Hour,
+		},
 	}
 }
 
@@ -112,6 +138,18 @@ func (s *Storage) validate(report reportFunc) {
 	}
 	if s.Driver == DriverS3 {
 		s.S3.validate(report)
+	}
+	if s.UploadPurging.Enabled {
+		s.UploadPurging.validate(report)
+	}
+}
+
+func (u *UploadPurging) validate(report reportFunc) {
+	if u.Age < minUploadPurgingAge {
+		report("storage.uploadPurging.age", "%s must be at least %s, so that a slow push is never purged", u.Age, minUploadPurgingAge)
+	}
+	if u.Interval <= 0 {
+		report("storage.uploadPurging.interval", "%s must be positive", u.Interval)
 	}
 }
 

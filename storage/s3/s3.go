@@ -151,8 +151,9 @@ type Driver struct {
 }
 
 var (
-	_ storage.Driver     = (*Driver)(nil)
-	_ storage.Redirector = (*Driver)(nil)
+	_ storage.Driver        = (*Driver)(nil)
+	_ storage.Redirector    = (*Driver)(nil)
+	_ storage.UploadJanitor = (*Driver)(nil)
 )
 
 // New returns a Driver for the bucket cfg names, after checking with

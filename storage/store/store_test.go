@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -368,6 +369,126 @@ func TestRepositoriesAndMount(t *testing.T) {
 			t.Fatalf("delete in one repo removed it from another: %v", err)
 		}
 	})
+}
+
+// agedDriver reports the files of the uploads it names two hours older than
+// they are, so that a test can have old and fresh uploads side by side
+// without waiting. Everything else goes to the driver it wraps.
+type agedDriver struct {
+	storage.Driver
+	old []string // upload IDs
+}
+
+func (a agedDriver) age(fi storage.FileInfo) storage.FileInfo {
+	for _, id := range a.old {
+		if strings.Contains(fi.Path+"/", "/_uploads/"+id+"/") {
+			fi.ModTime = fi.ModTime.Add(-2 * time.Hour)
+		}
+	}
+	return fi
+}
+
+func (a agedDriver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
+	fi, err := a.Driver.Stat(ctx, p)
+	return a.age(fi), err
+}
+
+func (a agedDriver) Walk(ctx context.Context, p string, fn storage.WalkFunc) error {
+	return a.Driver.Walk(ctx, p, func(fi storage.FileInfo) error { return fn(a.age(fi)) })
+}
+
+func TestPurgeUploads(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		s := store.New(d, store.Options{})
+		// Content that a purge must not touch, referrer included.
+		layer := randomBytes(t, 300_000)
+		ld := pushBlob(t, s, "library/app", layer)
+		cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+		cd := pushBlob(t, s, "library/app", cfg)
+		img, err := s.PutManifest(ctx, "library/app", "v1", "", "", imageManifest(cd, ld, len(cfg), len(layer), ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := imageManifest(cd, ld, len(cfg), len(layer), fmt.Sprintf(`,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1}`, img.Digest))
+		if _, err := s.PutManifest(ctx, "library/app", "sig", "", "", sig); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, d)
+
+		start := func(repo string, chunk []byte) store.Upload {
+			t.Helper()
+			u, err := s.StartUpload(ctx, repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if chunk != nil {
+				if u, err = s.AppendUpload(ctx, repo, u.ID, 0, bytes.NewReader(chunk)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return u
+		}
+		oldChunked := start("library/app", randomBytes(t, 100_000))
+		oldEmpty := start("library/app/nested", nil)
+		oldNoStart := start("other", randomBytes(t, 1000))
+		// An upload that lost its startedat is aged by its newest file.
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/other/_uploads/"+oldNoStart.ID+"/startedat"); err != nil {
+			t.Fatal(err)
+		}
+		fresh := start("library/app", layer[:100_000])
+		freshNoStart := start("other", randomBytes(t, 1000))
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/other/_uploads/"+freshNoStart.ID+"/startedat"); err != nil {
+			t.Fatal(err)
+		}
+
+		aged := store.New(agedDriver{d, []string{oldChunked.ID, oldEmpty.ID, oldNoStart.ID}}, store.Options{})
+		n, err := aged.PurgeUploads(ctx, time.Now().Add(-time.Hour))
+		if err != nil || n != 3 {
+			t.Fatalf("PurgeUploads = %d, %v; want 3 purged", n, err)
+		}
+		for _, u := range []store.Upload{oldChunked, oldEmpty} {
+			if _, err := s.StatUpload(ctx, u.Repo, u.ID); !errors.Is(err, store.ErrUploadUnknown) {
+				t.Errorf("old upload %s in %s: %v, want it gone", u.ID, u.Repo, err)
+			}
+		}
+		for _, u := range []store.Upload{oldNoStart, freshNoStart} {
+			p := "/docker/registry/v2/repositories/other/_uploads/" + u.ID
+			if _, err := d.Stat(ctx, p); errors.Is(err, storage.ErrNotFound) != (u.ID == oldNoStart.ID) {
+				t.Errorf("Stat(%s) after purge: %v", p, err)
+			}
+		}
+		// Nothing else is old: a second purge finds nothing.
+		if n, err := aged.PurgeUploads(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+			t.Errorf("second PurgeUploads = %d, %v; want 0", n, err)
+		}
+
+		// The fresh upload is intact and completes; it pushes the layer
+		// again, so that the storage ends as it began.
+		if u, err := s.StatUpload(ctx, "library/app", fresh.ID); err != nil || u.Size != 100_000 {
+			t.Fatalf("fresh upload after purge: %+v, %v", u, err)
+		}
+		if _, err := s.FinishUpload(ctx, "library/app", fresh.ID, bytes.NewReader(layer[100_000:]), ld); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/other/_uploads/"+freshNoStart.ID); err != nil {
+			t.Fatal(err)
+		}
+		sameSnapshot(t, before, snapshot(t, d))
+		// On S3, deleting the uploads' data aborted their multipart uploads.
+		if j, ok := d.(storage.UploadJanitor); ok {
+			if n, err := j.AbortStaleUploads(ctx, -time.Minute); err != nil || n != 0 {
+				t.Errorf("AbortStaleUploads after purge = %d, %v; want nothing left to abort", n, err)
+			}
+		}
+	})
+}
+
+func TestPurgeUploadsOnEmptyStorage(t *testing.T) {
+	s := store.New(inmemory.New(), store.Options{})
+	if n, err := s.PurgeUploads(context.Background(), time.Now()); err != nil || n != 0 {
+		t.Fatalf("PurgeUploads = %d, %v; want 0, nil", n, err)
+	}
 }
 
 func TestUploadIDsAreValidated(t *testing.T) {

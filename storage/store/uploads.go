@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -367,4 +369,109 @@ func (s *Store) rehash(ctx context.Context, p string, size int64, alg digest.Alg
 		return "", err
 	}
 	return v.Digest(), nil
+}
+
+// PurgeUploads deletes the uploads, in every repository, that began before
+// cutoff: each _uploads/<id> directory whose startedat file was written
+// before cutoff (or, without a startedat, whose newest file was), with
+// everything it received; on S3 deleting pending data also aborts its
+// multipart upload. Age is counted from the start of an upload, not from
+// its last chunk, so cutoff must be far earlier than any push takes. It
+// returns how many uploads it deleted, and carries on past an upload it
+// cannot delete, returning all such errors joined.
+//
+// Deletes are idempotent: several processes may purge the same storage at
+// once, an upload one of them removes first is simply not counted by the
+// others.
+func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time) (int, error) {
+	var dirs []string
+	err := s.driver.Walk(ctx, repositoriesPath(), func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			return nil
+		}
+		dir, name := path.Split(fi.Path)
+		if path.Base(dir) == "_uploads" {
+			dirs = append(dirs, fi.Path)
+			return storage.SkipDir
+		}
+		if strings.HasPrefix(name, "_") && name != "_uploads" {
+			return storage.SkipDir // _layers, _manifests, _referrers
+		}
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	purged := 0
+	var errs []error
+	for _, dir := range dirs {
+		ok, err := s.purgeUpload(ctx, dir, cutoff)
+		if err != nil {
+			if ctx.Err() != nil {
+				return purged, errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, fmt.Errorf("purging upload %s: %w", dir, err))
+			continue
+		}
+		if ok {
+			purged++
+		}
+	}
+	return purged, errors.Join(errs...)
+}
+
+// purgeUpload deletes the upload directory dir if it began before cutoff,
+// and reports whether it did. An upload that a request of this process is
+// writing (or one sharing its lock) is left for the next purge: it is not
+// abandoned, and waiting for it would hold the purge up for as long as it
+// lasts.
+func (s *Store) purgeUpload(ctx context.Context, dir string, cutoff time.Time) (bool, error) {
+	mu := s.uploadLock(path.Base(dir))
+	if !mu.TryLock() {
+		return false, nil
+	}
+	defer mu.Unlock()
+	started, err := s.uploadStartTime(ctx, dir)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil // finished, cancelled or purged meanwhile
+	}
+	if err != nil || !started.Before(cutoff) {
+		return false, err
+	}
+	err = s.driver.Delete(ctx, dir)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// uploadStartTime is when the upload in directory dir began: the time its
+// startedat file was written, else (an upload whose startedat was lost)
+// that of its newest file.
+func (s *Store) uploadStartTime(ctx context.Context, dir string) (time.Time, error) {
+	fi, err := s.driver.Stat(ctx, dir+"/startedat")
+	if err == nil {
+		return fi.ModTime, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return time.Time{}, err
+	}
+	var newest time.Time
+	found := false
+	err = s.driver.Walk(ctx, dir, func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			found = true
+			if fi.ModTime.After(newest) {
+				newest = fi.ModTime
+			}
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = storage.ErrNotFound
+	}
+	return newest, err
 }
