@@ -38,3 +38,15 @@ func ValidatePath(p string) error {
 	}
 	return fmt.Errorf("%w %q: %s", ErrInvalidPath, p, why)
 }
+
+// ValidateChangePath is ValidatePath for the methods that change content
+// (Writer, Move, Delete): they also refuse the root directory "/" itself.
+func ValidateChangePath(p string) error {
+	if err := ValidatePath(p); err != nil {
+		return err
+	}
+	if p == "/" {
+		return fmt.Errorf("%w %q: the root is a directory", ErrInvalidPath, p)
+	}
+	return nil
+}

@@ -127,7 +127,17 @@ func (d *Driver) removeStaleTemps(cutoff time.Time) error {
 
 // name validates the storage path p and returns the name of its file.
 func (d *Driver) name(p string) (string, error) {
-	if err := storage.ValidatePath(p); err != nil {
+	return d.checkedName(p, storage.ValidatePath)
+}
+
+// fileName is name for the methods that change content, which cannot act
+// on the root directory itself.
+func (d *Driver) fileName(p string) (string, error) {
+	return d.checkedName(p, storage.ValidateChangePath)
+}
+
+func (d *Driver) checkedName(p string, validate func(string) error) (string, error) {
+	if err := validate(p); err != nil {
 		return "", err
 	}
 	if first, _, _ := strings.Cut(p[1:], "/"); first == tmpDir {
@@ -145,15 +155,6 @@ func (d *Driver) file(p string) string {
 		return d.root
 	}
 	return d.prefix + filepath.FromSlash(p)
-}
-
-// fileName is name for the methods that change content, which cannot act
-// on the root directory itself.
-func (d *Driver) fileName(p string) (string, error) {
-	if p == "/" {
-		return "", fmt.Errorf("%w %q: the root is a directory", storage.ErrInvalidPath, p)
-	}
-	return d.name(p)
 }
 
 // Reader returns the file at path as an *os.File positioned at offset.

@@ -128,13 +128,10 @@ func (d *Driver) remove(p string) bool {
 // checkPath validates p and, for the methods that change content, rejects
 // the root directory.
 func checkPath(p string, changes bool) error {
-	if err := storage.ValidatePath(p); err != nil {
-		return err
+	if changes {
+		return storage.ValidateChangePath(p)
 	}
-	if changes && p == "/" {
-		return fmt.Errorf("%w %q: the root is a directory", storage.ErrInvalidPath, p)
-	}
-	return nil
+	return storage.ValidatePath(p)
 }
 
 // Reader returns a reader of the content at path as it is now.

@@ -268,14 +268,15 @@ func (d *Driver) pendingDirPrefix(p string) string {
 // check validates p, rejects the reserved directory and, for the methods
 // that change content, the root.
 func check(p string, changes bool) error {
-	if err := storage.ValidatePath(p); err != nil {
+	validate := storage.ValidatePath
+	if changes {
+		validate = storage.ValidateChangePath
+	}
+	if err := validate(p); err != nil {
 		return err
 	}
 	if first, _, _ := strings.Cut(p[1:], "/"); first == reservedDir {
 		return fmt.Errorf("%w %q: /%s is reserved for the s3 driver's own objects", storage.ErrInvalidPath, p, reservedDir)
-	}
-	if changes && p == "/" {
-		return fmt.Errorf("%w %q: the root is a directory", storage.ErrInvalidPath, p)
 	}
 	return nil
 }
