@@ -6,14 +6,18 @@ import (
 	"testing"
 )
 
-// TestDependencyFence fails if the driver interface package, or the manifest
-// package, starts importing the HTTP layer, the AWS SDK or any other package
-// that does not belong below the driver line.
+// TestDependencyFence fails if the driver interface package, the manifest
+// package or the auth package starts importing the HTTP layer, the AWS SDK or
+// any other package that does not belong to it.
 func TestDependencyFence(t *testing.T) {
 	for pkg, forbidden := range map[string][]string{
 		"github.com/berth-registry/berth/storage": {
 			"net/http", "github.com/aws/", "github.com/gorilla/", "github.com/berth-registry/berth/registry",
 			"github.com/berth-registry/berth/manifest",
+		},
+		"github.com/berth-registry/berth/auth": {
+			"github.com/aws/", "github.com/gorilla/", "github.com/berth-registry/berth/registry",
+			"github.com/berth-registry/berth/storage", "github.com/berth-registry/berth/manifest",
 		},
 		"github.com/berth-registry/berth/manifest": {
 			"net/http", "github.com/aws/", "github.com/gorilla/", "github.com/berth-registry/berth/registry",

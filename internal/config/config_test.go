@@ -59,8 +59,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestConfigsDirectory loads every example in configs/, so that they cannot
-// rot, and checks that configs/berth.yaml spells out every key at its default
+// TestConfigsDirectory loads every serve config example in configs/, so that
+// they cannot rot, and checks that configs/berth.yaml spells out every key at its default
 // value with its environment variable in a comment.
 func TestConfigsDirectory(t *testing.T) {
 	files, err := filepath.Glob("../../configs/*.yaml")
@@ -68,6 +68,9 @@ func TestConfigsDirectory(t *testing.T) {
 		t.Fatalf("no configs/*.yaml: %v", err)
 	}
 	for _, file := range files {
+		if filepath.Base(file) == "policy.yaml" {
+			continue // an access policy, not a serve config: auth's TestExamplePolicy loads it
+		}
 		if _, err := config.Load(file, nil); err != nil {
 			t.Errorf("%v", err)
 		}

@@ -1,0 +1,8 @@
+// Package auth decides whether an HTTP request may perform the actions it needs:
+// Docker-style bearer tokens (JWT, verified by Verifier) or htpasswd Basic auth, behind
+// the Authorizer interface, with Challenge as the typed error that renders WWW-Authenticate.
+//
+// It may import the standard library, golang-jwt/jwt, golang.org/x/crypto and yaml.v3
+// (the policy file) only; the HTTP layer (registry/) imports it, never the reverse
+// (storage/depcheck_test.go). The token server lives in auth/issuer.
+package auth
