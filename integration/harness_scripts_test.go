@@ -42,8 +42,13 @@ func TestClients(t *testing.T) {
 // cross-mount expected, and fails t unless it ends with "N passed, 0 failed".
 func runConformance(t *testing.T, url string) {
 	t.Helper()
+	runConformanceEnv(t, url, append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1"))
+}
+
+// runConformanceEnv is runConformance with the script's environment.
+func runConformanceEnv(t *testing.T, url string, env []string) {
+	t.Helper()
 	h := harnessDir(t)
-	env := append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1")
 	lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), url)
 	last := lastLine(lines)
 	m := conformanceSummary.FindStringSubmatch(last)
@@ -63,9 +68,13 @@ func runConformance(t *testing.T, url string) {
 // all five clients pass.
 func runClients(t *testing.T, url string) {
 	t.Helper()
-	h := harnessDir(t)
-	lines, err := runLogged(t, os.Environ(), 10*time.Minute, filepath.Join(h, "clients.sh"), url)
-	last := lastLine(lines)
+	runClientsEnv(t, url, os.Environ())
+}
+
+// runClientsEnv is runClients with the script's environment.
+func runClientsEnv(t *testing.T, url string, env []string) {
+	t.Helper()
+	last, err := clientsSummaryLine(t, url, env)
 	if last != "clients: 5 passed, 0 failed" {
 		if clientsSummary.MatchString(last) {
 			t.Fatalf("want %q, got %q (FAIL/skip lines above say which client and step)", "clients: 5 passed, 0 failed", last)
@@ -75,4 +84,11 @@ func runClients(t *testing.T, url string) {
 	if err != nil {
 		t.Errorf("clients.sh: %v after %q", err, last)
 	}
+}
+
+// clientsSummaryLine runs clients.sh against url with env and returns its last line.
+func clientsSummaryLine(t *testing.T, url string, env []string) (string, error) {
+	t.Helper()
+	lines, err := runLogged(t, env, 10*time.Minute, filepath.Join(harnessDir(t), "clients.sh"), url)
+	return lastLine(lines), err
 }

@@ -45,6 +45,9 @@ type Options struct {
 	Dir string
 	// Quiet turns the access log off and logs warnings only (for benchmarks).
 	Quiet bool
+	// Auth is Berth's auth section, YAML without the "auth:" line, indented
+	// by two spaces ("  mode: token\n..."); "" for none.
+	Auth string
 }
 
 // S3Options point Berth's s3 driver at a bucket of an S3-compatible server,
@@ -213,6 +216,9 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 			fmt.Fprintf(&b, "    bucket: %q\n    prefix: %q\n    redirect: %t\n", o.S3.Bucket, o.S3.Prefix, o.S3.Redirect)
 		}
 		b.WriteString("  delete:\n    enabled: true\n")
+		if o.Auth != "" {
+			b.WriteString("auth:\n" + o.Auth)
+		}
 		args = []string{"serve", "--config", cfgPath, "--addr", host}
 		if o.Driver == Filesystem {
 			args = append(args, "--root", o.Root)

@@ -9,18 +9,15 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// Errors of the HTTP layer itself, wrapped with %w like the store's. The auth
-// work returns ErrUnauthorized and ErrDenied.
+// Errors of the HTTP layer itself, wrapped with %w like the store's. The
+// authorizer returns *auth.Challenge, which matches auth.ErrUnauthorized (401)
+// or auth.ErrDenied (403).
 var (
-	// ErrUnauthorized: the request carries no valid credentials (UNAUTHORIZED, 401).
-	ErrUnauthorized = errors.New("authentication required")
-	// ErrDenied: the credentials do not allow the request (DENIED, 403).
-	ErrDenied = errors.New("requested access to the resource is denied")
-
 	// errUnsupported: the operation is switched off or the method is not
 	// served on this path (UNSUPPORTED, 405).
 	errUnsupported = errors.New("the operation is unsupported")
@@ -71,8 +68,9 @@ var errorTable = []errorClass{
 	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
 	{err: errPaginationNumberInvalid, code: "PAGINATION_NUMBER_INVALID", status: http.StatusBadRequest},
 	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
-	{err: ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized},
-	{err: ErrDenied, code: "DENIED", status: http.StatusForbidden},
+	// Fixed messages: a challenge's cause says why a token was refused, which is for the log.
+	{err: auth.ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized, message: "authentication required"},
+	{err: auth.ErrDenied, code: "DENIED", status: http.StatusForbidden, message: "requested access to the resource is denied"},
 	{err: errRouteUnknown, code: "NOT_FOUND", status: http.StatusNotFound},
 	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
 }
@@ -104,7 +102,8 @@ type errorBody struct {
 }
 
 // writeError is the one place that turns a handler's error into a response:
-// the OCI envelope with the status and code of the table. Headers the handler
+// the OCI envelope with the status and code of the table, and for an
+// *auth.Challenge its WWW-Authenticate header. Headers the handler
 // set (Range and Location of a 416 upload answer) are kept; those describing
 // a body that was never sent are dropped.
 func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -136,6 +135,9 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 		if c.status != http.StatusRequestedRangeNotSatisfiable || k != "Content-Range" {
 			delete(h, k)
 		}
+	}
+	if ch, ok := errors.AsType[*auth.Challenge](err); ok {
+		h.Set("WWW-Authenticate", ch.Header())
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

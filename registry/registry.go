@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
 )
@@ -20,6 +22,9 @@ type Options struct {
 	Metrics       *prometheus.Registry // nil: no /metrics and no metric collection
 	AccessLog     bool                 // one slog line per request
 	DeleteEnabled bool                 // false: DELETEs of blobs and manifests answer 405 UNSUPPORTED
+	// Authorizer decides who may do what; nil: no authentication. /healthz,
+	// /readyz and /metrics are never authorized; /v2/ needs a valid identity.
+	Authorizer auth.Authorizer
 }
 
 // Registry is the HTTP handler of the distribution API. Its handlers are
@@ -31,6 +36,7 @@ type Registry struct {
 	metrics       *metrics // nil: metrics off
 	accessLog     bool
 	deleteEnabled bool
+	authorizer    auth.Authorizer // nil: no authentication
 	router        *mux.Router
 }
 
@@ -45,6 +51,7 @@ func New(opts Options) (*Registry, error) {
 		log:           opts.Logger,
 		accessLog:     opts.AccessLog,
 		deleteEnabled: opts.DeleteEnabled,
+		authorizer:    opts.Authorizer,
 	}
 	if reg.log == nil {
 		reg.log = slog.Default()
@@ -77,11 +84,13 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 type route struct {
 	template string // the label in metrics and the access log: /v2/{name}/blobs/{digest}
 	hasName  bool   // the path holds a repository name to validate
+	open     bool   // served without authorization: health, readiness, metrics
 	metrics  *routeMetrics
 }
 
-// serve adapts h: it validates the repository name before h runs, writes
-// h's error with writeError, and records the request.
+// serve adapts h: it validates the repository name and authorizes the
+// request before h runs, writes h's error with writeError, and records the
+// request.
 func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		observed := reg.metrics != nil || reg.accessLog
@@ -101,6 +110,15 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			repo = mux.Vars(r)["name"]
 			if err = manifest.ValidateName(repo); err != nil {
 				repo = shorten(repo) // for the access log: it may be huge
+			}
+		}
+		var subject string
+		if err == nil && reg.authorizer != nil && !rt.open {
+			var id *auth.Identity
+			id, err = reg.authorizer.Authorize(r, auth.Required(r.Method, rt.template, repo))
+			if err == nil {
+				subject = id.Subject
+				r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 			}
 		}
 		if err == nil {
@@ -136,6 +154,7 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				slog.String("method", r.Method),
 				slog.String("route", rt.template),
 				slog.String("repository", repo),
+				slog.String("subject", subject),
 				slog.Int("status", status),
 				slog.Int64("bytes_in", in),
 				slog.Int64("bytes_out", rw.written),
@@ -145,6 +164,16 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			)
 		}
 	})
+}
+
+// identityKey is the request-context key of the *auth.Identity that serve
+// authorized; only the upload handler reads it, for the source of a mount.
+type identityKey struct{}
+
+// identity returns the identity serve authorized r as, nil without auth.
+func identity(r *http.Request) *auth.Identity {
+	id, _ := r.Context().Value(identityKey{}).(*auth.Identity)
+	return id
 }
 
 // base answers GET /v2/: the registry speaks the v2 API.

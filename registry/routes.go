@@ -27,6 +27,9 @@ const namePattern = "{name:.+}"
 //	GET                     /healthz, /readyz                     healthz, readyz
 //	GET                     /metrics                              Prometheus (when Options.Metrics is set)
 //
+// With an Options.Authorizer, every route but /healthz, /readyz and /metrics
+// is authorized (see auth.Required) before its handler runs.
+//
 // The router matches the path as it was sent (UseEncodedPath) and never
 // cleans or redirects it (SkipClean), so "..", "%2e%2e", "%2f" and "//" reach
 // the name validation as they are and are refused there; nothing is decoded
@@ -35,7 +38,8 @@ func (reg *Registry) routes(promReg *prometheus.Registry) *mux.Router {
 	r := mux.NewRouter().UseEncodedPath().SkipClean(true)
 
 	handle := func(template, path string, hasName bool, methods map[string]handlerFunc) {
-		rt := &route{template: template, hasName: hasName, metrics: reg.metrics.forRoute(template)}
+		rt := &route{template: template, hasName: hasName, metrics: reg.metrics.forRoute(template),
+			open: template == "/healthz" || template == "/readyz" || template == "/metrics"}
 		for method, h := range methods {
 			r.Handle(path, reg.serve(rt, h)).Methods(method)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
 )
@@ -34,17 +35,20 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		// Without from, any blob the registry holds is mounted (automatic
-		// cross-mount: the client proves it knows the digest).
-		_, err = reg.store.MountBlob(ctx, repo, from, d)
-		switch {
-		case err == nil:
-			blobCreated(w, repo, d)
-			return nil
-		case !errors.Is(err, store.ErrBlobUnknown):
-			return err
+		if reg.mountAllowed(r, from) {
+			// Without from, any blob the registry holds is mounted (automatic
+			// cross-mount: the client proves it knows the digest).
+			_, err = reg.store.MountBlob(ctx, repo, from, d)
+			switch {
+			case err == nil:
+				blobCreated(w, repo, d)
+				return nil
+			case !errors.Is(err, store.ErrBlobUnknown):
+				return err
+			}
 		}
-		// Not mountable: the client uploads the blob in a new session.
+		// Not mountable, or not allowed: the client uploads the blob in a
+		// new session.
 	} else if q.Has("digest") {
 		d, err := manifest.ParseDigest(q.Get("digest"))
 		if err != nil {
@@ -66,6 +70,19 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	uploadStatus(w, u, http.StatusAccepted)
 	return nil
+}
+
+// mountAllowed reports whether r may mount a blob from the repository from
+// ("" for automatic cross-mount). Without auth, always. With auth, the
+// identity must be allowed to pull from; automatic cross-mount is off, since
+// it cannot know which repository holds the blob nor whether the identity may
+// pull it. A refusal is not an error: the client uploads the blob instead.
+func (reg *Registry) mountAllowed(r *http.Request, from string) bool {
+	if reg.authorizer == nil {
+		return true
+	}
+	return from != "" && identity(r).Allowed(auth.Access{
+		Type: auth.TypeRepository, Name: from, Actions: []string{auth.ActionPull}})
 }
 
 // getUpload answers GET /v2/<name>/blobs/uploads/<id>: how much of the

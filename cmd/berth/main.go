@@ -90,6 +90,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newServeCmd(),
 		a.newVersionCmd(),
 		a.newConfigCmd(),
+		a.newAuthCmd(),
 	)
 	return root
 }

@@ -81,16 +81,16 @@ func (a *app) serve(cfg *config.Config) error {
 	stop := a.notify(sigc)
 	defer stop()
 
+	logger := newLogger(a.stderr, cfg.Log)
 	var tlsConfig *tls.Config
 	if cfg.HTTP.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key)
+		reloader, err := newCertReloader(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key, logger)
 		if err != nil {
 			return usageError(fmt.Errorf("http.tls: %w", err))
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{GetCertificate: reloader.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 
-	logger := newLogger(a.stderr, cfg.Log)
 	for _, name := range config.UnknownEnv(a.environ) {
 		logger.Warn("ignoring environment variable that configures nothing (see berth config env)", "name", name)
 	}
@@ -106,16 +106,22 @@ func (a *app) serve(cfg *config.Config) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	handler, err := registry.New(registry.Options{
+	authorizer, iss, err := newAuth(cfg, logger, metrics)
+	if err != nil {
+		return err
+	}
+	reg, err := registry.New(registry.Options{
 		Store:         st,
 		Logger:        logger,
 		Metrics:       metrics,
 		AccessLog:     cfg.Log.AccessLog,
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
+		Authorizer:    authorizer,
 	})
 	if err != nil {
 		return err
 	}
+	handler := withIssuer(reg, iss)
 
 	srv := &http.Server{
 		Handler:           handler,
@@ -141,7 +147,9 @@ func (a *app) serve(cfg *config.Config) error {
 		"storage", cfg.Storage.Driver,
 	}
 	attrs = append(attrs, storageAttrs(cfg.Storage)...)
-	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled, "version", buildVersion())
+	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled)
+	attrs = append(attrs, authAttrs(cfg)...)
+	attrs = append(attrs, "version", buildVersion())
 	logger.Info("listening", attrs...)
 
 	served := make(chan error, 1)

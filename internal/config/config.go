@@ -24,6 +24,8 @@ type Config struct {
 	HTTP HTTP `yaml:"http"`
 	// Storage chooses and configures the storage backend.
 	Storage Storage `yaml:"storage"`
+	// Auth configures authentication and authorization.
+	Auth Auth `yaml:"auth"`
 }
 
 // Default returns the configuration used where no file, variable or flag
@@ -33,6 +35,7 @@ func Default() Config {
 		Log:     defaultLog(),
 		HTTP:    defaultHTTP(),
 		Storage: defaultStorage(),
+		Auth:    defaultAuth(),
 	}
 }
 
@@ -47,6 +50,7 @@ func (c *Config) Validate() error {
 	c.Log.validate(report)
 	c.HTTP.validate(report)
 	c.Storage.validate(report)
+	c.validateAuth(report)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

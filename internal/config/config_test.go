@@ -259,6 +259,18 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_STORAGE_UPLOADPURGING_ENABLED", "storage.uploadPurging.enabled", "bool", "true"},
 		{"BERTH_STORAGE_UPLOADPURGING_AGE", "storage.uploadPurging.age", "duration", "168h0m0s"},
 		{"BERTH_STORAGE_UPLOADPURGING_INTERVAL", "storage.uploadPurging.interval", "duration", "24h0m0s"},
+		{"BERTH_AUTH_MODE", "auth.mode", "string", "none"},
+		{"BERTH_AUTH_ALLOWINSECURENONE", "auth.allowInsecureNone", "bool", "false"},
+		{"BERTH_AUTH_HTPASSWD", "auth.htpasswd", "string", ""},
+		{"BERTH_AUTH_TOKEN_REALM", "auth.token.realm", "string", ""},
+		{"BERTH_AUTH_TOKEN_SERVICE", "auth.token.service", "string", "berth"},
+		{"BERTH_AUTH_TOKEN_ISSUER", "auth.token.issuer", "string", "berth"},
+		{"BERTH_AUTH_TOKEN_JWKS", "auth.token.jwks", "string", ""},
+		{"BERTH_AUTH_TOKEN_ROOTCERTBUNDLE", "auth.token.rootCertBundle", "string", ""},
+		{"BERTH_AUTH_ISSUER_ENABLED", "auth.issuer.enabled", "bool", "true"},
+		{"BERTH_AUTH_ISSUER_KEY", "auth.issuer.key", "string", "./data/auth-key.pem"},
+		{"BERTH_AUTH_ISSUER_POLICY", "auth.issuer.policy", "string", ""},
+		{"BERTH_AUTH_ISSUER_TTL", "auth.issuer.ttl", "duration", "5m0s"},
 	}
 	got := config.EnvVars()
 	if !reflect.DeepEqual(got, want) {
@@ -299,6 +311,18 @@ func TestEnvOverrides(t *testing.T) {
 		"BERTH_STORAGE_UPLOADPURGING_ENABLED":  "false",
 		"BERTH_STORAGE_UPLOADPURGING_AGE":      "72h",
 		"BERTH_STORAGE_UPLOADPURGING_INTERVAL": "6h",
+		"BERTH_AUTH_MODE":                      "token",
+		"BERTH_AUTH_ALLOWINSECURENONE":         "true",
+		"BERTH_AUTH_HTPASSWD":                  "/etc/htpasswd",
+		"BERTH_AUTH_TOKEN_REALM":               "https://r.example/auth/token",
+		"BERTH_AUTH_TOKEN_SERVICE":             "r.example",
+		"BERTH_AUTH_TOKEN_ISSUER":              "r-issuer",
+		"BERTH_AUTH_TOKEN_JWKS":                "keys.jwks",
+		"BERTH_AUTH_TOKEN_ROOTCERTBUNDLE":      "roots.pem",
+		"BERTH_AUTH_ISSUER_ENABLED":            "false",
+		"BERTH_AUTH_ISSUER_KEY":                "key.pem",
+		"BERTH_AUTH_ISSUER_POLICY":             "policy.yaml",
+		"BERTH_AUTH_ISSUER_TTL":                "10m",
 		"BERTH_UNRELATED":                      "ignored",
 	}
 	c, err := config.Load("", mapEnv(env))
@@ -320,6 +344,12 @@ func TestEnvOverrides(t *testing.T) {
 			},
 			Delete:        config.Delete{Enabled: false},
 			UploadPurging: config.UploadPurging{Enabled: false, Age: 72 * time.Hour, Interval: 6 * time.Hour},
+		},
+		Auth: config.Auth{
+			Mode: "token", AllowInsecureNone: true, Htpasswd: "/etc/htpasswd",
+			Token: config.Token{Realm: "https://r.example/auth/token", Service: "r.example", Issuer: "r-issuer",
+				JWKS: "keys.jwks", RootCertBundle: "roots.pem"},
+			Issuer: config.Issuer{Enabled: false, Key: "key.pem", Policy: "policy.yaml", TTL: 10 * time.Minute},
 		},
 	}
 	if !reflect.DeepEqual(*c, want) {
@@ -353,7 +383,7 @@ func TestEnvErrors(t *testing.T) {
 
 // TestPrecedence: defaults < file < environment < overrides (flags).
 func TestPrecedence(t *testing.T) {
-	file := writeFile(t, "log:\n  level: warn\n  format: json\nhttp:\n  addr: file:1\n  idleTimeout: 1m\n")
+	file := writeFile(t, "log:\n  level: warn\n  format: json\nhttp:\n  addr: file:1\n  idleTimeout: 1m\nauth:\n  allowInsecureNone: true\n")
 	env := mapEnv(map[string]string{
 		"BERTH_HTTP_ADDR":        "env:2",
 		"BERTH_HTTP_IDLETIMEOUT": "2m",
@@ -491,4 +521,57 @@ func writeFile(t *testing.T, content string) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// TestAuthValidation checks the rules of the auth section, each error naming its key and fix.
+func TestAuthValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       string // "" for valid
+	}{
+		{"none on loopback", "auth:\n  mode: none\n", ""},
+		{"none on localhost", "http:\n  addr: localhost:5000\n", ""},
+		{"none on every interface", "http:\n  addr: \":5000\"\n",
+			`auth.mode: none on ":5000" serves everyone on the network: set auth.mode to htpasswd or token, listen on a loopback address, or set auth.allowInsecureNone: true`},
+		{"none on a public address", "http:\n  addr: 192.0.2.1:5000\n", "auth.allowInsecureNone: true"},
+		{"none allowed explicitly", "http:\n  addr: \":5000\"\nauth:\n  allowInsecureNone: true\n", ""},
+		{"unknown mode", "auth:\n  mode: ldap\n", `auth.mode: "ldap" is not none, htpasswd or token`},
+		{"htpasswd without file", "auth:\n  mode: htpasswd\n", "auth.htpasswd: required with auth.mode htpasswd"},
+		{"htpasswd", "http:\n  addr: \":5000\"\nauth:\n  mode: htpasswd\n  htpasswd: h\n", ""},
+		{"issuer without htpasswd and policy", "auth:\n  mode: token\n",
+			"auth.htpasswd: required with the built-in issuer (auth.issuer.enabled); auth.issuer.policy: required with the built-in issuer"},
+		{"issuer", "auth:\n  mode: token\n  htpasswd: h\n  issuer:\n    policy: p\n", ""},
+		{"issuer ttl", "auth:\n  mode: token\n  htpasswd: h\n  issuer:\n    policy: p\n    ttl: 30s\n", "auth.issuer.ttl: 30s is below the minimum 1m0s"},
+		{"realm not derivable", "http:\n  addr: \":5000\"\nauth:\n  mode: token\n  htpasswd: h\n  issuer:\n    policy: p\n",
+			`auth.token.realm: cannot be derived from http.addr ":5000"`},
+		{"realm set", "http:\n  addr: \":5000\"\nauth:\n  mode: token\n  htpasswd: h\n  token:\n    realm: https://r/auth/token\n  issuer:\n    policy: p\n", ""},
+		{"external issuer without keys", "auth:\n  mode: token\n  issuer:\n    enabled: false\n",
+			"auth.token.realm: required when auth.issuer.enabled is false: the URL of the token endpoint; auth.token: set jwks or rootCertBundle"},
+		{"external issuer", "auth:\n  mode: token\n  token:\n    realm: https://r/auth/token\n    jwks: k\n  issuer:\n    enabled: false\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Load(writeFile(t, tc.yaml), nil)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTokenRealm(t *testing.T) {
+	c := config.Default()
+	if got, want := c.TokenRealm(), "http://127.0.0.1:5000/auth/token"; got != want {
+		t.Errorf("derived realm = %q, want %q", got, want)
+	}
+	c.HTTP.TLS = config.TLS{Certificate: "c", Key: "k"}
+	if got, want := c.TokenRealm(), "https://127.0.0.1:5000/auth/token"; got != want {
+		t.Errorf("derived realm with TLS = %q, want %q", got, want)
+	}
+	c.Auth.Token.Realm = "https://r.example/auth/token"
+	if got := c.TokenRealm(); got != c.Auth.Token.Realm {
+		t.Errorf("realm = %q, want the configured one", got)
+	}
 }

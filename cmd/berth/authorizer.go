@@ -1,0 +1,152 @@
+package main
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/berth-registry/berth/auth"
+	"github.com/berth-registry/berth/auth/issuer"
+	"github.com/berth-registry/berth/internal/config"
+)
+
+// basicRealm is the protection space of the Basic challenge in htpasswd mode.
+const basicRealm = "berth"
+
+// Paths of the built-in token issuer, served next to the registry.
+const (
+	tokenPath = "/auth/token"
+	jwksPath  = "/auth/jwks.json"
+)
+
+// newAuth builds what cfg.Auth.Mode asks for: the registry's authorizer (nil
+// in mode none) and, in token mode with the built-in issuer, the issuer
+// (nil otherwise). Files are read here; a bad one fails the start.
+func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry) (auth.Authorizer, *issuer.Issuer, error) {
+	a := cfg.Auth
+	switch a.Mode {
+	case config.AuthNone:
+		return nil, nil, nil
+	case config.AuthHtpasswd:
+		users, err := auth.LoadHtpasswd(a.Htpasswd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auth.htpasswd: %w", err)
+		}
+		return auth.NewBasicAuthorizer(users, basicRealm), nil, nil
+	case config.AuthToken:
+	default:
+		return nil, nil, fmt.Errorf("auth.mode: unknown mode %q", a.Mode)
+	}
+
+	var keys []crypto.PublicKey
+	var iss *issuer.Issuer
+	if a.Issuer.Enabled {
+		key, err := auth.LoadOrCreateSigningKey(a.Issuer.Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auth.issuer.key: %w", err)
+		}
+		if iss, err = newIssuer(cfg, key, logger, metrics); err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, key.Public())
+	}
+	if a.Token.JWKS != "" {
+		b, err := os.ReadFile(a.Token.JWKS)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auth.token.jwks: %w", err)
+		}
+		more, err := auth.ParseJWKS(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auth.token.jwks: %s: %w", a.Token.JWKS, err)
+		}
+		keys = append(keys, more...)
+	}
+	var roots *x509.CertPool
+	if a.Token.RootCertBundle != "" {
+		b, err := os.ReadFile(a.Token.RootCertBundle)
+		if err != nil {
+			return nil, nil, fmt.Errorf("auth.token.rootCertBundle: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(b) {
+			return nil, nil, fmt.Errorf("auth.token.rootCertBundle: %s holds no PEM certificate", a.Token.RootCertBundle)
+		}
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{
+		Issuer: a.Token.Issuer, Audience: a.Token.Service, Keys: keys, Roots: roots,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth.token: %w", err)
+	}
+	return auth.NewTokenAuthorizer(v, cfg.TokenRealm(), a.Token.Service), iss, nil
+}
+
+// newIssuer builds the built-in token issuer signing with key: users, policy,
+// and the failed-logins counter on metrics.
+func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry) (*issuer.Issuer, error) {
+	a := cfg.Auth
+	users, err := auth.LoadHtpasswd(a.Htpasswd)
+	if err != nil {
+		return nil, fmt.Errorf("auth.htpasswd: %w", err)
+	}
+	policy, err := auth.LoadPolicy(a.Issuer.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("auth.issuer.policy: %w", err)
+	}
+	failed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "berth_auth_failed_logins_total",
+		Help: "Token requests refused for a wrong user name, password or refresh token.",
+	})
+	if err := metrics.Register(failed); err != nil {
+		return nil, err
+	}
+	iss, err := issuer.New(issuer.Config{
+		Issuer:       a.Token.Issuer,
+		Service:      a.Token.Service,
+		Key:          key,
+		Users:        users,
+		Policy:       policy,
+		TTL:          a.Issuer.TTL,
+		FailedLogins: failed,
+		Log:          logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth.issuer: %w", err)
+	}
+	return iss, nil
+}
+
+// withIssuer serves the issuer's two paths and everything else with next.
+// Exact paths, no http.ServeMux: the registry must see every other path as
+// it was sent (a ServeMux would clean and redirect it).
+func withIssuer(next http.Handler, iss *issuer.Issuer) http.Handler {
+	if iss == nil {
+		return next
+	}
+	jwks := iss.JWKSHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case tokenPath:
+			iss.ServeHTTP(w, r)
+		case jwksPath:
+			jwks.ServeHTTP(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// authAttrs describes the auth mode for the "listening" log line.
+func authAttrs(cfg *config.Config) []any {
+	attrs := []any{"auth", cfg.Auth.Mode}
+	if cfg.Auth.Mode == config.AuthToken {
+		attrs = append(attrs, "realm", cfg.TokenRealm(), "service", cfg.Auth.Token.Service,
+			"issuer", cfg.Auth.Issuer.Enabled)
+	}
+	return attrs
+}

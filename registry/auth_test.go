@@ -1,0 +1,182 @@
+package registry_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/berth-registry/berth/auth"
+	"github.com/berth-registry/berth/registry"
+)
+
+const (
+	testRealm   = "https://auth.example/token"
+	testService = "berth"
+	testIssuer  = "berth-test"
+)
+
+// tokens signs Bearer tokens that the registry's authorizer trusts.
+type tokens struct {
+	t   *testing.T
+	key *ecdsa.PrivateKey
+	kid string
+}
+
+// withTokenAuth turns on token auth with a fresh key; the returned tokens sign for it.
+func withTokenAuth(t *testing.T) (envOption, *tokens) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, err := auth.Thumbprint(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Issuer: testIssuer, Audience: testService, Keys: []crypto.PublicKey{&key.PublicKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := auth.NewTokenAuthorizer(v, testRealm, testService)
+	return func(o *registry.Options) { o.Authorizer = a }, &tokens{t: t, key: key, kid: kid}
+}
+
+// token returns a token for subject granting scopes ("repository:a/b:pull,push").
+func (tk *tokens) token(subject string, scopes ...string) string {
+	tk.t.Helper()
+	var access []auth.Access
+	for _, s := range scopes {
+		a, err := auth.ParseScope(s)
+		if err != nil {
+			tk.t.Fatal(err)
+		}
+		access = append(access, a)
+	}
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, &auth.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: testIssuer, Subject: subject, Audience: jwt.ClaimStrings{testService},
+			ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)),
+			NotBefore: jwt.NewNumericDate(now), IssuedAt: jwt.NewNumericDate(now),
+		},
+		Access: access,
+	})
+	tok.Header["kid"] = tk.kid
+	s, err := tok.SignedString(tk.key)
+	if err != nil {
+		tk.t.Fatal(err)
+	}
+	return s
+}
+
+// as sends r with token as its Bearer credentials.
+func (e *env) as(token string, r req) resp {
+	e.t.Helper()
+	h := map[string]string{"Authorization": "Bearer " + token}
+	for k, v := range r.header {
+		h[k] = v
+	}
+	r.header = h
+	return e.do(r)
+}
+
+func wantChallenge(t *testing.T, r resp, want string) {
+	t.Helper()
+	wantError(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
+	if got := r.header.Get("WWW-Authenticate"); got != want {
+		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
+	}
+}
+
+func TestAuthChallenges(t *testing.T) {
+	opt, tk := withTokenAuth(t)
+	e := newEnv(t, opt, withMetrics)
+
+	wantChallenge(t, e.get("/v2/"), `Bearer realm="https://auth.example/token",service="berth"`)
+	wantChallenge(t, e.get("/v2/a/b/manifests/latest"),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:a/b:pull"`)
+	wantChallenge(t, e.as("not-a-token", req{method: "GET", path: "/v2/"}),
+		`Bearer realm="https://auth.example/token",service="berth",error="invalid_token"`)
+	// Any valid token opens /v2/, which is where clients start.
+	wantStatus(t, e.as(tk.token("alice"), req{method: "GET", path: "/v2/"}), http.StatusOK)
+
+	// Health, readiness and metrics are open.
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		wantStatus(t, e.get(p), http.StatusOK)
+	}
+}
+
+func TestAuthScopes(t *testing.T) {
+	opt, tk := withTokenAuth(t)
+	e := newEnv(t, opt, withDeletes, withAccessLog)
+	b := newBlob([]byte("layer"))
+	upload := req{method: "POST", path: "/v2/a/b/blobs/uploads/?digest=" + b.digest.String(), body: bytes.NewReader(b.data)}
+
+	pull := tk.token("alice", "repository:a/b:pull")
+	wantChallenge(t, e.as(pull, upload),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:a/b:pull,push",error="insufficient_scope"`)
+
+	pushToken := tk.token("alice", "repository:a/b:pull,push")
+	upload.body = bytes.NewReader(b.data)
+	wantStatus(t, e.as(pushToken, upload), http.StatusCreated)
+	wantStatus(t, e.as(pull, req{method: "GET", path: "/v2/a/b/blobs/" + b.digest.String()}), http.StatusOK)
+	// A grant on a/b covers neither a/bc nor a/b/c.
+	wantChallenge(t, e.as(pull, req{method: "GET", path: "/v2/a/bc/blobs/" + b.digest.String()}),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:a/bc:pull",error="insufficient_scope"`)
+
+	del := req{method: "DELETE", path: "/v2/a/b/blobs/" + b.digest.String()}
+	wantChallenge(t, e.as(pushToken, del),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:a/b:delete",error="insufficient_scope"`)
+	wantStatus(t, e.as(tk.token("alice", "repository:a/b:delete"), del), http.StatusAccepted)
+
+	// The catalog needs its own grant.
+	wantChallenge(t, e.as(pushToken, req{method: "GET", path: "/v2/_catalog"}),
+		`Bearer realm="https://auth.example/token",service="berth",scope="registry:catalog:*",error="insufficient_scope"`)
+	wantStatus(t, e.as(tk.token("admin", "registry:catalog:*"), req{method: "GET", path: "/v2/_catalog"}), http.StatusOK)
+
+	// The access log names the subject, never the token.
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"subject":"alice"`) || !strings.Contains(logs, `"subject":"admin"`) {
+		t.Errorf("access log lacks the subjects:\n%s", logs)
+	}
+	if strings.Contains(logs, pushToken) || strings.Contains(logs, pull) {
+		t.Errorf("access log holds a token:\n%s", logs)
+	}
+}
+
+func TestAuthMount(t *testing.T) {
+	opt, tk := withTokenAuth(t)
+	e := newEnv(t, opt)
+	b := newBlob([]byte("secret layer"))
+	r := e.as(tk.token("owner", "repository:private/app:pull,push"),
+		req{method: "POST", path: "/v2/private/app/blobs/uploads/?digest=" + b.digest.String(), body: bytes.NewReader(b.data)})
+	wantStatus(t, r, http.StatusCreated)
+
+	mallory := tk.token("mallory", "repository:mine/app:pull,push")
+	for _, path := range []string{
+		"/v2/mine/app/blobs/uploads/?mount=" + b.digest.String() + "&from=private/app", // from a repository not granted
+		"/v2/mine/app/blobs/uploads/?mount=" + b.digest.String(),                       // automatic cross-mount: off with auth
+	} {
+		r := e.as(mallory, req{method: "POST", path: path})
+		wantStatus(t, r, http.StatusAccepted)
+		if loc := r.header.Get("Location"); !strings.Contains(loc, "/v2/mine/app/blobs/uploads/") {
+			t.Errorf("%s: Location %q is not a new upload", path, loc)
+		}
+		wantError(t, e.as(mallory, req{method: "GET", path: "/v2/mine/app/blobs/" + b.digest.String()}),
+			http.StatusNotFound, "BLOB_UNKNOWN")
+	}
+
+	// With pull on the source, the mount happens.
+	both := tk.token("bob", "repository:mine/app:pull,push", "repository:private/app:pull")
+	wantStatus(t, e.as(both, req{method: "POST",
+		path: "/v2/mine/app/blobs/uploads/?mount=" + b.digest.String() + "&from=private/app"}), http.StatusCreated)
+	wantStatus(t, e.as(both, req{method: "GET", path: "/v2/mine/app/blobs/" + b.digest.String()}), http.StatusOK)
+}
