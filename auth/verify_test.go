@@ -243,6 +243,25 @@ func TestVerify(t *testing.T) {
 			if tc.token != "" && strings.Contains(err.Error(), tc.token) {
 				t.Errorf("error contains the token")
 			}
+			if tc.token == "" {
+				return // "Bearer " alone is no credentials, covered by TestTokenAuthorizer
+			}
+			// Through the authorizer the same token gets a 401 whose
+			// challenge names the scope the request needs and says
+			// invalid_token, and the error maps to UNAUTHORIZED.
+			a := NewTokenAuthorizer(tc.v, testRealm, testService)
+			r := httptest.NewRequest(http.MethodGet, "/v2/a/b/manifests/v1", nil)
+			r.Header.Set("Authorization", "Bearer "+tc.token)
+			_, aerr := a.Authorize(r, Required(http.MethodGet, manifestRoute, "a/b"))
+			var ch *Challenge
+			if !errors.As(aerr, &ch) || ch.Status != http.StatusUnauthorized || ch.Code != ErrorInvalidToken ||
+				!errors.Is(aerr, ErrUnauthorized) || errors.Is(aerr, ErrDenied) {
+				t.Fatalf("Authorize error = %#v, want a 401 invalid_token challenge", aerr)
+			}
+			const want = `Bearer realm="https://h/auth/token",service="berth",scope="repository:a/b:pull",error="invalid_token"`
+			if got := ch.Header(); got != want {
+				t.Errorf("WWW-Authenticate = %s, want %s", got, want)
+			}
 		})
 	}
 }
