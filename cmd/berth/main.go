@@ -91,6 +91,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newVersionCmd(),
 		a.newConfigCmd(),
 		a.newAuthCmd(),
+		a.newGCCmd(),
 	)
 	return root
 }

@@ -298,6 +298,9 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := d.put(dst, n.data); err != nil {
 		return err
 	}
+	// A rename keeps the file's modification time, as on a file system:
+	// garbage collection moves blobs aside and reads their age after.
+	d.lookup(dst).modTime = n.modTime
 	d.remove(src)
 	return nil
 }

@@ -11,8 +11,26 @@ import (
 	"github.com/berth-registry/berth/storage"
 )
 
-// StatBlob returns the size of blob d if it is part of repo.
+// StatBlob returns the size of blob d if it is part of repo. A client may
+// rely on the answer (skip an upload), so an old blob and its link are
+// touched for garbage collection (see gc.go).
 func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+	link := layerLinkPath(repo, d)
+	fi, err := s.driver.Stat(ctx, link)
+	if err == nil {
+		err = s.touchIfOld(ctx, link, fi)
+	}
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, fmt.Errorf("%w: %s in %s", ErrBlobUnknown, d, repo)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return s.touchBlob(ctx, d)
+}
+
+// statLinkedBlob is StatBlob without the touch, for reads.
+func (s *Store) statLinkedBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
 	ok, err := s.exists(ctx, layerLinkPath(repo, d))
 	if err != nil {
 		return 0, err
@@ -39,7 +57,7 @@ func (s *Store) statBlobData(ctx context.Context, d digest.Digest) (int64, error
 // size. For the filesystem driver the reader is an *os.File, so copying it to
 // a connection uses sendfile.
 func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offset int64) (io.ReadCloser, int64, error) {
-	size, err := s.StatBlob(ctx, repo, d)
+	size, err := s.statLinkedBlob(ctx, repo, d)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -85,7 +103,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 	if from != "" {
 		size, err = s.StatBlob(ctx, from, d)
 	} else {
-		size, err = s.statBlobData(ctx, d)
+		size, err = s.touchBlob(ctx, d)
 	}
 	if err != nil {
 		return 0, err

@@ -95,14 +95,23 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 		if err != nil {
 			return PutResult{}, err
 		}
-		if !ok {
+		if ok {
+			_, err = s.touchBlob(ctx, c.Digest)
+		}
+		if !ok || errors.Is(err, ErrBlobUnknown) {
 			return PutResult{}, fmt.Errorf("%w: child manifest %s (%s)", ErrManifestBlobUnknown, c.Digest, c.MediaType)
+		}
+		if err != nil {
+			return PutResult{}, err
 		}
 	}
 	// Bytes first, then the revision link, then the referrer entry and the
 	// tag: a crash in between leaves at worst unreferenced bytes for GC.
-	have, err := s.exists(ctx, blobDataPath(d))
-	if err != nil {
+	// Bytes already stored (a manifest pushed again) are touched like any
+	// blob a client relies on.
+	_, err = s.touchBlob(ctx, d)
+	have := err == nil
+	if err != nil && !errors.Is(err, ErrBlobUnknown) {
 		return PutResult{}, err
 	}
 	if !have {

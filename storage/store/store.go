@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -24,6 +25,12 @@ type Options struct {
 	// digest (manifests are immutable, so the cache is always coherent).
 	// Zero means 64 MiB; negative disables the cache.
 	ManifestCacheBytes int64
+	// TouchAfter is the age past which a blob (or layer link) that a
+	// client relies on gets its modification time set to now, so that a
+	// concurrent garbage collection spares it (see gc.go). It must be
+	// shorter than the collector's grace period. Zero means
+	// DefaultTouchAfter.
+	TouchAfter time.Duration
 }
 
 // Store keeps registry content in a storage.Driver. It is safe for concurrent
@@ -35,6 +42,8 @@ type Store struct {
 	log       *slog.Logger
 	manifests *manifestCache
 	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
+	// touchAfter is Options.TouchAfter.
+	touchAfter time.Duration
 }
 
 // New returns a Store over d.
@@ -45,7 +54,10 @@ func New(d storage.Driver, opts Options) *Store {
 	if opts.ManifestCacheBytes == 0 {
 		opts.ManifestCacheBytes = 64 << 20
 	}
-	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes)}
+	if opts.TouchAfter <= 0 {
+		opts.TouchAfter = DefaultTouchAfter
+	}
+	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes), touchAfter: opts.TouchAfter}
 }
 
 // Driver returns the driver the store keeps its content in.

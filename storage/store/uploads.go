@@ -151,6 +151,12 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, 
 			return 0, err
 		}
 	}
+	// The bytes already there, or moved in with the upload's last write
+	// time, may be old: make them recent for garbage collection. Gone
+	// meanwhile (swept) means the client must upload again.
+	if _, err := s.touchBlob(ctx, expected); err != nil {
+		return 0, err
+	}
 	if err := s.writeLink(ctx, layerLinkPath(repo, expected), expected); err != nil {
 		return 0, err
 	}
