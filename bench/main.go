@@ -177,20 +177,8 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 	pull := &figure{name: "pull " + sz + " (GET)", unit: "MiB/s", samples: map[string][]float64{}}
 	manifests := &figure{name: fmt.Sprintf("manifest GET by tag, %d conns, %v", b.conns, b.duration), unit: "req/s", samples: map[string][]float64{}}
 
-	// Alternate the registries within each repetition, so that drift in the
-	// machine's state (page cache, other load) is shared.
-	for rep := 1; rep <= b.reps; rep++ {
-		// Alternate which registry goes first, so that neither always runs
-		// right after the other (the machine's state carries over).
-		order := slices.Clone(targets)
-		if rep%2 == 0 {
-			slices.Reverse(order)
-		}
-		for _, t := range order {
-			if err := b.transfers(ctx, t, rep, mono, chunked, pull); err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
-			}
-		}
+	if err := b.repeatTransfers(ctx, b.reps, targets, mono, chunked, pull); err != nil {
+		return err
 	}
 	for _, t := range targets {
 		rps, note, err := b.manifestLoad(ctx, t)
@@ -272,7 +260,23 @@ func (b *bench) runS3(ctx context.Context, berthBin, dir string) error {
 	mono := &figure{name: "push " + sz + " monolithic (POST + PUT)", unit: "MiB/s", samples: map[string][]float64{}}
 	chunked := &figure{name: fmt.Sprintf("push %s in %s PATCH chunks", sz, sizeName(b.chunk)), unit: "MiB/s", samples: map[string][]float64{}}
 	pull := &figure{name: "pull " + sz + " (GET, redirect followed)", unit: "MiB/s", samples: map[string][]float64{}}
-	for rep := 1; rep <= b.s3Reps; rep++ {
+	if err := b.repeatTransfers(ctx, b.s3Reps, targets, mono, chunked, pull); err != nil {
+		return err
+	}
+	fmt.Println()
+	printTable(os.Stdout, targets, []*figure{mono, chunked, pull})
+	fmt.Println("\nBerth on S3: versitygw's posix backend on the same disk and cores; redirect only changes")
+	fmt.Println("pulls (the client fetches the presigned URL from versitygw), pushes are the same path twice.")
+	return nil
+}
+
+// transfers runs one repetition of the three transfer figures on t.
+// repeatTransfers runs the transfers reps times for every target. The
+// registries alternate within each repetition, and which one goes first
+// alternates too, so that neither always runs right after the other: drift
+// in the machine's state (page cache, other load) is shared.
+func (b *bench) repeatTransfers(ctx context.Context, reps int, targets []target, mono, chunked, pull *figure) error {
+	for rep := 1; rep <= reps; rep++ {
 		order := slices.Clone(targets)
 		if rep%2 == 0 {
 			slices.Reverse(order)
@@ -283,14 +287,9 @@ func (b *bench) runS3(ctx context.Context, berthBin, dir string) error {
 			}
 		}
 	}
-	fmt.Println()
-	printTable(os.Stdout, targets, []*figure{mono, chunked, pull})
-	fmt.Println("\nBerth on S3: versitygw's posix backend on the same disk and cores; redirect only changes")
-	fmt.Println("pulls (the client fetches the presigned URL from versitygw), pushes are the same path twice.")
 	return nil
 }
 
-// transfers runs one repetition of the three transfer figures on t.
 func (b *bench) transfers(ctx context.Context, t target, rep int, mono, chunked, pull *figure) error {
 	mib := float64(b.size) / (1 << 20)
 	// monolithic
