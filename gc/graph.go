@@ -18,8 +18,15 @@ type Graph struct {
 // Repository is one repository's manifests, tags and layer links.
 type Repository struct {
 	Manifests map[digest.Digest]Manifest // every revision
-	Tags      map[string]digest.Digest
+	Tags      map[string]Tag
 	Layers    map[digest.Digest]time.Time // layer links and their ModTime
+}
+
+// Tag is where a tag points and when it was last pushed (the ModTime of its
+// current link).
+type Tag struct {
+	Digest digest.Digest
+	Pushed time.Time
 }
 
 // Manifest is what a manifest references.
@@ -27,6 +34,7 @@ type Manifest struct {
 	Blobs    []digest.Digest // config and layers
 	Children []digest.Digest // index entries
 	Subject  digest.Digest   // empty if none
+	ModTime  time.Time       // of the revision link: when it was (last) pushed
 }
 
 // Blob is a stored blob.
@@ -65,8 +73,8 @@ func Mark(g Graph, opts MarkOptions) Marks {
 				queue = append(queue, d)
 			}
 		}
-		for _, d := range r.Tags {
-			keep(d)
+		for _, t := range r.Tags {
+			keep(t.Digest)
 		}
 		if !opts.DeleteUntagged {
 			for d := range r.Manifests {

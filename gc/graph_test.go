@@ -40,7 +40,7 @@ func TestMarkAndSweep(t *testing.T) {
 			g: Graph{
 				Repositories: map[string]Repository{
 					"a": {Manifests: map[digest.Digest]Manifest{dg("m1"): {Blobs: []digest.Digest{dg("c1"), dg("shared")}}},
-						Tags: map[string]digest.Digest{"v1": dg("m1")}, Layers: links("c1", "shared")},
+						Tags: map[string]Tag{"v1": {Digest: dg("m1")}}, Layers: links("c1", "shared")},
 					"b": {Manifests: map[digest.Digest]Manifest{dg("m2"): {Blobs: []digest.Digest{dg("c2"), dg("shared")}}},
 						Layers: links("c2", "shared")},
 				},
@@ -68,7 +68,7 @@ func TestMarkAndSweep(t *testing.T) {
 						dg("idx"):   {Children: []digest.Digest{dg("inner")}},
 						dg("inner"): {Children: []digest.Digest{dg("amd64")}},
 						dg("amd64"): {Blobs: []digest.Digest{dg("c"), dg("l")}},
-					}, Tags: map[string]digest.Digest{"v1": dg("idx")}, Layers: links("c", "l")},
+					}, Tags: map[string]Tag{"v1": {Digest: dg("idx")}}, Layers: links("c", "l")},
 				},
 				Blobs: blobs("idx", "inner", "amd64", "c", "l"),
 			},
@@ -82,7 +82,7 @@ func TestMarkAndSweep(t *testing.T) {
 						dg("img"):  {Blobs: []digest.Digest{dg("c")}},
 						dg("sig"):  {Blobs: []digest.Digest{dg("sigblob")}, Subject: dg("img")},
 						dg("sig2"): {Blobs: []digest.Digest{dg("sig2blob")}, Subject: dg("gone")},
-					}, Tags: map[string]digest.Digest{"v1": dg("img")}, Layers: links("c", "sigblob", "sig2blob")},
+					}, Tags: map[string]Tag{"v1": {Digest: dg("img")}}, Layers: links("c", "sigblob", "sig2blob")},
 				},
 				Blobs: blobs("img", "sig", "sig2", "c", "sigblob", "sig2blob"),
 			},

@@ -13,122 +13,89 @@ import (
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// DefaultGrace is the default Options.Grace.
-const DefaultGrace = time.Hour
-
 // ErrCannotSweep: the storage driver cannot touch files (storage.Toucher),
 // so a sweep could race a push; only a dry run is possible.
 var ErrCannotSweep = errors.New("gc: the storage driver cannot update modification times, so a sweep could delete a blob a concurrent push relies on; only a dry run is possible on it")
 
-// Options tune Run.
-type Options struct {
-	// Grace: only files last modified more than Grace before the run
-	// started are deleted. Zero means DefaultGrace. It must exceed the
-	// registry's store.Options.TouchAfter (see the package doc).
-	Grace time.Duration
-	// TouchAfter is the registry's store.Options.TouchAfter, to check
-	// Grace against. Zero means store.DefaultTouchAfter.
-	TouchAfter time.Duration
-	// DryRun plans without deleting anything.
-	DryRun bool
-	// Logger receives each path deleted (or that would be) at debug level.
-	// Nil means slog.Default().
-	Logger *slog.Logger
-	// now is time.Now; tests replace it.
-	now func() time.Time
-	// afterStart and beforeSweep, when set, run at those points (tests
-	// use them to race a push against the run).
-	afterStart, beforeSweep func()
-}
-
-// Result is what a run did (or, in a dry run, would do).
-type Result struct {
-	Start time.Time
-	Plan  Plan
-	// Deleted, DeletedBytes and LinksRemoved count what the sweep removed;
-	// in a dry run they are the plan's counts. A real run may remove less
-	// than planned: files touched since they were enumerated stay.
-	Deleted      int
-	DeletedBytes int64
-	LinksRemoved int
-	Kept         int // blobs left in place
-}
-
 // Run collects garbage in st: it restores what a killed sweep left aside,
 // reads the graph, marks, and sweeps under the contract of the package doc.
-func Run(ctx context.Context, st *store.Store, opts Options) (Result, error) {
+func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
+	touchAfter := store.DefaultTouchAfter
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGrace
-	}
-	if opts.TouchAfter == 0 {
-		opts.TouchAfter = store.DefaultTouchAfter
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.now == nil {
-		opts.now = time.Now
+	if opts.hooks.now == nil {
+		opts.hooks.now = time.Now
 	}
-	if opts.Grace <= opts.TouchAfter {
-		return Result{}, fmt.Errorf("gc: grace %s must be longer than the store's touch threshold %s", opts.Grace, opts.TouchAfter)
+	if opts.Grace <= touchAfter {
+		return Report{}, fmt.Errorf("gc: grace %s must be longer than the store's touch threshold %s", opts.Grace, touchAfter)
 	}
 	if !opts.DryRun && !st.CanSweep() {
-		return Result{}, ErrCannotSweep
+		return Report{}, ErrCannotSweep
 	}
-	start := opts.now()
-	res := Result{Start: start}
+	start := opts.hooks.now()
+	res := Report{Start: start, DryRun: opts.DryRun}
 	if !opts.DryRun {
 		if err := restore(ctx, st, opts.Logger); err != nil {
 			return res, err
 		}
 	}
-	if opts.afterStart != nil {
-		opts.afterStart()
+	if opts.hooks.afterStart != nil {
+		opts.hooks.afterStart()
 	}
 	g, err := ReadGraph(ctx, st)
 	if err != nil {
 		return res, err
 	}
 	cutoff := start.Add(-opts.Grace)
-	res.Plan = Sweep(g, Mark(g, MarkOptions{}), cutoff)
+	res.Cutoff = cutoff
+	plan := Sweep(g, Mark(g, MarkOptions{}), cutoff)
+	for _, d := range plan.Blobs {
+		res.Blobs = append(res.Blobs, BlobItem{Digest: d, Size: g.Blobs[d].Size})
+	}
+	for _, l := range plan.LayerLinks {
+		res.LayerLinks = append(res.LayerLinks, LinkItem(l))
+	}
+	res.ReclaimableBytes = plan.Bytes
 	if opts.DryRun {
-		for _, d := range res.Plan.Blobs {
+		for _, d := range plan.Blobs {
 			opts.Logger.Debug("gc: would delete blob", "digest", d, "size", g.Blobs[d].Size)
 		}
-		for _, l := range res.Plan.LayerLinks {
+		for _, l := range plan.LayerLinks {
 			opts.Logger.Debug("gc: would remove layer link", "repository", l.Repository, "digest", l.Digest)
 		}
-		res.Deleted, res.DeletedBytes, res.LinksRemoved = len(res.Plan.Blobs), res.Plan.Bytes, len(res.Plan.LayerLinks)
-		res.Kept = len(g.Blobs) - res.Deleted
-		return res, nil
+		res.Deleted.Blobs, res.Deleted.Bytes, res.Deleted.LayerLinks = len(plan.Blobs), plan.Bytes, len(plan.LayerLinks)
+				return res, nil
 	}
-	if opts.beforeSweep != nil {
-		opts.beforeSweep()
+	if opts.hooks.beforeSweep != nil {
+		opts.hooks.beforeSweep()
 	}
 	// Blob data first: a link whose blob is gone answers "unknown" anyway.
-	for _, d := range res.Plan.Blobs {
+	for _, d := range plan.Blobs {
 		ok, size, err := st.SweepBlob(ctx, d, cutoff)
 		if err != nil {
 			return res, fmt.Errorf("gc: sweeping blob %s: %w", d, err)
 		}
 		if ok {
-			res.Deleted++
-			res.DeletedBytes += size
+			res.Deleted.Blobs++
+			res.Deleted.Bytes += size
 			opts.Logger.Debug("gc: deleted blob", "digest", d, "size", size)
 		}
 	}
-	for _, l := range res.Plan.LayerLinks {
+	for _, l := range plan.LayerLinks {
 		ok, err := st.SweepLayerLink(ctx, l.Repository, l.Digest, cutoff)
 		if err != nil {
 			return res, fmt.Errorf("gc: sweeping layer link %s in %s: %w", l.Digest, l.Repository, err)
 		}
 		if ok {
-			res.LinksRemoved++
+			res.Deleted.LayerLinks++
 			opts.Logger.Debug("gc: removed layer link", "repository", l.Repository, "digest", l.Digest)
 		}
 	}
-	res.Kept = len(g.Blobs) - res.Deleted
-	return res, nil
+		return res, nil
 }
 
 // restore puts back the blobs a killed sweep left aside.
@@ -164,7 +131,7 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 	for _, name := range repos {
 		r := Repository{
 			Manifests: map[digest.Digest]Manifest{},
-			Tags:      map[string]digest.Digest{},
+			Tags:      map[string]Tag{},
 			Layers:    map[digest.Digest]time.Time{},
 		}
 		revs, err := st.ManifestRevisions(ctx, name)
@@ -197,7 +164,7 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 			if err != nil {
 				return g, err
 			}
-			r.Tags[t] = d
+			r.Tags[t] = Tag{Digest: d}
 		}
 		links, err := st.LayerLinks(ctx, name)
 		if err != nil {

@@ -84,11 +84,11 @@ func (a *app) gc(ctx context.Context, cfg *config.Config, opts gc.Options, verbo
 	}
 	if opts.DryRun {
 		fmt.Fprintf(a.stdout, "gc: would delete %d blobs (%d bytes) and %d layer links, %d blobs kept\n",
-			res.Deleted, res.DeletedBytes, res.LinksRemoved, res.Kept)
+			res.Deleted.Blobs, res.Deleted.Bytes, res.Deleted.LayerLinks, 0)
 		return nil
 	}
 	fmt.Fprintf(a.stdout, "gc: %d blobs (%d bytes) deleted, %d kept, %d layer links removed\n",
-		res.Deleted, res.DeletedBytes, res.Kept, res.LinksRemoved)
+		res.Deleted.Blobs, res.Deleted.Bytes, 0, res.Deleted.LayerLinks)
 	age := cfg.Storage.UploadPurging.Age
 	purged, err := st.PurgeUploads(ctx, res.Start.Add(-age))
 	if err != nil {
