@@ -1,62 +1,92 @@
 // Package gc is Berth's online garbage collector: a pure mark and sweep over
-// a reference graph (graph.go, driven by tests with plain maps) and Run,
-// which reads the graph from a store.Store and sweeps through it. It may
-// import storage/store, manifest and the OCI digest package; never the HTTP
-// layer or a backend.
+// a reference graph (graph.go, driven by tests with plain maps), the reading
+// of that graph from a store (read.go), retention rules (retention.go), and
+// Run, which deletes what nothing reaches while the registry keeps serving
+// pushes and pulls (run.go). It may import storage/store, manifest and the
+// OCI digest package; never the HTTP layer or a backend.
 //
 // # What is kept
 //
-// The roots are every manifest revision of every repository (Distribution's
-// default: untagged manifests are kept) and every digest a tag points at.
-// From a kept manifest, its config and layers, its child manifests (nested
-// indexes too) and the manifest's own bytes are marked; a referrer (a
-// manifest with a subject) is kept while its subject is kept. A blob is
-// unreferenced if no kept manifest of any repository marks it; a layer link
-// of repository R is unreferenced if no kept manifest of R marks its blob.
+// The roots of a repository are the manifests its tags point at (after
+// retention removed tags), every manifest revision unless untagged ones are
+// deleted (Options.DeleteUntagged), revisions written after the cutoff, and
+// whatever a client leased during the run. From a kept manifest, its config
+// and layers, its child manifests (nested indexes too), its own bytes and
+// its referrers (manifests whose subject it is) are kept. Everything else
+// that is older than the cutoff (start - grace) goes: manifest revisions
+// (with their referrers-index entries and tag history links), layer links
+// no kept manifest of the repository needs, blob bytes no kept manifest of
+// any repository needs, and uploads idle for longer than UploadMaxAge.
+// Tags are only removed by retention; a tag's manifest is a root, so a tag
+// never points at a missing manifest.
 //
-// # The concurrency contract
+// # The safety contract
 //
-// GC runs while pushes and pulls go on; there is no read-only window.
+// Nothing here needs a lock service, a database, or a read-only window;
+// only storage with read-after-write consistency (a filesystem, S3), which
+// every replica and any "berth gc" share. The two parties are the store
+// (storage/store/gc.go) serving clients, and the collector:
 //
-// Run records start before it reads anything, then marks, then sweeps. The
-// sweep deletes a blob's data (or a layer link) only if it was unreferenced
-// when marked AND its file's ModTime, read after an atomic rename aside, is
-// before cutoff = start - grace; else the file is moved back. The store
-// (storage/store/gc.go) holds the other half: whenever it lets a client rely
-// on a blob that exists — StatBlob (HEAD), MountBlob, FinishUpload/PutBlob
-// finding or moving the bytes in, PutManifest checking a reference or
-// finding its own body stored — it touches the file (ModTime := now) if its
-// ModTime is older than store.Options.TouchAfter (10m), and reports the blob
-// unknown if the touch finds it gone. Sweeping needs storage.Toucher; Run
-// refuses to sweep without it (only DryRun), since the rule cannot hold.
+//   - The store, whenever it lets a client rely on something that already
+//     exists (PutManifest: the blobs and child manifests it references and
+//     its own stored body and revision; FinishUpload: identical bytes
+//     already stored and the layer link; MountBlob: the bytes and the
+//     target link), first WRITES A LEASE naming (repository, digest) pairs,
+//     THEN READS the doom markers of those items. If one is marked, it waits
+//     until the marker goes (the collector decided), then looks at what is
+//     there. HEAD and mount answer "unknown" for a marked item at once.
+//   - The collector plans from a graph read after its start, then, in
+//     rounds, FIRST WRITES A DOOM MARKER for each planned item, THEN READS
+//     every lease written since the cutoff, re-marks with the leased
+//     digests as extra roots, spares what they reach, deletes the rest
+//     (manifests, then layer links, then blobs), and removes its markers.
 //
-// Why a push that got 201 cannot lose a blob b. The push's PutManifest
-// checked b at some time t2 and wrote the revision link at t3 > t2.
+// Why a manifest that got 201 never loses a blob or child b. Its PUT wrote
+// lease L (naming b) at t1, read b's marker at t2 > t1, and saw b present
+// after. The collector wrote b's marker at td and read the leases at
+// tl > td. Either td < t2: the PUT saw the marker and waited until the
+// collector had deleted or spared b, then looked; if b was gone the PUT
+// answered MANIFEST_BLOB_UNKNOWN, not 201. Or t2 < td: then t1 < t2 < td <
+// tl, so the collector read L (it is younger than the cutoff, see A) and
+// spared b and, through the re-mark, everything b reaches. A collector that
+// read the graph after the PUT's revision link was written has the
+// manifest as a root and never plans b. The same argument covers a layer
+// link, a child manifest's revision, the PUT's own body (re-pushing a
+// manifest the collector is deleting waits, then writes it again), a blob
+// whose upload finished onto bytes already stored, and a mount. A blob or
+// revision written after the run started is newer than the cutoff and is
+// never planned.
 //
-//   - If GC read that repository's revisions after t3, the manifest is a
-//     root and b is marked: b is not a candidate.
-//   - Otherwise GC read them before t3, so start < t3. At t2 the store saw
-//     b's ModTime m and left it at max(m, t2) >= t2 - TouchAfter. Given
-//     assumption A below, t2 - TouchAfter > start - grace = cutoff.
-//     The sweep of b renames it aside at some tr. If tr > t2, the rename
-//     moves the file with ModTime >= t2 - TouchAfter > cutoff, the check
-//     sees it and puts it back. If tr < t2, the store's stat or touch at t2
-//     found nothing (the rename is atomic, and ModTime travels with it), so
-//     PutManifest answered MANIFEST_BLOB_UNKNOWN, not 201.
+// A client that saw a blob exist (HEAD, or a mount) and then pushes a
+// manifest is covered by the PUT argument: 201 with the blob kept, or
+// MANIFEST_BLOB_UNKNOWN. HEAD also leases a blob older than the store's
+// LeaseAfter, so that a collector running between the HEAD and the PUT
+// spares it and the PUT gets 201. A HEAD or mount of a marked blob answers
+// "unknown" and the client uploads it again; the upload's finish waits
+// for the collector, so the bytes it leaves are never the ones deleted.
 //
-// A blob pushed during GC is written after start (recent ModTime) and
-// survives the same way; a client that saw b exist by HEAD or mount and
-// then pushes a manifest is covered by the PutManifest case (and the HEAD
-// touch makes the 201 the likely outcome). Layer links follow the same
-// rule: StatBlob touches the link, MountBlob and FinishUpload write it anew,
-// and SweepLayerLink renames aside and checks like SweepBlob.
+// An upload in progress is never swept: only uploads with no file written
+// for UploadMaxAge (at least the grace) are purged, and a finished one
+// moves its bytes into place with a fresh modification time.
 //
-// Assumption A: grace > TouchAfter + the longest PutManifest (from its
-// reference check to its revision link) + the clock skew between the
-// collector and the storage's clock (the file's ModTime). With the default
-// grace of 1h and TouchAfter of 10m, a PUT may take 50 minutes less the
-// skew. Run rejects grace <= TouchAfter.
+// Assumptions. (A) A lease counts while it is younger than the cutoff: the
+// grace must exceed the longest manifest PUT (from its lease to its
+// revision link) plus the clock skew between the hosts and the storage.
+// Times are the storage's: a run's start is the modification time of an
+// object it writes. (B) A round deletes nothing later than store.DoomTTL/4
+// after it wrote its markers (checked on this host's monotonic clock; a
+// slower round spares its items); the store treats a marker older than
+// store.DoomTTL as void, so a killed collector blocks nobody for long, and
+// the three quarters in between absorb clock skew. NoGrace drops (A): use
+// it only when no client writes.
 //
-// A sweep killed between the rename and the delete leaves a "gc-doomed"
-// file; the next Run puts it back before marking, so runs converge.
+// # Interruption
+//
+// A run killed at any point leaves: deleted items (gone, as planned),
+// markers (void after DoomTTL, removed by the next run), leases (expire),
+// and a plan half done. Items are deleted manifests first, then layer
+// links, then blobs, so a revision never outlives its bytes; the next run
+// reads the graph afresh and finishes the job. Several collectors may run
+// at once (an in-server loop on each replica and a "berth gc"): each one's
+// markers and leases argument holds on its own, and deletes are idempotent.
 package gc

@@ -20,6 +20,9 @@ type Repository struct {
 	Manifests map[digest.Digest]Manifest // every revision
 	Tags      map[string]Tag
 	Layers    map[digest.Digest]time.Time // layer links and their ModTime
+	// TagHistory lists, for each digest, the tags whose history (index
+	// links) names it; deleting the manifest removes those entries too.
+	TagHistory map[digest.Digest][]string
 }
 
 // Tag is where a tag points and when it was last pushed (the ModTime of its
@@ -50,35 +53,59 @@ type Marks struct {
 	// Repositories maps each repository to the digests its kept manifests
 	// mark: its layer links to these stay.
 	Repositories map[string]map[digest.Digest]bool
+	// Kept maps each repository to its kept manifests and the reason each
+	// is kept: "tagged <tag>", "child of <digest>", "referrer of <digest>",
+	// "untagged manifests are kept", "newer than the cutoff" or "leased".
+	Kept map[string]map[digest.Digest]string
+	// BlobWhy says, for each marked blob, one kept manifest that needs it:
+	// "<repository>@<digest>".
+	BlobWhy map[digest.Digest]string
 }
 
 // MarkOptions tune Mark.
 type MarkOptions struct {
 	// DeleteUntagged makes only tagged manifests roots: an untagged manifest
 	// is kept only as a child of a kept index or as a referrer of a kept
-	// subject. Run does not offer it yet (it would have to remove revision
-	// links under the same interlock as blobs).
+	// subject (or if newer than Cutoff, or leased).
 	DeleteUntagged bool
+	// Cutoff: manifest revisions written at or after it are roots (too
+	// recent to judge). The zero time makes none.
+	Cutoff time.Time
+	// Leased are extra roots per repository: digests a client relied on
+	// while the collector ran (see store.Lease). A leased digest that is
+	// not a manifest of the repository is marked as a blob of it.
+	Leased map[string][]digest.Digest
 }
 
 // Mark marks everything the roots of g reach.
 func Mark(g Graph, opts MarkOptions) Marks {
-	m := Marks{Blobs: map[digest.Digest]bool{}, Repositories: map[string]map[digest.Digest]bool{}}
+	m := Marks{
+		Blobs:        map[digest.Digest]bool{},
+		Repositories: map[string]map[digest.Digest]bool{},
+		Kept:         map[string]map[digest.Digest]string{},
+		BlobWhy:      map[digest.Digest]string{},
+	}
 	for name, r := range g.Repositories {
-		kept := map[digest.Digest]bool{}
+		kept := map[digest.Digest]string{}
 		var queue []digest.Digest
-		keep := func(d digest.Digest) {
-			if !kept[d] {
-				kept[d] = true
+		keep := func(d digest.Digest, why string) {
+			if _, ok := kept[d]; !ok {
+				kept[d] = why
 				queue = append(queue, d)
 			}
 		}
-		for _, t := range r.Tags {
-			keep(t.Digest)
+		for _, tag := range sortedKeys(r.Tags) {
+			keep(r.Tags[tag].Digest, "tagged "+tag)
 		}
-		if !opts.DeleteUntagged {
-			for d := range r.Manifests {
-				keep(d)
+		for _, d := range opts.Leased[name] {
+			keep(d, "leased")
+		}
+		for d, mf := range r.Manifests {
+			switch {
+			case !opts.DeleteUntagged:
+				keep(d, "untagged manifests are kept")
+			case !opts.Cutoff.IsZero() && !mf.ModTime.Before(opts.Cutoff):
+				keep(d, "newer than the cutoff")
 			}
 		}
 		// Referrers by subject, so that keeping a subject keeps them.
@@ -92,29 +119,61 @@ func Mark(g Graph, opts MarkOptions) Marks {
 			d := queue[len(queue)-1]
 			queue = queue[:len(queue)-1]
 			for _, c := range r.Manifests[d].Children {
-				keep(c)
+				keep(c, "child of "+d.String())
 			}
 			for _, ref := range referrers[d] {
-				keep(ref)
+				keep(ref, "referrer of "+d.String())
 			}
 		}
 		marked := map[digest.Digest]bool{}
 		for d := range kept {
 			marked[d] = true
+			m.note(d, name, d)
 			for _, b := range r.Manifests[d].Blobs {
 				marked[b] = true
+				m.note(b, name, d)
 			}
 		}
-		for d := range marked {
-			m.Blobs[d] = true
+		m.Repositories[name] = marked
+		m.Kept[name] = kept
+	}
+	// Leases in repositories the graph does not know (created meanwhile).
+	for name, ds := range opts.Leased {
+		if _, ok := g.Repositories[name]; ok {
+			continue
+		}
+		marked := map[digest.Digest]bool{}
+		for _, d := range ds {
+			marked[d] = true
+			m.note(d, name, d)
 		}
 		m.Repositories[name] = marked
 	}
 	return m
 }
 
+// note marks blob b as needed by manifest d of repo.
+func (m *Marks) note(b digest.Digest, repo string, d digest.Digest) {
+	m.Blobs[b] = true
+	if _, ok := m.BlobWhy[b]; !ok {
+		m.BlobWhy[b] = repo + "@" + d.String()
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // Plan is what a sweep deletes.
 type Plan struct {
+	// Manifests are the revisions Mark did not keep (only with
+	// MarkOptions.DeleteUntagged: otherwise every revision is kept), sorted.
+	Manifests  []ManifestItem
 	Blobs      []digest.Digest // unreferenced blobs older than the cutoff, sorted
 	Bytes      int64           // their total size
 	LayerLinks []LayerLink     // unreferenced layer links older than the cutoff, sorted
@@ -127,8 +186,9 @@ type LayerLink struct {
 	Digest     digest.Digest
 }
 
-// Sweep plans the deletion of what m left unmarked in g and whose ModTime is
-// before cutoff. The store checks the ModTime again when it deletes.
+// Sweep plans the deletion of what m left unmarked in g: manifest revisions
+// Mark did not keep (Mark keeps those newer than its cutoff), and blobs and
+// layer links whose ModTime is before cutoff.
 func Sweep(g Graph, m Marks, cutoff time.Time) Plan {
 	var p Plan
 	for d, b := range g.Blobs {
@@ -141,6 +201,11 @@ func Sweep(g Graph, m Marks, cutoff time.Time) Plan {
 	}
 	slices.Sort(p.Blobs)
 	for name, r := range g.Repositories {
+		for d := range r.Manifests {
+			if _, ok := m.Kept[name][d]; !ok {
+				p.Manifests = append(p.Manifests, ManifestItem{Repository: name, Digest: d})
+			}
+		}
 		for d, mod := range r.Layers {
 			if !m.Repositories[name][d] && mod.Before(cutoff) {
 				p.LayerLinks = append(p.LayerLinks, LayerLink{Repository: name, Digest: d})
@@ -148,6 +213,9 @@ func Sweep(g Graph, m Marks, cutoff time.Time) Plan {
 		}
 	}
 	slices.SortFunc(p.LayerLinks, func(a, b LayerLink) int {
+		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.Digest, b.Digest))
+	})
+	slices.SortFunc(p.Manifests, func(a, b ManifestItem) int {
 		return cmp.Or(cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.Digest, b.Digest))
 	})
 	return p

@@ -19,7 +19,8 @@ const (
 // untagged manifests kept, no retention rules, uploads idle for 24h purged.
 type Options struct {
 	// Grace: nothing written or leased (relied on by a client) less than
-	// Grace before the run started is deleted. Zero means DefaultGrace.
+	// Grace before the run started is deleted. Zero means DefaultGrace;
+	// NoGrace (negative) means none.
 	Grace time.Duration
 	// UploadMaxAge: uploads with no activity for this long are purged.
 	// Zero means DefaultUploadMaxAge; it is never shorter than Grace.
@@ -49,6 +50,11 @@ type hooks struct {
 	now         func() time.Time
 	afterStart  func()
 	beforeSweep func()
+	// afterDoom runs once a round's items are marked doomed, before the
+	// leases are read; beforeDelete after the leases are read.
+	afterDoom, beforeDelete func()
+	// batch replaces batchSize when positive.
+	batch int
 }
 
 // RetentionRule says which tags of the matching repositories may go. A tag

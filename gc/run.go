@@ -1,203 +1,348 @@
 package gc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// ErrCannotSweep: the storage driver cannot touch files (storage.Toucher),
-// so a sweep could race a push; only a dry run is possible.
-var ErrCannotSweep = errors.New("gc: the storage driver cannot update modification times, so a sweep could delete a blob a concurrent push relies on; only a dry run is possible on it")
+// NoGrace as Options.Grace makes the cutoff the run's start: anything
+// written before it may go. Use it only when no client writes meanwhile (a
+// manifest being pushed could lose a blob).
+const NoGrace time.Duration = -1
 
-// Run collects garbage in st: it restores what a killed sweep left aside,
-// reads the graph, marks, and sweeps under the contract of the package doc.
+// batchSize is how many items one doom-lease-delete round covers. A round
+// must finish within store.DoomTTL/4 of its marking; smaller rounds also
+// keep fewer items unavailable to HEAD and mount at a time.
+const batchSize = 2000
+
+// sweepDeadline is how long after marking a round may still delete: past
+// it, the round's remaining items are spared and the run says so.
+const sweepDeadline = store.DoomTTL / 4
+
+// Run collects garbage in st under the contract of the package doc: it
+// removes retention's tags, marks, and sweeps what no root reaches in
+// rounds of mark-doomed, read leases, delete. In a dry run it stops after
+// planning. It returns the report of what it planned and did; on error,
+// the report so far.
 func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
-	touchAfter := store.DefaultTouchAfter
+	began := time.Now()
 	if opts.Grace == 0 {
 		opts.Grace = DefaultGrace
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+	grace := max(opts.Grace, 0)
+	if opts.UploadMaxAge <= 0 {
+		opts.UploadMaxAge = DefaultUploadMaxAge
 	}
-	if opts.hooks.now == nil {
-		opts.hooks.now = time.Now
+	opts.UploadMaxAge = max(opts.UploadMaxAge, grace)
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
 	}
-	if opts.Grace <= touchAfter {
-		return Report{}, fmt.Errorf("gc: grace %s must be longer than the store's touch threshold %s", opts.Grace, touchAfter)
-	}
-	if !opts.DryRun && !st.CanSweep() {
-		return Report{}, ErrCannotSweep
-	}
-	start := opts.hooks.now()
-	res := Report{Start: start, DryRun: opts.DryRun}
-	if !opts.DryRun {
-		if err := restore(ctx, st, opts.Logger); err != nil {
-			return res, err
+	for _, r := range opts.Retention {
+		if err := r.Validate(); err != nil {
+			return Report{}, err
 		}
 	}
+	rep := Report{DryRun: opts.DryRun}
+	start, err := st.Now(ctx)
+	if err != nil {
+		if !opts.DryRun {
+			return rep, fmt.Errorf("gc: reading the storage's clock: %w", err)
+		}
+		// A dry run may have read-only credentials: use this host's clock.
+		start = time.Now()
+	}
+	if opts.hooks.now != nil {
+		start = opts.hooks.now()
+	}
+	rep.Start, rep.Cutoff = start, start.Add(-grace)
+	log.Info("gc: started", "dryRun", opts.DryRun, "cutoff", rep.Cutoff, "deleteUntagged", opts.DeleteUntagged)
 	if opts.hooks.afterStart != nil {
 		opts.hooks.afterStart()
 	}
+
 	g, err := ReadGraph(ctx, st)
 	if err != nil {
-		return res, err
+		return rep, err
 	}
-	cutoff := start.Add(-opts.Grace)
-	res.Cutoff = cutoff
-	plan := Sweep(g, Mark(g, MarkOptions{}), cutoff)
-	for _, d := range plan.Blobs {
-		res.Blobs = append(res.Blobs, BlobItem{Digest: d, Size: g.Blobs[d].Size})
+	pl, err := plan(g, opts, &rep)
+	if err != nil {
+		return rep, err
 	}
-	for _, l := range plan.LayerLinks {
-		res.LayerLinks = append(res.LayerLinks, LinkItem(l))
+	uploads, err := st.IdleUploads(ctx, start.Add(-opts.UploadMaxAge))
+	if err != nil {
+		return rep, err
 	}
-	res.ReclaimableBytes = plan.Bytes
+	for _, u := range uploads {
+		rep.Uploads = append(rep.Uploads, UploadItem(u))
+	}
+	log.Info("gc: planned", "tags", len(rep.Tags), "manifests", len(rep.Manifests), "blobs", len(rep.Blobs),
+		"reclaimableBytes", rep.ReclaimableBytes, "layerLinks", len(rep.LayerLinks), "uploads", len(rep.Uploads))
 	if opts.DryRun {
-		for _, d := range plan.Blobs {
-			opts.Logger.Debug("gc: would delete blob", "digest", d, "size", g.Blobs[d].Size)
+		rep.Deleted = Counts{Tags: len(rep.Tags), Manifests: len(rep.Manifests), Blobs: len(rep.Blobs),
+			Bytes: rep.ReclaimableBytes, LayerLinks: len(rep.LayerLinks), Uploads: len(rep.Uploads)}
+		for _, it := range pl.items {
+			log.Debug("gc: would delete", "kind", kindName(it.Kind), "repository", it.Repository, "digest", it.Digest)
 		}
-		for _, l := range plan.LayerLinks {
-			opts.Logger.Debug("gc: would remove layer link", "repository", l.Repository, "digest", l.Digest)
-		}
-		res.Deleted.Blobs, res.Deleted.Bytes, res.Deleted.LayerLinks = len(plan.Blobs), plan.Bytes, len(plan.LayerLinks)
-				return res, nil
+		rep.Duration = time.Since(began)
+		return rep, nil
 	}
 	if opts.hooks.beforeSweep != nil {
 		opts.hooks.beforeSweep()
 	}
-	// Blob data first: a link whose blob is gone answers "unknown" anyway.
-	for _, d := range plan.Blobs {
-		ok, size, err := st.SweepBlob(ctx, d, cutoff)
+
+	// Tags first: what they kept is then unreachable, as planned.
+	for _, t := range rep.Tags {
+		ok, err := st.DeleteTagIf(ctx, t.Repository, t.Tag, t.Digest, t.Pushed)
 		if err != nil {
-			return res, fmt.Errorf("gc: sweeping blob %s: %w", d, err)
+			return rep, fmt.Errorf("gc: deleting tag %s:%s: %w", t.Repository, t.Tag, err)
 		}
 		if ok {
-			res.Deleted.Blobs++
-			res.Deleted.Bytes += size
-			opts.Logger.Debug("gc: deleted blob", "digest", d, "size", size)
+			rep.Deleted.Tags++
+			log.Debug("gc: deleted tag", "repository", t.Repository, "tag", t.Tag, "digest", t.Digest)
+		} else {
+			rep.Spared.Tags++
 		}
 	}
-	for _, l := range plan.LayerLinks {
-		ok, err := st.SweepLayerLink(ctx, l.Repository, l.Digest, cutoff)
+	batch := batchSize
+	if opts.hooks.batch > 0 {
+		batch = opts.hooks.batch
+	}
+	for i := 0; i < len(pl.items); i += batch {
+		if err := sweepRound(ctx, st, opts, pl, pl.items[i:min(i+batch, len(pl.items))], &rep, log); err != nil {
+			return rep, err
+		}
+	}
+	for _, u := range uploads {
+		ok, err := st.PurgeIdleUpload(ctx, u.Repository, u.ID, start.Add(-opts.UploadMaxAge))
 		if err != nil {
-			return res, fmt.Errorf("gc: sweeping layer link %s in %s: %w", l.Digest, l.Repository, err)
+			return rep, fmt.Errorf("gc: purging upload %s in %s: %w", u.ID, u.Repository, err)
 		}
 		if ok {
-			res.Deleted.LayerLinks++
-			opts.Logger.Debug("gc: removed layer link", "repository", l.Repository, "digest", l.Digest)
+			rep.Deleted.Uploads++
+		} else {
+			rep.Spared.Uploads++
 		}
 	}
-		return res, nil
+	// Leases outlive the longest grace any collector may use with this
+	// storage; doom markers are void after store.DoomTTL anyway.
+	if _, err := st.CleanUpGC(ctx, start.Add(-max(grace, DefaultGrace)-time.Hour)); err != nil {
+		log.Warn("gc: cleaning up old leases and markers", "error", err)
+	}
+	rep.Duration = time.Since(began)
+	log.Info("gc: finished", "duration", rep.Duration, "deletedBlobs", rep.Deleted.Blobs, "deletedBytes", rep.Deleted.Bytes,
+		"deletedManifests", rep.Deleted.Manifests, "deletedLayerLinks", rep.Deleted.LayerLinks, "deletedTags", rep.Deleted.Tags,
+		"purgedUploads", rep.Deleted.Uploads, "spared", rep.Spared)
+	return rep, nil
 }
 
-// restore puts back the blobs a killed sweep left aside.
-func restore(ctx context.Context, st *store.Store, logger *slog.Logger) error {
-	var doomed []digest.Digest
-	if err := st.WalkBlobs(ctx, func(b store.BlobInfo) error {
-		if b.Doomed {
-			doomed = append(doomed, b.Digest)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, d := range doomed {
-		logger.Info("gc: restoring a blob an interrupted sweep left aside", "digest", d)
-		if err := st.RestoreBlob(ctx, d); err != nil {
-			return fmt.Errorf("gc: restoring blob %s: %w", d, err)
-		}
-	}
-	return nil
+// sweepPlan is what the sweep rounds work through.
+type sweepPlan struct {
+	graph Graph // after retention
+	items []store.Item
+	sizes map[digest.Digest]int64
 }
 
-// ReadGraph reads the reference graph of st: every repository's manifest
-// revisions (parsed), tags and layer links, then every stored blob. A
-// manifest that cannot be read or parsed stops it: marking without its
-// references could sweep what it needs.
-func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
-	g := Graph{Repositories: map[string]Repository{}, Blobs: map[digest.Digest]Blob{}}
-	repos, err := st.Repositories(ctx)
+// plan applies retention to g, marks and plans; it fills the plan part of
+// rep and returns the items to sweep: manifests first, then layer links,
+// then blobs, so that an interrupted run never leaves a revision whose
+// bytes are gone.
+func plan(g Graph, opts Options, rep *Report) (sweepPlan, error) {
+	tags, err := ApplyRetention(g, opts.Retention, rep.Start)
 	if err != nil {
-		return g, err
+		return sweepPlan{}, err
 	}
-	for _, name := range repos {
-		r := Repository{
-			Manifests: map[digest.Digest]Manifest{},
-			Tags:      map[string]Tag{},
-			Layers:    map[digest.Digest]time.Time{},
-		}
-		revs, err := st.ManifestRevisions(ctx, name)
-		if err != nil {
-			return g, err
-		}
-		for _, rev := range revs {
-			m, err := st.GetManifest(ctx, name, rev.Digest)
-			if errors.Is(err, store.ErrManifestUnknown) {
-				continue // deleted meanwhile, or its bytes are missing: nothing to keep
+	rep.Tags = tags
+	g = withoutTags(g, tags)
+	marks := Mark(g, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: rep.Cutoff})
+	p := Sweep(g, marks, rep.Cutoff)
+	sp := sweepPlan{graph: g, sizes: map[digest.Digest]int64{}}
+	for _, m := range p.Manifests {
+		rep.Manifests = append(rep.Manifests, m)
+		r := g.Repositories[m.Repository]
+		sp.items = append(sp.items, store.Item{Kind: store.ItemManifest, Repository: m.Repository, Digest: m.Digest,
+			Subject: r.Manifests[m.Digest].Subject, TagHistory: r.TagHistory[m.Digest]})
+	}
+	for _, l := range p.LayerLinks {
+		rep.LayerLinks = append(rep.LayerLinks, LinkItem(l))
+		sp.items = append(sp.items, store.Item{Kind: store.ItemLayerLink, Repository: l.Repository, Digest: l.Digest})
+	}
+	for _, d := range p.Blobs {
+		size := g.Blobs[d].Size
+		rep.Blobs = append(rep.Blobs, BlobItem{Digest: d, Size: size})
+		sp.sizes[d] = size
+		sp.items = append(sp.items, store.Item{Kind: store.ItemBlob, Digest: d})
+	}
+	rep.ReclaimableBytes = p.Bytes
+	if opts.Explain {
+		rep.Kept = explain(g, marks, rep.Cutoff)
+	}
+	return sp, nil
+}
+
+// withoutTags returns g with tags removed (g itself is not changed).
+func withoutTags(g Graph, tags []TagItem) Graph {
+	if len(tags) == 0 {
+		return g
+	}
+	out := Graph{Repositories: make(map[string]Repository, len(g.Repositories)), Blobs: g.Blobs}
+	for name, r := range g.Repositories {
+		out.Repositories[name] = r
+	}
+	for _, t := range tags {
+		r := out.Repositories[t.Repository]
+		kept := make(map[string]Tag, len(r.Tags))
+		for name, tag := range r.Tags {
+			if name != t.Tag {
+				kept[name] = tag
 			}
-			if err != nil {
-				return g, fmt.Errorf("gc: reading manifest %s in %s: %w", rev.Digest, name, err)
-			}
-			parsed, err := manifest.Parse("", m.Body)
-			if err != nil {
-				return g, fmt.Errorf("gc: parsing manifest %s in %s: %w", rev.Digest, name, err)
-			}
-			r.Manifests[rev.Digest] = references(parsed)
 		}
-		tags, err := st.Tags(ctx, name)
-		if err != nil && !errors.Is(err, store.ErrNameUnknown) {
-			return g, err
+		r.Tags = kept
+		out.Repositories[t.Repository] = r
+	}
+	return out
+}
+
+// sweepRound deletes one batch of planned items under the interlock: mark
+// them doomed, read the leases written since the cutoff, spare whatever a
+// lease reaches, delete the rest, remove the marks.
+func sweepRound(ctx context.Context, st *store.Store, opts Options, sp sweepPlan, items []store.Item, rep *Report, log *slog.Logger) error {
+	marked := time.Now()
+	if err := st.Doom(ctx, items); err != nil {
+		undoom(st, items, log)
+		return fmt.Errorf("gc: marking items doomed: %w", err)
+	}
+	defer undoom(st, items, log)
+	if opts.hooks.afterDoom != nil {
+		opts.hooks.afterDoom()
+	}
+	leases, err := st.Leases(ctx, rep.Cutoff)
+	if err != nil {
+		return fmt.Errorf("gc: reading leases: %w", err)
+	}
+	if opts.hooks.beforeDelete != nil {
+		opts.hooks.beforeDelete()
+	}
+	var doomed []store.Item
+	if len(leases) == 0 {
+		doomed = items
+	} else {
+		leased := map[string][]digest.Digest{}
+		for _, l := range leases {
+			leased[l.Repository] = append(leased[l.Repository], l.Digest)
 		}
-		for _, t := range tags {
-			d, err := st.ResolveTag(ctx, name, t)
-			if errors.Is(err, store.ErrManifestUnknown) {
+		m := Mark(sp.graph, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: rep.Cutoff, Leased: leased})
+		for _, it := range items {
+			if spared(m, it) {
+				count(&rep.Spared, it, sp.sizes)
+				log.Debug("gc: spared (leased)", "kind", kindName(it.Kind), "repository", it.Repository, "digest", it.Digest)
 				continue
 			}
-			if err != nil {
-				return g, err
-			}
-			r.Tags[t] = Tag{Digest: d}
+			doomed = append(doomed, it)
 		}
-		links, err := st.LayerLinks(ctx, name)
-		if err != nil {
-			return g, err
-		}
-		for _, l := range links {
-			r.Layers[l.Digest] = l.ModTime
-		}
-		g.Repositories[name] = r
 	}
-	err = st.WalkBlobs(ctx, func(b store.BlobInfo) error {
-		if !b.Doomed {
-			g.Blobs[b.Digest] = Blob{Size: b.Size, ModTime: b.ModTime}
+	if time.Since(marked) > sweepDeadline {
+		for _, it := range doomed {
+			count(&rep.Spared, it, sp.sizes)
 		}
+		log.Warn("gc: a sweep round took too long after marking; its items are left for the next run", "items", len(doomed), "took", time.Since(marked))
 		return nil
-	})
-	return g, err
+	}
+	var errs []error
+	for i, err := range st.DeleteItems(ctx, doomed) {
+		it := doomed[i]
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gc: deleting %s %s %s: %w", kindName(it.Kind), it.Repository, it.Digest, err))
+			continue
+		}
+		count(&rep.Deleted, it, sp.sizes)
+		log.Debug("gc: deleted", "kind", kindName(it.Kind), "repository", it.Repository, "digest", it.Digest)
+	}
+	return errors.Join(errs...)
 }
 
-// references lists what m references, for Mark.
-func references(m *manifest.Manifest) Manifest {
-	var out Manifest
-	if m.Config != nil {
-		out.Blobs = append(out.Blobs, m.Config.Digest)
+// undoom removes a round's marks, even when the run's context is done.
+func undoom(st *store.Store, items []store.Item, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.Undoom(ctx, items); err != nil {
+		log.Warn("gc: removing doom markers (they expire by themselves)", "error", err)
 	}
-	for _, l := range m.Layers {
-		out.Blobs = append(out.Blobs, l.Digest)
+}
+
+// spared reports whether marks made with the leases reach it.
+func spared(m Marks, it store.Item) bool {
+	switch it.Kind {
+	case store.ItemManifest:
+		_, ok := m.Kept[it.Repository][it.Digest]
+		return ok || m.Repositories[it.Repository][it.Digest]
+	case store.ItemLayerLink:
+		return m.Repositories[it.Repository][it.Digest]
+	default:
+		return m.Blobs[it.Digest]
 	}
-	for _, c := range m.Manifests {
-		out.Children = append(out.Children, c.Digest)
+}
+
+func count(c *Counts, it store.Item, sizes map[digest.Digest]int64) {
+	switch it.Kind {
+	case store.ItemManifest:
+		c.Manifests++
+	case store.ItemLayerLink:
+		c.LayerLinks++
+	default:
+		c.Blobs++
+		c.Bytes += sizes[it.Digest]
 	}
-	if m.Subject != nil {
-		out.Subject = m.Subject.Digest
+}
+
+func kindName(k store.ItemKind) string {
+	switch k {
+	case store.ItemManifest:
+		return "manifest"
+	case store.ItemLayerLink:
+		return "layerLink"
+	default:
+		return "blob"
 	}
+}
+
+// explain lists why each kept manifest, blob and layer link stays.
+func explain(g Graph, m Marks, cutoff time.Time) []KeptItem {
+	var out []KeptItem
+	for name, r := range g.Repositories {
+		for d := range r.Manifests {
+			if why, ok := m.Kept[name][d]; ok {
+				out = append(out, KeptItem{Kind: "manifest", Repository: name, Digest: d, Reason: why})
+			}
+		}
+		for d, mod := range r.Layers {
+			switch {
+			case m.Repositories[name][d]:
+				out = append(out, KeptItem{Kind: "layerLink", Repository: name, Digest: d, Reason: "referenced by " + m.BlobWhy[d]})
+			case !mod.Before(cutoff):
+				out = append(out, KeptItem{Kind: "layerLink", Repository: name, Digest: d, Reason: "newer than the cutoff"})
+			}
+		}
+	}
+	for d, b := range g.Blobs {
+		switch {
+		case m.Blobs[d]:
+			out = append(out, KeptItem{Kind: "blob", Digest: d, Reason: "referenced by " + m.BlobWhy[d]})
+		case !b.ModTime.Before(cutoff):
+			out = append(out, KeptItem{Kind: "blob", Digest: d, Reason: "newer than the cutoff"})
+		}
+	}
+	slices.SortFunc(out, func(a, b KeptItem) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Repository, b.Repository), cmp.Compare(a.Digest, b.Digest))
+	})
 	return out
 }

@@ -23,6 +23,7 @@ const namePattern = "{name:.+}"
 //	GET, HEAD, PUT, DELETE  /v2/<name>/manifests/<reference>      getManifest, putManifest, deleteManifest
 //	GET                     /v2/<name>/tags/list                  listTags
 //	GET                     /v2/_catalog                          catalog
+//	GET                     /v2/_berth/usage                      usageHandler (storage usage, usage.go)
 //	GET                     /v2/<name>/referrers/<digest>         referrers
 //	GET                     /healthz, /readyz                     healthz, readyz
 //	GET                     /metrics                              Prometheus (when Options.Metrics is set)
@@ -74,6 +75,9 @@ func (reg *Registry) routes(promReg *prometheus.Registry) *mux.Router {
 	})
 	handle("/v2/_catalog", "/v2/_catalog", false, map[string]handlerFunc{
 		http.MethodGet: reg.catalog,
+	})
+	handle("/v2/_berth/usage", "/v2/_berth/usage", false, map[string]handlerFunc{
+		http.MethodGet: reg.usageHandler(),
 	})
 	handle("/v2/", "/v2/", false, map[string]handlerFunc{
 		http.MethodGet:  reg.base,

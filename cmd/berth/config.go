@@ -30,7 +30,14 @@ func (a *app) newConfigCmd() *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, v.Key, v.Type, def)
 				}
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				// Lists of sections (gc.retention) have no variable.
+				for _, k := range config.YAMLOnlyKeys() {
+					fmt.Fprintf(cmd.OutOrStdout(), "\n%s has no variable: it is a list of mappings, set in the YAML file only.\n", k)
+				}
+				return nil
 			},
 		},
 		a.newConfigShowCmd(),

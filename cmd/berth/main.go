@@ -92,6 +92,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newConfigCmd(),
 		a.newAuthCmd(),
 		a.newGCCmd(),
+		a.newDUCmd(),
 	)
 	return root
 }

@@ -38,11 +38,15 @@ func (a *app) newServeCmd() *cobra.Command {
 
 The configuration is built from, lowest precedence first: built-in defaults,
 the YAML file given with --config (unknown keys are errors), BERTH_*
-environment variables, and the flags --addr and --root. Every key has a
-variable: BERTH_ and its yaml path upper-cased, sections joined by "_"
-(http.drainTimeout is BERTH_HTTP_DRAINTIMEOUT). "berth config env" lists
+environment variables, and the flags --addr and --root. Every key but the
+list gc.retention (YAML only) has a variable: BERTH_ and its yaml path
+upper-cased, sections joined by "_" (http.drainTimeout is
+BERTH_HTTP_DRAINTIMEOUT). "berth config env" lists
 them with their defaults; configs/berth.yaml documents every key;
 "berth config show" prints the effective configuration.
+
+With gc.interval set, the server also collects garbage every interval, as
+"berth gc" does with the gc section of the configuration.
 
 On SIGTERM or SIGINT the server stops accepting connections and waits up to
 http.drainTimeout for in-flight requests (uploads) to finish, then exits 0.
@@ -110,6 +114,10 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	collector, err := newGCLoop(cfg.GC, st, logger, metrics) // nil unless gc.interval is set
+	if err != nil {
+		return err
+	}
 	reg, err := registry.New(registry.Options{
 		Store:         st,
 		Logger:        logger,
@@ -168,6 +176,9 @@ func (a *app) serve(cfg *config.Config) error {
 	defer func() { stopBackground(); background.Wait() }()
 	if p := cfg.Storage.UploadPurging; p.Enabled {
 		background.Go(func() { purgeUploads(bg, st, firstUploadPurge, p.Interval, p.Age, logger) })
+	}
+	if collector != nil {
+		background.Go(func() { collector.run(bg) })
 	}
 
 	var sig os.Signal

@@ -16,7 +16,8 @@ import (
 // its own file with its defaults and its validation; adding a section means
 // adding a field here (with a yaml tag), a line in Default, a call in
 // Validate, and its keys in configs/berth.yaml. Its environment variables
-// follow by themselves.
+// follow by themselves, except for a list of sections (gc.retention), which
+// is set in YAML only (see YAMLOnlyKeys).
 type Config struct {
 	// Log configures the process logger.
 	Log Log `yaml:"log"`
@@ -26,6 +27,9 @@ type Config struct {
 	Storage Storage `yaml:"storage"`
 	// Auth configures authentication and authorization.
 	Auth Auth `yaml:"auth"`
+	// GC configures garbage collection: periodic runs in the server and
+	// the defaults of `berth gc`.
+	GC GC `yaml:"gc"`
 }
 
 // Default returns the configuration used where no file, variable or flag
@@ -36,6 +40,7 @@ func Default() Config {
 		HTTP:    defaultHTTP(),
 		Storage: defaultStorage(),
 		Auth:    defaultAuth(),
+		GC:      defaultGC(),
 	}
 }
 
@@ -51,6 +56,7 @@ func (c *Config) Validate() error {
 	c.HTTP.validate(report)
 	c.Storage.validate(report)
 	c.validateAuth(report)
+	c.GC.validate(report)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}

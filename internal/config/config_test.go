@@ -193,6 +193,33 @@ func TestFileErrors(t *testing.T) {
 		{"zero header timeout", "http:\n  readHeaderTimeout: 0s\n", []string{`http.readHeaderTimeout: 0s must be positive`}},
 		{"negative drain", "http:\n  drainTimeout: -1s\n", []string{`http.drainTimeout: -1s must not be negative`}},
 		{"half tls", "http:\n  tls:\n    certificate: c.pem\n", []string{`http.tls: set both certificate and key, or neither`}},
+		{"gc grace 0 means none", "gc:\n  grace: 0s\n", nil},
+		{"negative gc interval", "gc:\n  interval: -1m\n", []string{`gc.interval: -1m0s must not be negative`}},
+		{"negative gc grace", "gc:\n  grace: -1s\n", []string{`gc.grace: -1s must not be negative (0 means no grace)`}},
+		{"zero uploadMaxAge", "gc:\n  uploadMaxAge: 0s\n", []string{`gc.uploadMaxAge: 0s must be positive`}},
+		{"uploadMaxAge under grace", "gc:\n  grace: 48h\n", []string{`gc.uploadMaxAge: 24h0m0s must be at least gc.grace (48h0m0s)`}},
+		{"uploadMaxAge equal to grace", "gc:\n  grace: 2h\n  uploadMaxAge: 2h\n", nil},
+		{"retention rules", "gc:\n  retention:\n    - repositories: a/*\n      keepLast: 3\n    - repositories: '**'\n      keepTags: [latest, 'v\\d+']\n      olderThan: 48h\n", nil},
+		{"retention not a list", "gc:\n  retention: '**'\n",
+			[]string{`:2: gc.retention: want a list of mappings of keys (repositories, keepLast, keepTags, olderThan), got "**"`}},
+		{"retention item not a mapping", "gc:\n  retention:\n    - a/*\n", []string{`:3: gc.retention[0]: want a mapping of keys`}},
+		{"retention unknown key", "gc:\n  retention:\n    - repositories: a\n      keepLast: 1\n    - repositories: b\n      keep: 2\n",
+			[]string{`:6: unknown key "gc.retention[1].keep" (known keys under gc.retention[1]: repositories, keepLast, keepTags, olderThan)`}},
+		{"retention bad keepLast", "gc:\n  retention:\n    - repositories: a\n      keepLast: many\n",
+			[]string{`:4: gc.retention[0].keepLast: cannot use "many": want an integer`}},
+		{"retention duration without unit", "gc:\n  retention:\n    - repositories: a\n      olderThan: 30\n",
+			[]string{`:4: gc.retention[0].olderThan: cannot use "30": want a duration`}},
+		{"retention keepTags not a list", "gc:\n  retention:\n    - repositories: a\n      keepTags: {a: b}\n",
+			[]string{`:4: gc.retention[0].keepTags: cannot use a mapping`}},
+		{"retention without repositories", "gc:\n  retention:\n    - keepLast: 1\n", []string{`gc.retention[0].repositories: required`}},
+		{"retention bad glob", "gc:\n  retention:\n    - repositories: 'a/['\n", []string{`gc.retention[0].repositories: "a/[" is not a valid glob`}},
+		{"retention empty glob component", "gc:\n  retention:\n    - repositories: 'a//b'\n", []string{`gc.retention[0].repositories: "a//b" is not a valid glob`}},
+		{"retention bad regexp", "gc:\n  retention:\n    - repositories: a\n    - repositories: b\n      keepTags: ['v(']\n",
+			[]string{`gc.retention[1].keepTags: "v(" is not a Go regular expression: missing closing )`}},
+		{"retention regexp escaping its anchors", "gc:\n  retention:\n    - repositories: a\n      keepTags: ['a)|(b']\n",
+			[]string{`gc.retention[0].keepTags: "a)|(b" is not a Go regular expression`}},
+		{"retention negative values", "gc:\n  retention:\n    - repositories: a\n      keepLast: -1\n      olderThan: -1h\n",
+			[]string{`gc.retention[0].keepLast: -1 must not be negative; gc.retention[0].olderThan: -1h0m0s must not be negative`}},
 		{"every invalid value at once", "log:\n  level: x\n  format: y\n",
 			[]string{`log.level: "x"`, `; log.format: "y"`}},
 	} {
@@ -271,6 +298,11 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_AUTH_ISSUER_KEY", "auth.issuer.key", "string", "./data/auth-key.pem"},
 		{"BERTH_AUTH_ISSUER_POLICY", "auth.issuer.policy", "string", ""},
 		{"BERTH_AUTH_ISSUER_TTL", "auth.issuer.ttl", "duration", "5m0s"},
+		{"BERTH_GC_INTERVAL", "gc.interval", "duration", "0s"},
+		{"BERTH_GC_GRACE", "gc.grace", "duration", "1h0m0s"},
+		{"BERTH_GC_DELETEUNTAGGED", "gc.deleteUntagged", "bool", "false"},
+		{"BERTH_GC_UPLOADMAXAGE", "gc.uploadMaxAge", "duration", "24h0m0s"},
+		{"BERTH_GC_DRYRUN", "gc.dryRun", "bool", "false"},
 	}
 	got := config.EnvVars()
 	if !reflect.DeepEqual(got, want) {
@@ -323,6 +355,11 @@ func TestEnvOverrides(t *testing.T) {
 		"BERTH_AUTH_ISSUER_KEY":                "key.pem",
 		"BERTH_AUTH_ISSUER_POLICY":             "policy.yaml",
 		"BERTH_AUTH_ISSUER_TTL":                "10m",
+		"BERTH_GC_INTERVAL":                    "30m",
+		"BERTH_GC_GRACE":                       "0s",
+		"BERTH_GC_DELETEUNTAGGED":              "true",
+		"BERTH_GC_UPLOADMAXAGE":                "2h",
+		"BERTH_GC_DRYRUN":                      "1",
 		"BERTH_UNRELATED":                      "ignored",
 	}
 	c, err := config.Load("", mapEnv(env))
@@ -351,6 +388,8 @@ func TestEnvOverrides(t *testing.T) {
 				JWKS: "keys.jwks", RootCertBundle: "roots.pem"},
 			Issuer: config.Issuer{Enabled: false, Key: "key.pem", Policy: "policy.yaml", TTL: 10 * time.Minute},
 		},
+		GC: config.GC{Interval: 30 * time.Minute, Grace: 0, DeleteUntagged: true, UploadMaxAge: 2 * time.Hour,
+			DryRun: true, Retention: []config.RetentionRule{}},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
@@ -413,6 +452,38 @@ func TestPrecedence(t *testing.T) {
 	_, err = config.Load(file, env, func(c *config.Config) { c.HTTP.Addr = "nohost" })
 	if err == nil || !strings.Contains(err.Error(), "http.addr") {
 		t.Errorf("invalid override: err = %v, want one naming http.addr", err)
+	}
+}
+
+// TestYAMLOnlyKeys: a list of rules has no environment variable, says so,
+// and a variable named after it is reported as unknown.
+func TestYAMLOnlyKeys(t *testing.T) {
+	if got, want := config.YAMLOnlyKeys(), []string{"gc.retention"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("YAMLOnlyKeys() = %q, want %q", got, want)
+	}
+	for _, v := range config.EnvVars() {
+		if strings.HasPrefix(v.Key, "gc.retention") {
+			t.Errorf("EnvVars lists %s", v.Key)
+		}
+	}
+	if got := config.UnknownEnv([]string{"BERTH_GC_RETENTION=x"}); !reflect.DeepEqual(got, []string{"BERTH_GC_RETENTION"}) {
+		t.Errorf("UnknownEnv = %q, want BERTH_GC_RETENTION reported", got)
+	}
+}
+
+// TestRetentionLoaded: rules decode into their fields, in order.
+func TestRetentionLoaded(t *testing.T) {
+	c, err := config.Load("testdata/full.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []config.RetentionRule{
+		{Repositories: "ci/**", KeepLast: 10, OlderThan: 720 * time.Hour},
+		{Repositories: "team-?/*", KeepTags: []string{"latest", `v\d+\.\d+\.\d+`}, OlderThan: 2160 * time.Hour},
+		{Repositories: "**", KeepLast: 50},
+	}
+	if !reflect.DeepEqual(c.GC.Retention, want) {
+		t.Errorf("gc.retention = %+v, want %+v", c.GC.Retention, want)
 	}
 }
 

@@ -96,6 +96,20 @@ func check(n *yaml.Node, t reflect.Type, path []string) error {
 		}
 		return nil
 	}
+	if isSectionList(t) {
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%d: %s: want a list of mappings of keys (%s), got %s",
+				n.Line, strings.Join(path, "."), strings.Join(keysOf(t.Elem()), ", "), show(n))
+		}
+		last := len(path) - 1
+		for i, item := range n.Content {
+			p := append(path[:last:last], fmt.Sprintf("%s[%d]", path[last], i))
+			if err := check(item, t.Elem(), p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
 		return fmt.Errorf("%d: %s: cannot use %s: want %s", n.Line, strings.Join(path, "."), show(n), describe(t))
 	}

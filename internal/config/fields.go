@@ -35,9 +35,43 @@ var durationType = reflect.TypeFor[time.Duration]()
 // isSection reports whether a field of type t holds keys rather than a value.
 func isSection(t reflect.Type) bool { return t.Kind() == reflect.Struct }
 
-// leaves lists the leaf keys of Config in declaration order. It panics on a
-// field without a yaml tag or of a type that parseValue cannot handle: a
-// programming error that every test of this package trips over.
+// isSectionList reports whether a field of type t holds a list of sections
+// (gc.retention). Such a key is set in YAML only: it has no environment
+// variable, since one variable per key cannot spell a list of mappings.
+func isSectionList(t reflect.Type) bool {
+	return t.Kind() == reflect.Slice && isSection(t.Elem())
+}
+
+// YAMLOnlyKeys returns the dotted yaml paths of the keys that no
+// environment variable overrides (lists of sections such as gc.retention),
+// in the order of the keys in Config. EnvVars lists every other key.
+func YAMLOnlyKeys() []string {
+	var out []string
+	var walk func(t reflect.Type, path []string)
+	walk = func(t reflect.Type, path []string) {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name, ok := yamlName(sf)
+			if !ok {
+				continue
+			}
+			p := append(path[:len(path):len(path)], name)
+			switch {
+			case isSection(sf.Type):
+				walk(sf.Type, p)
+			case isSectionList(sf.Type):
+				out = append(out, strings.Join(p, "."))
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), nil)
+	return out
+}
+
+// leaves lists the leaf keys of Config in declaration order, lists of
+// sections excepted (see YAMLOnlyKeys). It panics on a field without a yaml
+// tag or of a type that parseValue cannot handle: a programming error that
+// every test of this package trips over.
 func leaves() []leaf {
 	var out []leaf
 	var walk func(t reflect.Type, path []string, index []int)
@@ -53,6 +87,9 @@ func leaves() []leaf {
 			if isSection(sf.Type) {
 				walk(sf.Type, p, ix)
 				continue
+			}
+			if isSectionList(sf.Type) {
+				continue // YAML only
 			}
 			if describe(sf.Type) == "" {
 				panic(fmt.Sprintf("config: key %s: type %s is not supported; add it to parseValue and describe", strings.Join(p, "."), sf.Type))

@@ -444,7 +444,14 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 		return pathError(p, err)
 	}
 	if fi.IsDir() {
-		err = os.RemoveAll(name)
+		// A writer creating a file in the tree meanwhile makes RemoveAll
+		// fail with "directory not empty": the delete then comes after
+		// that write, so remove again.
+		for range 10 {
+			if err = os.RemoveAll(name); !errors.Is(err, syscall.ENOTEMPTY) {
+				break
+			}
+		}
 	} else {
 		err = os.Remove(name)
 	}

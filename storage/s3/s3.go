@@ -154,6 +154,7 @@ var (
 	_ storage.Driver        = (*Driver)(nil)
 	_ storage.Redirector    = (*Driver)(nil)
 	_ storage.UploadJanitor = (*Driver)(nil)
+	_ storage.BatchDeleter  = (*Driver)(nil)
 )
 
 // New returns a Driver for the bucket cfg names, after checking with
@@ -704,25 +705,14 @@ func (d *Driver) pendingBelow(ctx context.Context, p string) ([]string, error) {
 // deleteKeys deletes keys, deleteBatch at a time. Missing keys are no error.
 func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 	for batch := range slices.Chunk(keys, deleteBatch) {
-		ids := make([]types.ObjectIdentifier, len(batch))
-		for i, k := range batch {
-			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
-		}
-		var opts []func(*s3.Options)
-		if d.compatible {
-			opts = append(opts, withContentMD5)
-		}
-		out, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: &d.bucket,
-			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
-		}, opts...)
+		failed, err := d.deleteObjects(ctx, batch)
 		if err != nil {
 			return err
 		}
-		if len(out.Errors) > 0 {
-			e := out.Errors[0]
+		if len(failed) > 0 {
+			e := failed[0]
 			return fmt.Errorf("deleting %d of %d objects failed; %s: %s %s",
-				len(out.Errors), len(batch), aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
+				len(failed), len(batch), aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
 		}
 	}
 	return nil

@@ -50,6 +50,8 @@ func TestS3(t *testing.T) {
 		{"Uncommitted", testUncommitted},
 		{"Reserved", testReserved},
 		{"New", testNew},
+		{"DeleteFilesBatches", testDeleteFilesBatches},
+		{"DeleteFilesKeyErrors", testDeleteFilesKeyErrors},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -12,33 +13,46 @@ import (
 )
 
 // StatBlob returns the size of blob d if it is part of repo. A client may
-// rely on the answer (skip an upload), so an old blob and its link are
-// touched for garbage collection (see gc.go).
+// rely on the answer (skip an upload), so a blob that garbage collection is
+// deleting is unknown, and an old blob gets a lease so that the manifest
+// pushed next finds it kept (see gc.go).
 func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
-	link := layerLinkPath(repo, d)
-	fi, err := s.driver.Stat(ctx, link)
-	if err == nil {
-		err = s.touchIfOld(ctx, link, fi)
-	}
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, fmt.Errorf("%w: %s in %s", ErrBlobUnknown, d, repo)
-	}
+	link, data := layerLinkPath(repo, d), blobDataPath(d)
+	size, mod, err := s.statLinked(ctx, repo, d)
 	if err != nil {
 		return 0, err
 	}
-	return s.touchBlob(ctx, d)
+	if doomed, err := s.anyDoomed(ctx, link, data); err != nil {
+		return 0, err
+	} else if doomed {
+		return 0, fmt.Errorf("%w: %s in %s (being garbage-collected)", ErrBlobUnknown, d, repo)
+	}
+	if time.Since(mod) > s.leaseAfter && s.leaseMemo.due(Lease{repo, d}, s.leaseAfter/10) {
+		if _, err := s.lease(ctx, repo, d); err != nil {
+			s.log.Warn("could not lease a blob a client checked", "repository", repo, "digest", d, "error", err)
+		}
+	}
+	return size, nil
 }
 
-// statLinkedBlob is StatBlob without the touch, for reads.
-func (s *Store) statLinkedBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+// statLinked returns the size and modification time of blob d if it is
+// linked into repo and its bytes are stored.
+func (s *Store) statLinked(ctx context.Context, repo string, d digest.Digest) (int64, time.Time, error) {
 	ok, err := s.exists(ctx, layerLinkPath(repo, d))
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	if !ok {
-		return 0, fmt.Errorf("%w: %s in %s", ErrBlobUnknown, d, repo)
+		return 0, time.Time{}, fmt.Errorf("%w: %s in %s", ErrBlobUnknown, d, repo)
 	}
-	return s.statBlobData(ctx, d)
+	fi, err := s.driver.Stat(ctx, blobDataPath(d))
+	if errors.Is(err, storage.ErrNotFound) {
+		return 0, time.Time{}, fmt.Errorf("%w: %s", ErrBlobUnknown, d)
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return fi.Size, fi.ModTime, nil
 }
 
 // statBlobData returns the size of the stored bytes of d, in any repository.
@@ -57,7 +71,7 @@ func (s *Store) statBlobData(ctx context.Context, d digest.Digest) (int64, error
 // size. For the filesystem driver the reader is an *os.File, so copying it to
 // a connection uses sendfile.
 func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offset int64) (io.ReadCloser, int64, error) {
-	size, err := s.statLinkedBlob(ctx, repo, d)
+	size, _, err := s.statLinked(ctx, repo, d)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -97,18 +111,42 @@ func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) er
 // MountBlob makes blob d part of repo without uploading it again. With from
 // set, d must be part of repository from; with from empty, d must exist in
 // the shared blob store (automatic cross-mount). It returns the blob size.
-func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (int64, error) {
-	var size int64
-	var err error
+// A blob garbage collection is deleting cannot be mounted (the client
+// uploads it instead).
+func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (size int64, err error) {
+	link, data := layerLinkPath(repo, d), blobDataPath(d)
+	lease, err := s.lease(ctx, repo, d)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			s.dropLease(ctx, lease)
+		}
+	}()
+	check := []string{data}
 	if from != "" {
-		size, err = s.StatBlob(ctx, from, d)
+		check = append(check, layerLinkPath(from, d))
+	}
+	if doomed, err := s.anyDoomed(ctx, check...); err != nil {
+		return 0, err
+	} else if doomed {
+		return 0, fmt.Errorf("%w: %s (being garbage-collected)", ErrBlobUnknown, d)
+	}
+	if from != "" {
+		size, _, err = s.statLinked(ctx, from, d)
 	} else {
-		size, err = s.touchBlob(ctx, d)
+		size, err = s.statBlobData(ctx, d)
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := s.writeLink(ctx, layerLinkPath(repo, d), d); err != nil {
+	// The target link may be an old one the collector is removing: let it
+	// finish before writing ours.
+	if err := s.settle(ctx, link); err != nil {
+		return 0, err
+	}
+	if err := s.writeLink(ctx, link, d); err != nil {
 		return 0, err
 	}
 	return size, nil

@@ -2,62 +2,414 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-registry/berth/storage"
 )
 
-// What garbage collection (package gc) needs from the store: enumeration of
-// what is stored, with modification times, and a sweep of one blob or one
-// layer link that a concurrent push cannot race. The interlock has two
-// halves, both here:
+// This file is the store's half of garbage collection's interlock; package
+// gc holds the other half and the argument why the two are safe together
+// (gc/doc.go). It uses nothing but what every driver offers, so it holds on
+// S3 as on a filesystem, across replicas and a collector on another machine:
 //
-//   - Whenever the store lets a client rely on a blob that already exists
-//     (StatBlob for a HEAD, MountBlob, FinishUpload finding identical bytes,
-//     PutManifest checking references or finding its own body stored), it
-//     touches the blob's data file, and for StatBlob the repository's layer
-//     link, if their ModTime is older than Options.TouchAfter. Touching a
-//     file that is gone fails with not found, and the client is told the
-//     blob is unknown.
-//   - SweepBlob and SweepLayerLink never delete a file in place. They move it
-//     aside (an atomic rename, which keeps its ModTime), read the ModTime of
-//     what they moved, and delete it only if it is still older than the
-//     cutoff; otherwise they move it back. A touch that happens before the
-//     rename is seen by the check after it; a touch after the rename finds
-//     nothing and fails. So no client is ever told a blob exists that the
-//     sweep then deletes while its age was recent.
+//   - A lease is a small object under _berth/gc/leases naming (repository,
+//     digest) pairs a client relies on. The store writes one BEFORE it checks
+//     for doom markers whenever it relies on something that already exists:
+//     PutManifest (its references, its children and its own body),
+//     FinishUpload (identical bytes already stored, and the layer link),
+//     MountBlob (the target link and the bytes). StatBlob (a HEAD) writes
+//     one after the check for an old blob, at most once a minute per blob
+//     and process, so that the manifest a client pushes after a HEAD finds
+//     the blob kept.
+//   - A doom marker is an object under _berth/gc/doomed at the path of what
+//     the collector is about to delete. The collector writes it BEFORE it
+//     reads the leases, and deletes only what no lease names.
+//   - A store that finds a fresh marker on something it relies on waits
+//     until the collector has decided (the marker goes) and looks again;
+//     HEAD and mount do not wait, they answer "unknown" at once (the client
+//     uploads instead). A marker older than DoomTTL is void: the collector
+//     never deletes later than DoomTTL/4 after writing it.
 //
-// A sweep killed between the rename and the delete leaves a doomed file
-// next to where the file was; WalkBlobs reports it and RestoreBlob puts it
-// back, so the next run converges.
+// Each side writes its flag before reading the other's, on storage with
+// read-after-write consistency (a filesystem; S3 since 2020), so at least
+// one sees the other: either the collector sees the lease and spares the
+// item, or the store sees the marker and waits for the delete.
 
-// DefaultTouchAfter is the default Options.TouchAfter.
-const DefaultTouchAfter = 10 * time.Minute
+// DoomTTL is how long a doom marker stays valid by its modification time.
+// The collector stops deleting an item DoomTTL/4 after it marked it, which
+// leaves three quarters for clock skew between hosts and storage.
+const DoomTTL = 2 * time.Minute
 
-// doomedName is the name a swept file takes, in its own directory, between
-// the rename aside and the delete.
-const doomedName = "gc-doomed"
+// DefaultLeaseAfter is the default Options.LeaseAfter.
+const DefaultLeaseAfter = 10 * time.Minute
+
+// gcRoot is where the interlock's objects live, beside blobs/ and
+// repositories/ (Distribution never looks there).
+func gcRoot() string             { return rootPath + "/_berth/gc" }
+func leasesPath() string         { return gcRoot() + "/leases" }
+func doomedRoot() string         { return gcRoot() + "/doomed" }
+func clockPath() string          { return gcRoot() + "/clock" }
+func markerPath(p string) string { return doomedRoot() + strings.TrimPrefix(p, rootPath) }
+
+// ItemKind says what an Item is.
+type ItemKind int
+
+// The kinds of items garbage collection deletes.
+const (
+	// ItemManifest is a manifest revision of a repository: its revision
+	// link, its referrers-index entry and the tag history links naming it.
+	ItemManifest ItemKind = iota + 1
+	// ItemLayerLink is the link of a blob into a repository.
+	ItemLayerLink
+	// ItemBlob is the stored bytes of a blob or manifest.
+	ItemBlob
+)
+
+// Item is something garbage collection may delete.
+type Item struct {
+	Kind       ItemKind
+	Repository string        // empty for ItemBlob
+	Digest     digest.Digest // the blob, linked blob or manifest
+	// Subject (ItemManifest): the manifest's subject, whose referrers
+	// index lists it. TagHistory: the tags whose history lists it.
+	Subject    digest.Digest
+	TagHistory []string
+}
+
+// path is the file whose presence makes the item exist; its doom marker
+// sits at markerPath(path).
+func (it Item) path() string {
+	switch it.Kind {
+	case ItemManifest:
+		return revisionLinkPath(it.Repository, it.Digest)
+	case ItemLayerLink:
+		return layerLinkPath(it.Repository, it.Digest)
+	default:
+		return blobDataPath(it.Digest)
+	}
+}
+
+// files are the paths deleting the item removes.
+func (it Item) files() []string {
+	out := []string{it.path()}
+	if it.Kind == ItemManifest {
+		if it.Subject != "" {
+			out = append(out, referrerPath(it.Repository, it.Subject, it.Digest))
+		}
+		for _, t := range it.TagHistory {
+			out = append(out, tagIndexLinkPath(it.Repository, t, it.Digest))
+		}
+	}
+	return out
+}
+
+// Lease names what a client relied on: a manifest, layer link or blob
+// digest in a repository. Leases protect the blob Digest everywhere, its
+// layer link and manifest revision in Repository.
+type Lease struct {
+	Repository string
+	Digest     digest.Digest
+}
+
+// lease writes a lease for ds in repo and returns its path. It must come
+// before the doom checks it protects. A lease stays until it expires, even
+// after the operation succeeded (a collector may be between reading the
+// graph and reading the leases); an operation that fails may drop it.
+func (s *Store) lease(ctx context.Context, repo string, ds ...digest.Digest) (string, error) {
+	var b strings.Builder
+	for _, d := range ds {
+		b.WriteString(repo)
+		b.WriteByte(' ')
+		b.WriteString(d.String())
+		b.WriteByte('\n')
+	}
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	name := fmt.Sprintf("%s/%020d-%s", leasesPath(), time.Now().UnixNano(), hex.EncodeToString(r[:]))
+	if err := storage.WriteAll(ctx, s.driver, name, []byte(b.String())); err != nil {
+		return "", fmt.Errorf("writing a garbage-collection lease: %w", err)
+	}
+	return name, nil
+}
+
+// dropLease removes the lease of an operation that failed: it relies on
+// nothing.
+func (s *Store) dropLease(ctx context.Context, p string) {
+	if err := s.driver.Delete(context.WithoutCancel(ctx), p); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		s.log.Warn("removing the lease of a failed operation (it expires by itself)", "path", p, "error", err)
+	}
+}
+
+// leaseMemo remembers the HEAD leases this process wrote recently, so that
+// a blob HEADed often costs one lease per LeaseAfter/10, not one per HEAD.
+type leaseMemo struct {
+	mu   sync.Mutex
+	seen map[Lease]time.Time
+}
+
+// due reports whether l needs a new lease now, and records it if so.
+func (m *leaseMemo) due(l Lease, every time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.seen == nil || len(m.seen) > 100000 {
+		m.seen = map[Lease]time.Time{}
+	}
+	if t, ok := m.seen[l]; ok && now.Sub(t) < every {
+		return false
+	}
+	m.seen[l] = now
+	return true
+}
+
+// doomed reports whether p carries a doom marker that is still valid.
+func (s *Store) doomed(ctx context.Context, p string) (bool, error) {
+	fi, err := s.driver.Stat(ctx, markerPath(p))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return time.Since(fi.ModTime) < DoomTTL, nil
+}
+
+// anyDoomed reports whether any of paths carries a valid doom marker.
+func (s *Store) anyDoomed(ctx context.Context, paths ...string) (bool, error) {
+	for _, p := range paths {
+		if ok, err := s.doomed(ctx, p); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// settle waits until none of paths carries a valid doom marker: the
+// collector that marked them has deleted them or spared them. The caller
+// then looks at what is there. It must have written its lease first. A
+// marked path that holds nothing is settled: the collector deletes a path
+// last of all it does for an item, so only the marker removal is left.
+func (s *Store) settle(ctx context.Context, paths ...string) error {
+	wait := 10 * time.Millisecond
+	for _, p := range paths {
+		for {
+			ok, err := s.doomed(ctx, p)
+			if err == nil && ok {
+				var have bool
+				have, err = s.exists(ctx, p)
+				ok = have
+			}
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 500*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// parallel runs fn(0..n-1) with at most limit at a time and returns the
+// first error.
+func parallel(ctx context.Context, n, limit int, fn func(ctx context.Context, i int) error) error {
+	if n == 1 {
+		return fn(ctx, 0)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
+	for i := range n {
+		g.Go(func() error { return fn(ctx, i) })
+	}
+	return g.Wait()
+}
+
+// Now returns the storage's clock: the modification time of an object it
+// writes and removes at once. The collector measures ages against it, so
+// that a skewed collector host cannot make recent content look old.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	p := clockPath() + "/" + hex.EncodeToString(r[:])
+	if err := storage.WriteAll(ctx, s.driver, p, nil); err != nil {
+		return time.Time{}, err
+	}
+	fi, err := s.driver.Stat(ctx, p)
+	if derr := s.driver.Delete(context.WithoutCancel(ctx), p); derr != nil && err == nil && !errors.Is(derr, storage.ErrNotFound) {
+		err = derr
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime, nil
+}
+
+// Doom writes the doom markers of items, so that from now on the store
+// treats them as about to go (see the top of this file).
+func (s *Store) Doom(ctx context.Context, items []Item) error {
+	return parallel(ctx, len(items), 16, func(ctx context.Context, i int) error {
+		return storage.WriteAll(ctx, s.driver, markerPath(items[i].path()), nil)
+	})
+}
+
+// Undoom removes the doom markers of items (after deleting or sparing them).
+func (s *Store) Undoom(ctx context.Context, items []Item) error {
+	paths := make([]string, len(items))
+	for i, it := range items {
+		paths[i] = markerPath(it.path())
+	}
+	return errors.Join(s.deleteFiles(ctx, paths)...)
+}
+
+// Leases returns what the leases written at or after since name.
+func (s *Store) Leases(ctx context.Context, since time.Time) ([]Lease, error) {
+	var paths []string
+	err := s.driver.Walk(ctx, leasesPath(), func(fi storage.FileInfo) error {
+		if !fi.IsDir && !fi.ModTime.Before(since) {
+			paths = append(paths, fi.Path)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	var mu sync.Mutex
+	var out []Lease
+	err = parallel(ctx, len(paths), 16, func(ctx context.Context, i int) error {
+		b, err := storage.ReadAll(ctx, s.driver, paths[i])
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // an expired lease removed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		var ls []Lease
+		for line := range strings.Lines(string(b)) {
+			repo, ds, ok := strings.Cut(strings.TrimSpace(line), " ")
+			d, err := digest.Parse(ds)
+			if !ok || err != nil {
+				continue
+			}
+			ls = append(ls, Lease{Repository: repo, Digest: d})
+		}
+		mu.Lock()
+		out = append(out, ls...)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+// DeleteItems deletes the files of items, all of one kind is best (the
+// collector orders manifests, then layer links, then blobs). It returns,
+// for each item, nil or why it could not be deleted; an item already gone
+// counts as deleted.
+func (s *Store) DeleteItems(ctx context.Context, items []Item) []error {
+	// An item's own path goes last, after its other files (see settle).
+	out := make([]error, len(items))
+	for _, primary := range []bool{false, true} {
+		var paths []string
+		var owner []int
+		for i, it := range items {
+			if primary {
+				if out[i] == nil {
+					paths = append(paths, it.path())
+					owner = append(owner, i)
+				}
+				continue
+			}
+			for _, p := range it.files()[1:] {
+				paths = append(paths, p)
+				owner = append(owner, i)
+			}
+		}
+		for j, err := range s.deleteFiles(ctx, paths) {
+			if err != nil && out[owner[j]] == nil {
+				out[owner[j]] = err
+			}
+		}
+	}
+	// The manifest cache may keep a deleted body: GetManifest serves it
+	// only while the revision link exists, and manifests go first.
+	return out
+}
+
+// deleteFiles deletes the files at paths, in batches where the driver can
+// (S3 DeleteObjects), else several at a time; a path holding nothing counts
+// as deleted.
+func (s *Store) deleteFiles(ctx context.Context, paths []string) []error {
+	return storage.DeleteFiles(ctx, s.driver, paths, 16)
+}
+
+// CleanUpGC removes the leases written before leaseCutoff and the doom
+// markers that are no longer valid (left by a collector that was killed).
+// It returns how many it removed.
+func (s *Store) CleanUpGC(ctx context.Context, leaseCutoff time.Time) (int, error) {
+	var paths []string
+	collect := func(root string, old func(storage.FileInfo) bool) error {
+		err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
+			if !fi.IsDir && old(fi) {
+				paths = append(paths, fi.Path)
+			}
+			return nil
+		})
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if err := collect(leasesPath(), func(fi storage.FileInfo) bool { return fi.ModTime.Before(leaseCutoff) }); err != nil {
+		return 0, err
+	}
+	if err := collect(doomedRoot(), func(fi storage.FileInfo) bool { return time.Since(fi.ModTime) > DoomTTL }); err != nil {
+		return 0, err
+	}
+	errs := s.deleteFiles(ctx, paths)
+	n := 0
+	for _, err := range errs {
+		if err == nil {
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
 
 // BlobInfo describes the stored bytes of a blob.
 type BlobInfo struct {
 	Digest  digest.Digest
 	Size    int64
 	ModTime time.Time
-	// Doomed: only the moved-aside copy of a sweep that did not finish is
-	// there (see RestoreBlob).
-	Doomed bool
 }
 
 // LinkInfo describes a link file (a layer link or a manifest revision).
 type LinkInfo struct {
 	Digest  digest.Digest
 	ModTime time.Time
+}
+
+// TagInfo describes a tag: where it points and when it was last pushed.
+type TagInfo struct {
+	Tag     string
+	Digest  digest.Digest
+	ModTime time.Time
+	// History lists every digest the tag pointed at (its index links).
+	History []digest.Digest
 }
 
 // WalkBlobs calls fn for each blob in the shared blob store, in digest
@@ -70,19 +422,46 @@ func (s *Store) WalkBlobs(ctx context.Context, fn func(BlobInfo) error) error {
 		}
 		rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
 		// <alg>/<hex[0:2]>/<hex>/data
-		if len(rel) != 4 || (rel[3] != "data" && rel[3] != doomedName) {
+		if len(rel) != 4 || rel[3] != "data" {
 			return nil
 		}
 		d := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[2])
 		if d.Validate() != nil || rel[1] != rel[2][:2] {
 			return nil
 		}
-		return fn(BlobInfo{Digest: d, Size: fi.Size, ModTime: fi.ModTime, Doomed: rel[3] == doomedName})
+		return fn(BlobInfo{Digest: d, Size: fi.Size, ModTime: fi.ModTime})
 	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
 	return err
+}
+
+// RepositoryDirs returns every repository that holds anything: manifests,
+// layer links or uploads (Repositories lists only those with manifests, as
+// the catalog does), in lexical order.
+func (s *Store) RepositoryDirs(ctx context.Context) ([]string, error) {
+	root := repositoriesPath()
+	seen := map[string]bool{}
+	var repos []string
+	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			return nil
+		}
+		name := path.Base(fi.Path)
+		if !strings.HasPrefix(name, "_") {
+			return nil
+		}
+		if repo := strings.TrimPrefix(path.Dir(fi.Path), root+"/"); !seen[repo] && path.Dir(fi.Path) != root {
+			seen[repo] = true
+			repos = append(repos, repo)
+		}
+		return storage.SkipDir
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return []string{}, nil
+	}
+	return repos, err
 }
 
 // ManifestRevisions returns the manifests that are part of repo (its
@@ -95,6 +474,79 @@ func (s *Store) ManifestRevisions(ctx context.Context, repo string) ([]LinkInfo,
 // digest order.
 func (s *Store) LayerLinks(ctx context.Context, repo string) ([]LinkInfo, error) {
 	return s.links(ctx, repoPath(repo)+"/_layers")
+}
+
+// TagInfos returns the tags of repo with their push times and histories,
+// in tag order. A tag whose current link is missing or unreadable is left
+// out (it resolves to nothing).
+func (s *Store) TagInfos(ctx context.Context, repo string) ([]TagInfo, error) {
+	root := tagsPath(repo)
+	byTag := map[string]*TagInfo{}
+	var order []string
+	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
+		if fi.IsDir || path.Base(fi.Path) != "link" {
+			return nil
+		}
+		rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
+		t := byTag[rel[0]]
+		if t == nil {
+			t = &TagInfo{Tag: rel[0]}
+			byTag[rel[0]] = t
+			order = append(order, rel[0])
+		}
+		switch {
+		case len(rel) == 3 && rel[1] == "current":
+			d, err := s.readLink(ctx, fi.Path)
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				s.log.Warn("gc: skipping an unreadable tag link", "path", fi.Path, "error", err)
+				return nil
+			}
+			t.Digest, t.ModTime = d, fi.ModTime
+		case len(rel) == 5 && rel[1] == "index":
+			d := digest.NewDigestFromEncoded(digest.Algorithm(rel[2]), rel[3])
+			if d.Validate() == nil {
+				t.History = append(t.History, d)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	out := []TagInfo{}
+	for _, name := range order {
+		out = append(out, *byTag[name])
+	}
+	return out, nil
+}
+
+// DeleteTagIf removes tag from repo if it still points at d and was not
+// pushed after pushed (retention decided on that state). It reports
+// whether it removed it.
+func (s *Store) DeleteTagIf(ctx context.Context, repo, tag string, d digest.Digest, pushed time.Time) (bool, error) {
+	p := tagCurrentLinkPath(repo, tag)
+	fi, err := s.driver.Stat(ctx, p)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	cur, err := s.readLink(ctx, p)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || cur != d || fi.ModTime.After(pushed) {
+		return false, err
+	}
+	err = s.driver.Delete(ctx, tagPath(repo, tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // links collects the <alg>/<hex>/link files under dir.
@@ -119,114 +571,4 @@ func (s *Store) links(ctx context.Context, dir string) ([]LinkInfo, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// CanSweep reports whether the driver lets the store touch files
-// (storage.Toucher), without which a sweep could race a push.
-func (s *Store) CanSweep() bool {
-	_, ok := s.driver.(storage.Toucher)
-	return ok
-}
-
-// SweepBlob deletes the bytes of blob d if their ModTime is before cutoff,
-// checked after moving them aside so that a concurrent touch either is seen
-// or fails. It reports whether it deleted them and how many bytes; a blob
-// already gone is not an error. The caller must have found d unreferenced.
-func (s *Store) SweepBlob(ctx context.Context, d digest.Digest, cutoff time.Time) (bool, int64, error) {
-	return s.sweepFile(ctx, blobDataPath(d), cutoff)
-}
-
-// SweepLayerLink removes the link of blob d from repo under the same rule
-// as SweepBlob. Only the link file goes: a link written meanwhile stays.
-func (s *Store) SweepLayerLink(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) (bool, error) {
-	ok, _, err := s.sweepFile(ctx, layerLinkPath(repo, d), cutoff)
-	return ok, err
-}
-
-// RestoreBlob puts back the bytes of d that a killed sweep moved aside:
-// moved back if no data is there, else the aside copy is dropped (the
-// bytes are identical: content addressed). Nothing aside is not an error.
-func (s *Store) RestoreBlob(ctx context.Context, d digest.Digest) error {
-	p := blobDataPath(d)
-	aside := path.Dir(p) + "/" + doomedName
-	have, err := s.exists(ctx, p)
-	if err != nil {
-		return err
-	}
-	if have {
-		err = s.driver.Delete(ctx, aside)
-	} else {
-		err = s.driver.Move(ctx, aside, p)
-	}
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil
-	}
-	return err
-}
-
-func (s *Store) sweepFile(ctx context.Context, p string, cutoff time.Time) (bool, int64, error) {
-	fi, err := s.driver.Stat(ctx, p)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, 0, nil
-	}
-	if err != nil {
-		return false, 0, err
-	}
-	if !fi.ModTime.Before(cutoff) {
-		return false, 0, nil // cheap early out; the check that counts is below
-	}
-	aside := path.Dir(p) + "/" + doomedName
-	if err := s.driver.Move(ctx, p, aside); errors.Is(err, storage.ErrNotFound) {
-		return false, 0, nil
-	} else if err != nil {
-		return false, 0, err
-	}
-	fi, err = s.driver.Stat(ctx, aside)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, 0, nil // another collector restored or removed it
-	}
-	if err == nil && fi.ModTime.Before(cutoff) {
-		err = s.driver.Delete(ctx, aside)
-		if errors.Is(err, storage.ErrNotFound) {
-			return false, 0, nil
-		}
-		if err != nil {
-			return false, 0, err
-		}
-		return true, fi.Size, nil
-	}
-	// Touched since the first look (or unreadable): put it back. Identical
-	// bytes written at p meanwhile are replaced by identical bytes.
-	if merr := s.driver.Move(context.WithoutCancel(ctx), aside, p); merr != nil && !errors.Is(merr, storage.ErrNotFound) {
-		return false, 0, fmt.Errorf("restoring %s after a sweep check: %w", p, merr)
-	}
-	return false, 0, err
-}
-
-// touchIfOld makes the file at p (described by fi) recent if its ModTime is
-// older than the store's TouchAfter, so that garbage collection spares it.
-// It returns storage.ErrNotFound if the file is gone.
-func (s *Store) touchIfOld(ctx context.Context, p string, fi storage.FileInfo) error {
-	t, ok := s.driver.(storage.Toucher)
-	if !ok || time.Since(fi.ModTime) < s.touchAfter {
-		return nil
-	}
-	return t.Touch(ctx, p)
-}
-
-// touchBlob stats the bytes of d and touches them if old. It returns their
-// size, or ErrBlobUnknown.
-func (s *Store) touchBlob(ctx context.Context, d digest.Digest) (int64, error) {
-	p := blobDataPath(d)
-	fi, err := s.driver.Stat(ctx, p)
-	if err == nil {
-		err = s.touchIfOld(ctx, p, fi)
-	}
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, fmt.Errorf("%w: %s", ErrBlobUnknown, d)
-	}
-	if err != nil {
-		return 0, err
-	}
-	return fi.Size, nil
 }

@@ -83,35 +83,13 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 	if want != "" && d != want {
 		return PutResult{}, fmt.Errorf("%w: manifest body hashes to %s, not %s", ErrDigestMismatch, d, want)
 	}
-	for _, b := range m.BlobReferences() {
-		if _, err := s.StatBlob(ctx, repo, b.Digest); errors.Is(err, ErrBlobUnknown) {
-			return PutResult{}, fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, b.Digest, b.MediaType)
-		} else if err != nil {
-			return PutResult{}, err
-		}
-	}
-	for _, c := range m.Manifests {
-		ok, err := s.exists(ctx, revisionLinkPath(repo, c.Digest))
-		if err != nil {
-			return PutResult{}, err
-		}
-		if ok {
-			_, err = s.touchBlob(ctx, c.Digest)
-		}
-		if !ok || errors.Is(err, ErrBlobUnknown) {
-			return PutResult{}, fmt.Errorf("%w: child manifest %s (%s)", ErrManifestBlobUnknown, c.Digest, c.MediaType)
-		}
-		if err != nil {
-			return PutResult{}, err
-		}
+	if err := s.checkReferences(ctx, repo, d, m); err != nil {
+		return PutResult{}, err
 	}
 	// Bytes first, then the revision link, then the referrer entry and the
 	// tag: a crash in between leaves at worst unreferenced bytes for GC.
-	// Bytes already stored (a manifest pushed again) are touched like any
-	// blob a client relies on.
-	_, err = s.touchBlob(ctx, d)
-	have := err == nil
-	if err != nil && !errors.Is(err, ErrBlobUnknown) {
+	have, err := s.exists(ctx, blobDataPath(d))
+	if err != nil {
 		return PutResult{}, err
 	}
 	if !have {
@@ -148,6 +126,63 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 	}
 	s.manifests.add(Manifest{Digest: d, MediaType: m.MediaType, Body: body})
 	return PutResult{Digest: d, Manifest: m}, nil
+}
+
+// checkReferences makes sure that every blob and child manifest m (whose
+// digest is d) references is in repo, and that garbage collection will not
+// delete them, nor m's own stored body or revision: it leases them all
+// first, then waits for a collector that marked any of them to decide, then
+// looks (see gc.go). A missing reference is ErrManifestBlobUnknown.
+func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Digest, m *manifest.Manifest) error {
+	blobs := m.BlobReferences()
+	leased := make([]digest.Digest, 0, len(blobs)+len(m.Manifests)+1)
+	for _, b := range blobs {
+		leased = append(leased, b.Digest)
+	}
+	for _, c := range m.Manifests {
+		leased = append(leased, c.Digest)
+	}
+	leased = append(leased, d)
+	lease, err := s.lease(ctx, repo, leased...)
+	if err != nil {
+		return err
+	}
+	n := len(blobs) + len(m.Manifests)
+	err = parallel(ctx, n+1, 8, func(ctx context.Context, i int) error {
+		var link string
+		var ref digest.Digest
+		var what string
+		switch {
+		case i < len(blobs):
+			ref, what = blobs[i].Digest, blobs[i].MediaType
+			link = layerLinkPath(repo, ref)
+		case i < n:
+			c := m.Manifests[i-len(blobs)]
+			ref, what = c.Digest, "child manifest "+c.MediaType
+			link = revisionLinkPath(repo, ref)
+		default:
+			// Its own body and revision, if stored before: a collector
+			// deleting them must finish before they are written again.
+			return s.settle(ctx, blobDataPath(d), revisionLinkPath(repo, d))
+		}
+		if err := s.settle(ctx, link, blobDataPath(ref)); err != nil {
+			return err
+		}
+		for _, p := range []string{link, blobDataPath(ref)} {
+			ok, err := s.exists(ctx, p)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, ref, what)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.dropLease(ctx, lease)
+	}
+	return err
 }
 
 // DeleteManifest removes manifest d from repo, with every tag that points at

@@ -25,12 +25,11 @@ type Options struct {
 	// digest (manifests are immutable, so the cache is always coherent).
 	// Zero means 64 MiB; negative disables the cache.
 	ManifestCacheBytes int64
-	// TouchAfter is the age past which a blob (or layer link) that a
-	// client relies on gets its modification time set to now, so that a
-	// concurrent garbage collection spares it (see gc.go). It must be
-	// shorter than the collector's grace period. Zero means
-	// DefaultTouchAfter.
-	TouchAfter time.Duration
+	// LeaseAfter is the age past which a blob that a client HEADs gets a
+	// garbage-collection lease, so that a collector running meanwhile keeps
+	// it for the manifest the client pushes next (see gc.go). Zero means
+	// DefaultLeaseAfter.
+	LeaseAfter time.Duration
 }
 
 // Store keeps registry content in a storage.Driver. It is safe for concurrent
@@ -42,8 +41,9 @@ type Store struct {
 	log       *slog.Logger
 	manifests *manifestCache
 	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
-	// touchAfter is Options.TouchAfter.
-	touchAfter time.Duration
+	// leaseAfter is Options.LeaseAfter; leaseMemo rate-limits HEAD leases.
+	leaseAfter time.Duration
+	leaseMemo  leaseMemo
 }
 
 // New returns a Store over d.
@@ -54,10 +54,10 @@ func New(d storage.Driver, opts Options) *Store {
 	if opts.ManifestCacheBytes == 0 {
 		opts.ManifestCacheBytes = 64 << 20
 	}
-	if opts.TouchAfter <= 0 {
-		opts.TouchAfter = DefaultTouchAfter
+	if opts.LeaseAfter <= 0 {
+		opts.LeaseAfter = DefaultLeaseAfter
 	}
-	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes), touchAfter: opts.TouchAfter}
+	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes), leaseAfter: opts.LeaseAfter}
 }
 
 // Driver returns the driver the store keeps its content in.

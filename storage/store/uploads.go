@@ -141,23 +141,26 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
 	}
 	// The content is verified: move it into the blob store, unless identical
-	// bytes are already there.
-	have, err := s.exists(ctx, blobDataPath(expected))
+	// bytes are already there. Those, and an old link, may be what garbage
+	// collection is deleting: lease them, and let a collector that marked
+	// them first finish before looking (see gc.go).
+	data, link := blobDataPath(expected), layerLinkPath(repo, expected)
+	if _, err := s.lease(ctx, repo, expected); err != nil {
+		return 0, err
+	}
+	if err := s.settle(ctx, data, link); err != nil {
+		return 0, err
+	}
+	have, err := s.exists(ctx, data)
 	if err != nil {
 		return 0, err
 	}
 	if !have {
-		if err := s.driver.Move(ctx, uploadDataPath(repo, id), blobDataPath(expected)); err != nil {
+		if err := s.driver.Move(ctx, uploadDataPath(repo, id), data); err != nil {
 			return 0, err
 		}
 	}
-	// The bytes already there, or moved in with the upload's last write
-	// time, may be old: make them recent for garbage collection. Gone
-	// meanwhile (swept) means the client must upload again.
-	if _, err := s.touchBlob(ctx, expected); err != nil {
-		return 0, err
-	}
-	if err := s.writeLink(ctx, layerLinkPath(repo, expected), expected); err != nil {
+	if err := s.writeLink(ctx, link, expected); err != nil {
 		return 0, err
 	}
 	if err := s.driver.Delete(ctx, uploadPath(repo, id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -468,6 +471,97 @@ func (s *Store) uploadStartTime(ctx context.Context, dir string) (time.Time, err
 	var newest time.Time
 	found := false
 	err = s.driver.Walk(ctx, dir, func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			found = true
+			if fi.ModTime.After(newest) {
+				newest = fi.ModTime
+			}
+		}
+		return nil
+	})
+	if err == nil && !found {
+		err = storage.ErrNotFound
+	}
+	return newest, err
+}
+
+// UploadInfo describes an upload session for garbage collection.
+type UploadInfo struct {
+	Repository   string
+	ID           string
+	LastActivity time.Time // the newest modification time of its files
+}
+
+// IdleUploads returns the uploads, in every repository, with no activity
+// (no file written) since cutoff.
+func (s *Store) IdleUploads(ctx context.Context, cutoff time.Time) ([]UploadInfo, error) {
+	var dirs []string
+	err := s.driver.Walk(ctx, repositoriesPath(), func(fi storage.FileInfo) error {
+		if !fi.IsDir {
+			return nil
+		}
+		dir, name := path.Split(fi.Path)
+		if path.Base(dir) == "_uploads" {
+			dirs = append(dirs, fi.Path)
+			return storage.SkipDir
+		}
+		if strings.HasPrefix(name, "_") && name != "_uploads" {
+			return storage.SkipDir
+		}
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []UploadInfo
+	for _, dir := range dirs {
+		last, err := s.lastActivity(ctx, dir)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if last.Before(cutoff) {
+			repo := strings.TrimSuffix(strings.TrimPrefix(path.Dir(dir), repositoriesPath()+"/"), "/_uploads")
+			out = append(out, UploadInfo{Repository: repo, ID: path.Base(dir), LastActivity: last})
+		}
+	}
+	return out, nil
+}
+
+// PurgeIdleUpload deletes upload id of repo if it is still idle since
+// cutoff, and reports whether it did.
+func (s *Store) PurgeIdleUpload(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
+	mu := s.uploadLock(id)
+	if !mu.TryLock() {
+		return false, nil // a request of this process is writing it
+	}
+	defer mu.Unlock()
+	dir := uploadPath(repo, id)
+	last, err := s.lastActivity(ctx, dir)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || !last.Before(cutoff) {
+		return false, err
+	}
+	err = s.driver.Delete(ctx, dir)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// lastActivity is the newest modification time of the files of the upload
+// in dir: every chunk rewrites its data and saves a hash state.
+func (s *Store) lastActivity(ctx context.Context, dir string) (time.Time, error) {
+	var newest time.Time
+	found := false
+	err := s.driver.Walk(ctx, dir, func(fi storage.FileInfo) error {
 		if !fi.IsDir {
 			found = true
 			if fi.ModTime.After(newest) {
