@@ -1,0 +1,194 @@
+package layers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount mounts the layers as one overlayfs at target. layers are in image
+// order, base first (the order of the config's rootfs.diff_ids); each must
+// be in the store (it is looked up again by diff_id, Layer.Dir is not
+// trusted). upper and work are the container's writable directory and
+// overlayfs's work directory, on one filesystem; both empty makes a
+// read-only mount, which overlayfs allows only with two layers or more.
+//
+// Mount uses the new mount API, one "lowerdir+" per layer (Linux 6.8+), so
+// no layer count overflows mount(2)'s one-page option string; on older
+// kernels it falls back to mount(2) and says so if the layers do not fit.
+// The caller unmounts (unix.Unmount) and removes upper and work.
+func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target string) error {
+	if len(layers) == 0 {
+		return fmt.Errorf("%w: no layers to mount", ErrInvalid)
+	}
+	if (upper == "") != (work == "") {
+		return fmt.Errorf("%w: upper and work go together", ErrInvalid)
+	}
+	if upper == "" && len(layers) < 2 {
+		return fmt.Errorf("%w: a read-only overlay needs two layers or more", ErrInvalid)
+	}
+	lowers := make([]string, 0, len(layers))
+	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top first
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l, err := s.Get(layers[i].DiffID)
+		if err != nil {
+			return err
+		}
+		lowers = append(lowers, l.Dir)
+	}
+	if err := mountOverlay(lowers, upper, work, target); err != nil {
+		return fmt.Errorf("layers: mounting %d layers at %s: %w", len(layers), target, err)
+	}
+	return nil
+}
+
+// errNoLowerdirPlus says the kernel's overlayfs lacks "lowerdir+".
+var errNoLowerdirPlus = errors.New("overlayfs without lowerdir+")
+
+// mountOverlay mounts overlayfs with lowers (top first) at target.
+func mountOverlay(lowers []string, upper, work, target string) error {
+	err := mountOverlayFsconfig(lowers, upper, work, target)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, errNoLowerdirPlus) {
+		return mountOverlayLegacy(lowers, upper, work, target)
+	}
+	return err
+}
+
+// mountOverlayFsconfig mounts through fsopen/fsconfig/fsmount/move_mount,
+// adding the kernel's own messages to a failure.
+func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fsfd)
+	for i, l := range lowers {
+		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
+			log := fsLog(fsfd)
+			if i == 0 && err == unix.EINVAL && strings.Contains(log, "nknown parameter") {
+				return errNoLowerdirPlus
+			}
+			return fmt.Errorf("lowerdir %s: %w (%s)", l, err, log)
+		}
+	}
+	if upper != "" {
+		if err := unix.FsconfigSetString(fsfd, "upperdir", upper); err != nil {
+			return fmt.Errorf("upperdir %s: %w%s", upper, err, fsLogSuffix(fsfd))
+		}
+		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
+			return fmt.Errorf("workdir %s: %w%s", work, err, fsLogSuffix(fsfd))
+		}
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return fmt.Errorf("creating overlay: %w%s", err, fsLogSuffix(fsfd))
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w%s", err, fsLogSuffix(fsfd))
+	}
+	defer unix.Close(mfd)
+	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount to %s: %w", target, err)
+	}
+	return nil
+}
+
+// fsLog drains the messages the kernel left on a filesystem context.
+func fsLog(fsfd int) string {
+	var msgs []string
+	buf := make([]byte, 1024)
+	for range 16 {
+		n, err := unix.Read(fsfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, strings.TrimSpace(string(buf[:n])))
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func fsLogSuffix(fsfd int) string {
+	if m := fsLog(fsfd); m != "" {
+		return " (" + m + ")"
+	}
+	return ""
+}
+
+// mountOverlayLegacy mounts with mount(2) and a lowerdir=a:b:c option
+// string, which must fit in a page and cannot carry ',' or ':' in a path.
+func mountOverlayLegacy(lowers []string, upper, work, target string) error {
+	for _, p := range append([]string{upper, work}, lowers...) {
+		if strings.ContainsAny(p, ",:") {
+			return fmt.Errorf("%w: path %q has ',' or ':', which mount(2) options cannot carry", ErrInvalid, p)
+		}
+	}
+	opts := "lowerdir=" + strings.Join(lowers, ":")
+	if upper != "" {
+		opts += ",upperdir=" + upper + ",workdir=" + work
+	}
+	if len(opts) >= os.Getpagesize() {
+		return fmt.Errorf("%w: %d layers do not fit in mount(2)'s options (this kernel lacks lowerdir+, Linux 6.8+)", ErrInvalid, len(lowers))
+	}
+	if err := unix.Mount("overlay", target, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay: %w", err)
+	}
+	return nil
+}
+
+// OverlaySupported reports whether overlayfs can be mounted over this
+// store's layers: nil if so, or an error wrapping ErrOverlayUnsupported
+// that says why (use Flatten then). The first call probes with a real
+// mount of two small layers, a whiteout and an opaque directory in the
+// store's temporary area; the result is kept.
+func (s *Store) OverlaySupported() error {
+	s.overlayOnce.Do(func() { s.overlayErr = s.probeOverlay() })
+	return s.overlayErr
+}
+
+func (s *Store) probeOverlay() (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w: %v", ErrOverlayUnsupported, err)
+		}
+	}()
+	sl, err := s.reserve()
+	if err != nil {
+		return err
+	}
+	defer sl.release()
+	d := func(name string) string { return filepath.Join(sl.dir, name) }
+	for _, p := range []string{"", "l1", "l1/dir", "l2", "l2/dir", "upper", "work", "merged"} {
+		if err := os.Mkdir(d(p), 0o700); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{"l1/gone", "l1/dir/hidden", "l2/dir/kept"} {
+		if err := os.WriteFile(d(p), nil, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mknod(d("l2/gone"), unix.S_IFCHR, 0); err != nil {
+		return fmt.Errorf("whiteout: %w", err)
+	}
+	if err := unix.Setxattr(d("l2/dir"), opaqueXattr, []byte("y"), 0); err != nil {
+		return fmt.Errorf("opaque xattr: %w", err)
+	}
+	if err := mountOverlay([]string{d("l2"), d("l1")}, d("upper"), d("work"), d("merged")); err != nil {
+		return err
+	}
+	defer unix.Unmount(d("merged"), unix.MNT_DETACH)
+	for p, want := range map[string]bool{"gone": false, "dir/hidden": false, "dir/kept": true} {
+		_, err := os.Lstat(filepath.Join(d("merged"), p))
+		if (err == nil) != want {
+			return fmt.Errorf("overlay probe: %s present=%v, want %v", p, err == nil, want)
+		}
+	}
+	return nil
+}
