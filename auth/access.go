@@ -66,6 +66,7 @@ func (a Access) String() string {
 //	route with a repository name   GET, HEAD: pull   POST, PUT, PATCH: pull,push   DELETE: delete
 //	                               any other method: * (everything; the router answers 405 anyway)
 //	/v2/_catalog                   registry:catalog:*
+//	/v2/_berth/usage               registry:catalog:* (it names every repository too)
 //	anything else (/v2/)           nothing: a valid identity is enough
 //
 // route is the route template ("/v2/{name}/manifests/{reference}", "/v2/_catalog") and
@@ -76,7 +77,7 @@ func (a Access) String() string {
 // required: the registry asks Identity.Allowed(Access{TypeRepository, A, pull}) and
 // falls back to an ordinary upload when it is not granted, as the distribution spec says.
 func Required(method, route, name string) []Access {
-	if route == "/v2/_catalog" {
+	if route == "/v2/_catalog" || route == "/v2/_berth/usage" {
 		return []Access{{Type: TypeRegistry, Name: "catalog", Actions: []string{ActionAll}}}
 	}
 	if name == "" {

@@ -50,6 +50,7 @@ func TestRequired(t *testing.T) {
 		{http.MethodDelete, "/v2/{name}/blobs/uploads/{id}", "a/b", repo("delete")},
 		{"OPTIONS", man, "a/b", repo("*")},
 		{http.MethodGet, "/v2/_catalog", "", []Access{{TypeRegistry, "catalog", []string{"*"}}}},
+		{http.MethodGet, "/v2/_berth/usage", "", []Access{{TypeRegistry, "catalog", []string{"*"}}}},
 		{http.MethodGet, "/v2/", "", nil},
 	} {
 		if got := Required(tc.method, tc.route, tc.name); !reflect.DeepEqual(got, tc.want) {

@@ -1,7 +1,7 @@
 // Package registry serves the OCI distribution-spec v1.1 HTTP API (push, pull,
 // tags, catalog, referrers) over a storage/store.Store, plus health, readiness
-// and Prometheus endpoints.
+// and Prometheus endpoints and the storage-usage report (/v2/_berth/usage).
 //
-// It may import the store, manifest and storage packages, gorilla/mux and the
-// Prometheus client; nothing below it (store, manifest, storage) may import it.
+// It may import the store, manifest, storage, auth and gc packages,
+// gorilla/mux and the Prometheus client; nothing it imports may import it.
 package registry

@@ -25,6 +25,15 @@ type Options struct {
 	// Authorizer decides who may do what; nil: no authentication. /healthz,
 	// /readyz and /metrics are never authorized; /v2/ needs a valid identity.
 	Authorizer auth.Authorizer
+	// GC is the collection policy the storage-usage report counts
+	// reclaimable bytes with.
+	GC GCPolicy
+}
+
+// GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
+type GCPolicy struct {
+	Grace          time.Duration // zero: gc.DefaultGrace; negative: none
+	DeleteUntagged bool
 }
 
 // Registry is the HTTP handler of the distribution API. Its handlers are
@@ -37,6 +46,7 @@ type Registry struct {
 	accessLog     bool
 	deleteEnabled bool
 	authorizer    auth.Authorizer // nil: no authentication
+	gcPolicy      GCPolicy
 	router        *mux.Router
 }
 
@@ -52,6 +62,7 @@ func New(opts Options) (*Registry, error) {
 		accessLog:     opts.AccessLog,
 		deleteEnabled: opts.DeleteEnabled,
 		authorizer:    opts.Authorizer,
+		gcPolicy:      opts.GC,
 	}
 	if reg.log == nil {
 		reg.log = slog.Default()

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
@@ -22,26 +21,17 @@ const usageTTL = 30 * time.Second
 // which answers the gc.UsageReport of the repositories matching GLOB (all
 // without it) as JSON.
 //
-// It needs what the catalog needs (registry:catalog:* with tokens): the
-// report names every repository. Reclaimable bytes are counted as a
-// collection with gc.DefaultGrace that keeps untagged manifests would
-// count them ("berth du" honours the config's gc section; the registry
-// does not know it).
+// It needs what the catalog needs (registry:catalog:* with tokens, see
+// auth.Required): the report names every repository. Reclaimable bytes are
+// counted as a collection with Options.GC would count them.
 //
 // Computing a report reads the whole reference graph, so it stays off the
 // paths clients use: one computation at a time per Registry, later requests
 // wait for it (or for their context) and then share the graph it read for
 // usageTTL. The graph is dropped usageTTL after its read ended.
 func (reg *Registry) usageHandler() handlerFunc {
-	c := &usageCache{st: reg.store, turn: make(chan struct{}, 1)}
+	c := &usageCache{st: reg.store, turn: make(chan struct{}, 1), policy: reg.gcPolicy}
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if reg.authorizer != nil {
-			// serve asked only for a valid identity: this route is not
-			// the catalog's, so auth.Required does not know it.
-			if _, err := reg.authorizer.Authorize(r, auth.Required(http.MethodGet, "/v2/_catalog", "")); err != nil {
-				return err
-			}
-		}
 		glob := r.URL.Query().Get("repositories")
 		if glob != "" {
 			if err := gc.ValidateGlob(glob); err != nil {
@@ -58,7 +48,8 @@ func (reg *Registry) usageHandler() handlerFunc {
 
 // usageCache serializes usage computations and keeps the last graph read.
 type usageCache struct {
-	st *store.Store
+	st     *store.Store
+	policy GCPolicy
 	// turn holds a token while a request reads the graph or computes a
 	// report; the others wait for it.
 	turn chan struct{}
@@ -108,5 +99,9 @@ func (c *usageCache) report(ctx context.Context, glob string) (gc.UsageReport, e
 			}
 		})
 	}
-	return gc.Usage(s.graph, gc.UsageOptions{Cutoff: s.begun.Add(-gc.DefaultGrace), Repositories: glob}), nil
+	grace := c.policy.Grace
+	if grace == 0 {
+		grace = gc.DefaultGrace
+	}
+	return gc.Usage(s.graph, gc.UsageOptions{Cutoff: s.begun.Add(-max(grace, 0)), DeleteUntagged: c.policy.DeleteUntagged, Repositories: glob}), nil
 }

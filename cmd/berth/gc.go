@@ -137,19 +137,24 @@ type gcOutput struct {
 	verbose bool // debug logs: every item
 }
 
+// gcGrace turns a configured grace into gc.Options.Grace: a user's 0 is no
+// grace, while a zero Options.Grace means the default.
+func gcGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return gc.NoGrace
+	}
+	return d
+}
+
 // gcOptions turns the gc section of the configuration into the options of
 // gc.Run (without a Logger). Rules are checked by gc.RetentionRule.Validate,
 // whose verdict prevails over the configuration's own checks.
 func gcOptions(c config.GC) (gc.Options, error) {
 	opts := gc.Options{
-		Grace:          c.Grace,
+		Grace:          gcGrace(c.Grace),
 		UploadMaxAge:   c.UploadMaxAge,
 		DeleteUntagged: c.DeleteUntagged,
 		DryRun:         c.DryRun,
-	}
-	if c.Grace == 0 {
-		// A user's 0 is no grace; a zero Options.Grace is the default.
-		opts.Grace = gc.NoGrace
 	}
 	for i, r := range c.Retention {
 		rule := gc.RetentionRule{

@@ -125,6 +125,7 @@ func (a *app) serve(cfg *config.Config) error {
 		AccessLog:     cfg.Log.AccessLog,
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		Authorizer:    authorizer,
+		GC:            registry.GCPolicy{Grace: gcGrace(cfg.GC.Grace), DeleteUntagged: cfg.GC.DeleteUntagged},
 	})
 	if err != nil {
 		return err
