@@ -7,7 +7,9 @@
 #                docker-registry, berth on S3, two replicas on one bucket); prints
 #                timings; what `.ci/run` does
 #   make bench   berth next to Debian's docker-registry: blob push/pull, manifest GETs;
-#                then berth on S3 (versitygw) with redirect on and off
+#                then berth on S3 (versitygw) with redirect on and off; then berth gc
+#                against docker-registry garbage-collect on 2,000 images
+#   make bench-gc   only the last: berth gc against docker-registry garbage-collect
 #   make lint    gofmt -l and go vet
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
@@ -24,7 +26,7 @@ INTEGRATION_TIMEOUT ?= 30m
 BERTH_TOOLS ?= $(HOME)/.cache/berth-tools
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW_BIN := $(BERTH_TOOLS)/versitygw
-S3_TEST_ENV := BERTH_REQUIRE_S3=1 VERSITYGW=$(VERSITYGW_BIN)
+S3_TEST_ENV := BERTH_REQUIRE_S3=1 VERSITYGW=$(VERSITYGW_BIN) BERTH_REQUIRE_RUNNER=1
 
 export PATH := $(PATH):/usr/local/go/bin
 SHELL := bash
@@ -34,11 +36,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw vet unit integration bench lint wrk help
+.PHONY: build test prereqs versitygw vet unit integration bench bench-gc lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -55,10 +57,18 @@ test:
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see the steps above)"; exit 1; fi; \
 	echo "make test: all passed"
 
-# Clients, the conformance suite, docker-registry and versitygw; a no-op when present.
+# Clients, the conformance suite, docker-registry, versitygw, and what the
+# runner's tests use (busybox-static for test root filesystems, runc to run
+# `berth bundle` output); a no-op when present.
+RUNNER_PACKAGES := busybox-static runc
 prereqs: versitygw
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry
+	@missing=$$(for p in $(RUNNER_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # Installed through the Go module proxy, unless the binary there already is
 # that version (read from its build information).
@@ -81,7 +91,7 @@ unit:
 	env -u BERTH_INTEGRATION $(S3_TEST_ENV) $(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
 integration:
-	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(GO) test ./integration/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
+	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
@@ -94,3 +104,7 @@ wrk:
 bench: build wrk versitygw
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
 	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -versitygw $(VERSITYGW_BIN)
+
+bench-gc: build
+	@$(HARNESS_DIR)/install-clients.sh docker-registry
+	$(TIMED) bench-gc $(GO) run ./bench -berth $(BIN) -only gc

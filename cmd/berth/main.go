@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/runner/container"
 )
 
 // Exit codes of berth.
@@ -20,6 +22,9 @@ const (
 )
 
 func main() {
+	if container.IsInit(os.Args) { // the re-exec as a container's init
+		container.Init()
+	}
 	a := &app{
 		stdout:    os.Stdout,
 		stderr:    os.Stderr,
@@ -53,7 +58,9 @@ func (a *app) run(args []string) int {
 		return exitOK
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	fmt.Fprintf(a.stderr, "berth: %s\n", msg)
+	if msg != "" { // a container's own exit code is passed on silently
+		fmt.Fprintf(a.stderr, "berth: %s\n", msg)
+	}
 	if ee := (*exitError)(nil); errors.As(err, &ee) {
 		return ee.code
 	}
@@ -93,6 +100,21 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newAuthCmd(),
 		a.newGCCmd(),
 		a.newDUCmd(),
+		a.newRunCmd(),
+		a.newCreateCmd(),
+		a.newStartCmd(),
+		a.newStopCmd(),
+		a.newPsCmd(),
+		a.newRmCmd(),
+		a.newLogsCmd(),
+		a.newSuperviseCmd(),
+		a.newPullCmd(),
+		a.newImagesCmd(),
+		a.newRmiCmd(),
+		a.newImageCmd(),
+		a.newBundleCmd(),
+		a.newLoginCmd(),
+		a.newLogoutCmd(),
 	)
 	return root
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -158,15 +159,14 @@ func attacks() []attack {
 		{name: "file through a file", refused: true, entries: func(h hostSentinel) []ent {
 			return []ent{reg("f", "x", 0o644), reg("f/g", "x", 0o644)}
 		}},
-		{name: "device nodes and fifos are skipped", entries: func(h hostSentinel) []ent {
+		{name: "device nodes are skipped", entries: func(h hostSentinel) []ent {
 			return []ent{
 				{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/null", Devmajor: 1, Devminor: 3, Mode: 0o666, ModTime: epoch}},
 				{hdr: tar.Header{Typeflag: tar.TypeBlock, Name: "dev/sda", Devmajor: 8, Mode: 0o660, ModTime: epoch}},
 				{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "dev/wh", Mode: 0o600, ModTime: epoch}}, // 0/0: a forged whiteout
-				{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o600, ModTime: epoch}},
 			}
 		}, check: func(t *testing.T, h hostSentinel, root string) {
-			for _, p := range []string{"dev/null", "dev/sda", "dev/wh", "fifo"} {
+			for _, p := range []string{"dev/null", "dev/sda", "dev/wh"} {
 				if exists(filepath.Join(root, p)) {
 					t.Errorf("%s was created", p)
 				}
@@ -212,14 +212,21 @@ func TestUnpackAttacks(t *testing.T) {
 	}
 }
 
-func TestUnpackSkipsDevices(t *testing.T) {
+func TestUnpackSkipsDevicesKeepsFifos(t *testing.T) {
 	s := newStore(t, false)
 	l := mustUnpack(t, s,
 		ent{hdr: tar.Header{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3, Mode: 0o666}},
-		ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o666}},
+		ent{hdr: tar.Header{Typeflag: tar.TypeFifo, Name: "fifo", Mode: 0o640, Uid: 7, Gid: 8}},
 		reg("f", "x", 0o644))
-	if l.Skipped != 2 || l.Entries != 3 {
-		t.Errorf("Skipped %d of %d entries, want 2 of 3", l.Skipped, l.Entries)
+	if l.Skipped != 1 || l.Entries != 3 {
+		t.Errorf("Skipped %d of %d entries, want 1 of 3", l.Skipped, l.Entries)
+	}
+	fi, err := os.Lstat(filepath.Join(l.Dir, "fifo"))
+	if err != nil || fi.Mode()&os.ModeNamedPipe == 0 || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("fifo: %v, %v", fi, err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 7 || st.Gid != 8 {
+		t.Errorf("fifo owner %d:%d, want 7:8", st.Uid, st.Gid)
 	}
 }
 

@@ -60,7 +60,7 @@
 //   - regular files are always new inodes (O_CREAT|O_EXCL|O_NOFOLLOW after
 //     removing what an earlier entry put there), so no earlier hardlink or
 //     symlink can redirect a write;
-//   - device nodes, fifos and unknown entry types are skipped and counted
+//   - device nodes and unknown entry types are skipped and counted (fifos are made)
 //     (Layer.Skipped);
 //   - owners, modes with setuid, setgid and sticky bits, and times are
 //     kept; of xattrs only user.* and security.capability (trusted.*, which

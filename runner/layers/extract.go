@@ -97,10 +97,10 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 			return fmt.Errorf("%w: files hold more than %d bytes", ErrTooLarge, x.limits.MaxBytes)
 		}
 		x.written += hdr.Size
-	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+	case tar.TypeDir, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
 	default:
-		// Device nodes, fifos and unknown types: a container gets its
-		// devices from the runtime, never from an image.
+		// Device nodes and unknown types: a container gets its devices
+		// from the runtime, never from an image. (A fifo is no device.)
 		x.skipped++
 		return nil
 	}
@@ -119,6 +119,8 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		return x.symlink(parent, base, hdr)
 	case tar.TypeLink:
 		return x.hardlink(parent, name, base, hdr)
+	case tar.TypeFifo:
+		return x.fifo(parent, base, hdr)
 	default:
 		return x.file(parent, base, hdr, r)
 	}
@@ -247,6 +249,26 @@ func (x *extractor) symlink(parent int, base string, hdr *tar.Header) error {
 	}
 	if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("chown: %w", err)
+	}
+	return setTimes(parent, base, times(hdr))
+}
+
+// fifo creates a named pipe. It is never opened (that would block): its
+// owner, mode and times are set by name, without following symlinks, in a
+// directory of the layer no one else writes.
+func (x *extractor) fifo(parent int, base string, hdr *tar.Header) error {
+	if _, _, err := makeRoom(parent, base, false); err != nil {
+		return err
+	}
+	perm := uint32(hdr.Mode) & 0o7777
+	if err := unix.Mknodat(parent, base, unix.S_IFIFO|0o600, 0); err != nil {
+		return fmt.Errorf("mkfifo: %w", err)
+	}
+	if err := unix.Fchownat(parent, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("chown: %w", err)
+	}
+	if err := unix.Fchmodat(parent, base, perm, 0); err != nil {
+		return fmt.Errorf("chmod: %w", err)
 	}
 	return setTimes(parent, base, times(hdr))
 }

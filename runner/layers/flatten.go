@@ -170,6 +170,20 @@ func (a *applier) entry(src, rel string, st *syscall.Stat_t) error {
 			return fmt.Errorf("chown: %w", err)
 		}
 		return setTimes(parent, base, ts)
+	case unix.S_IFIFO:
+		if _, _, err := makeRoom(parent, base, false); err != nil {
+			return err
+		}
+		if err := unix.Mknodat(parent, base, unix.S_IFIFO|0o600, 0); err != nil {
+			return fmt.Errorf("mkfifo: %w", err)
+		}
+		if err := unix.Fchownat(parent, base, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown: %w", err)
+		}
+		if err := unix.Fchmodat(parent, base, st.Mode&0o7777, 0); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+		return setTimes(parent, base, ts)
 	}
 	return nil // the store holds no other kind
 }

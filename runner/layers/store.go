@@ -53,7 +53,7 @@ type Layer struct {
 	Size int64 `json:"size"`
 	// Entries counts the tar entries read.
 	Entries int `json:"entries"`
-	// Skipped counts the entries left out: device nodes, fifos, entries
+	// Skipped counts the entries left out: device nodes, entries
 	// of unknown type and aufs bookkeeping whiteouts.
 	Skipped int `json:"skipped"`
 	// Complete is true once the layer was fully unpacked and verified;

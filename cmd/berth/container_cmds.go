@@ -1,0 +1,402 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/spec"
+)
+
+// superviseCmd is the hidden command of a detached container's supervisor.
+const superviseCmd = "container-supervise"
+
+func needArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < n {
+			return usageError(fmt.Errorf("%s needs at least %d argument(s)", cmd.Name(), n))
+		}
+		return nil
+	}
+}
+
+// newCreateCmd is `berth create`: make a container without starting it.
+func (a *app) newCreateCmd() *cobra.Command {
+	o := &containerOptions{}
+	cmd := &cobra.Command{
+		Use:   "create [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Create a container (start it with `berth start`)",
+		Args:  needArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			c, err := a.createContainer(ctx, args[0], args[1:], o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, c.ID)
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	a.addContainerFlags(cmd, o)
+	cmd.Flags().BoolVar(&o.rm, "rm", false, "remove the container when it exits")
+	return cmd
+}
+
+// containerCmd builds a command over existing containers.
+func (a *app) containerCmd(use, short string, minArgs int, run func(f *imageFlags, images containerStores, args []string) error) (*cobra.Command, *imageFlags) {
+	f := &imageFlags{}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  needArgs(minArgs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			images, containers, err := a.openStores(f)
+			if err != nil {
+				return err
+			}
+			return run(f, containerStores{images, containers}, args)
+		},
+	}
+	a.addImageFlags(cmd, f)
+	return cmd, f
+}
+
+// newStartCmd is `berth start`: run created or exited containers again,
+// detached (or attached with -a), with their writable layer.
+func (a *app) newStartCmd() *cobra.Command {
+	var attach, interactive bool
+	cmd, _ := a.containerCmd("start [flags] CONTAINER...", "Start one or more stopped containers", 1,
+		func(f *imageFlags, s containerStores, args []string) error {
+			if attach && len(args) != 1 {
+				return usageError(errors.New("start -a takes one container"))
+			}
+			var errs []error
+			for _, ref := range args {
+				c, err := s.containers.Get(ref)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if attach {
+					stdio := container.Stdio{Out: a.stdout, Err: a.stderr}
+					if interactive {
+						stdio.In = os.Stdin
+					}
+					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil))
+				}
+				if c.Held() {
+					fmt.Fprintln(a.stdout, c.ID) // already running
+					continue
+				}
+				if err := a.startDetached(c, f); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(a.stdout, c.ID)
+			}
+			return errors.Join(errs...)
+		})
+	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "run in the foreground, with the container's output and exit code")
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "with -a, pass standard input to the container")
+	return cmd
+}
+
+// containerStores are the stores a container command works on.
+type containerStores struct {
+	images     *image.Store
+	containers *container.Store
+}
+
+// startDetached starts c under a supervisor process (`berth
+// container-supervise`) that keeps it, its log and its exit status, and
+// returns once the container's process runs, or with its start error.
+func (a *app) startDetached(c *container.Container, f *imageFlags) error {
+	dir, err := a.stateDir(f)
+	if err != nil {
+		return err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	log, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer log.Close()
+	args := []string{superviseCmd, "--state", dir}
+	if reg := a.defaultRegistry(f); reg != "" {
+		args = append(args, "--default-registry", reg)
+	}
+	cmd := exec.Command("/proc/self/exe", append(args, c.ID)...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("starting the supervisor: %w", err)
+	}
+	msg, _ := io.ReadAll(r)
+	go cmd.Wait() // reap it if this process lives on
+	switch s := strings.TrimSpace(string(msg)); {
+	case s == "ok":
+		return nil
+	case s == "":
+		return fmt.Errorf("container %s: the supervisor exited before starting it (see %s)", c.ID, c.LogPath())
+	default:
+		return fmt.Errorf("container %s: %s", c.ID, strings.TrimPrefix(s, "error: "))
+	}
+}
+
+// newSuperviseCmd is the hidden supervisor of a detached container: it
+// holds the container while it runs, writes its output to the log and
+// records its exit. File descriptor 3 gets "ok" once the process runs.
+func (a *app) newSuperviseCmd() *cobra.Command {
+	cmd, _ := a.containerCmd(superviseCmd+" CONTAINER", "Supervise a detached container (internal)", 1,
+		func(f *imageFlags, s containerStores, args []string) error {
+			notify := os.NewFile(3, "notify")
+			var once sync.Once
+			started := func(err error) {
+				once.Do(func() {
+					if notify == nil {
+						return
+					}
+					if err != nil {
+						fmt.Fprintf(notify, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
+					} else {
+						fmt.Fprintln(notify, "ok")
+					}
+					notify.Close()
+				})
+			}
+			c, err := s.containers.Get(args[0])
+			if err != nil {
+				started(err)
+				return err
+			}
+			log, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+			if err != nil {
+				started(err)
+				return err
+			}
+			defer log.Close()
+			images, err := a.openImageStore(f)
+			if err != nil {
+				started(err)
+				return err
+			}
+			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started)
+			return err
+		})
+	cmd.Hidden = true
+	return cmd
+}
+
+// newStopCmd is `berth stop`: the image's StopSignal (SIGTERM by
+// default), then SIGKILL after the timeout.
+func (a *app) newStopCmd() *cobra.Command {
+	var timeout int
+	cmd, _ := a.containerCmd("stop [flags] CONTAINER...", "Stop one or more running containers", 1,
+		func(f *imageFlags, s containerStores, args []string) error {
+			var errs []error
+			for _, ref := range args {
+				c, err := s.containers.Get(ref)
+				if err == nil {
+					err = stopContainer(c, time.Duration(timeout)*time.Second)
+				}
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(a.stdout, c.ID)
+			}
+			return errors.Join(errs...)
+		})
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait for the stop signal to end the container before SIGKILL")
+	return cmd
+}
+
+// stopContainer stops c (nothing to do when it does not run).
+func stopContainer(c *container.Container, timeout time.Duration) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	if st.Status != container.StatusRunning || st.Pid == 0 {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if s, err := c.Spec(); err == nil && s.Annotations[spec.StopSignalAnnotation] != "" {
+		if x, err := parseSignal(s.Annotations[spec.StopSignalAnnotation]); err == nil {
+			sig = x
+		}
+	}
+	if err := unix.Kill(st.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	if c.WaitReleased(timeout) {
+		return nil
+	}
+	if err := unix.Kill(st.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	c.WaitReleased(-1)
+	return nil
+}
+
+// newPsCmd is `berth ps`.
+func (a *app) newPsCmd() *cobra.Command {
+	var all, quiet bool
+	cmd, _ := a.containerCmd("ps [flags]", "List containers (running ones; -a for all)", 0,
+		func(f *imageFlags, s containerStores, args []string) error {
+			if len(args) > 0 {
+				return usageError(errors.New("ps takes no arguments"))
+			}
+			list, err := s.containers.List()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+			if !quiet {
+				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
+			}
+			now := time.Now()
+			for _, c := range list {
+				st, err := c.State()
+				if err != nil || (!all && st.Status != container.StatusRunning) {
+					continue
+				}
+				if quiet {
+					fmt.Fprintln(tw, c.ID)
+					continue
+				}
+				cmdline := strings.Join(st.Command, " ")
+				if len(cmdline) > 30 {
+					cmdline = cmdline[:29] + "…"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\n", c.ID, st.Image, cmdline, ago(now.Sub(st.Created)), statusText(st, now))
+			}
+			return tw.Flush()
+		})
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "list all containers, not only running ones")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the container IDs")
+	return cmd
+}
+
+func statusText(st container.State, now time.Time) string {
+	switch st.Status {
+	case container.StatusRunning:
+		return "Up " + ago(now.Sub(st.Started))
+	case container.StatusExited:
+		s := fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, ago(now.Sub(st.Finished)))
+		if st.OOMKilled {
+			s += " (OOM killed)"
+		}
+		return s
+	}
+	return "Created"
+}
+
+func ago(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d seconds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%d minutes", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days", int(d.Hours()/24))
+}
+
+// newRmCmd is `berth rm`.
+func (a *app) newRmCmd() *cobra.Command {
+	var force bool
+	cmd, _ := a.containerCmd("rm [flags] CONTAINER...", "Remove one or more containers and their writable layers", 1,
+		func(f *imageFlags, s containerStores, args []string) error {
+			var errs []error
+			for _, ref := range args {
+				c, err := s.containers.Get(ref)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if force {
+					stopContainer(c, 0)
+				}
+				if err := c.Remove(); err != nil {
+					if errors.Is(err, container.ErrRunning) {
+						err = fmt.Errorf("%w (stop it first, or rm -f)", err)
+					}
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintln(a.stdout, c.ID)
+			}
+			return errors.Join(errs...)
+		})
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	return cmd
+}
+
+// newLogsCmd is `berth logs`: the output of a detached container.
+func (a *app) newLogsCmd() *cobra.Command {
+	var follow bool
+	cmd, _ := a.containerCmd("logs [flags] CONTAINER", "Print the output of a detached container", 1,
+		func(f *imageFlags, s containerStores, args []string) error {
+			if len(args) != 1 {
+				return usageError(errors.New("logs takes one container"))
+			}
+			c, err := s.containers.Get(args[0])
+			if err != nil {
+				return err
+			}
+			if !follow {
+				err := copyFile(a.stdout, c.LogPath())
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			lf, err := os.Open(c.LogPath())
+			if err != nil {
+				return err
+			}
+			defer lf.Close()
+			for {
+				n, err := io.Copy(a.stdout, lf)
+				if err != nil {
+					return err
+				}
+				if n == 0 && !c.Held() {
+					_, err := io.Copy(a.stdout, lf) // what came before the release
+					return err
+				}
+				if n == 0 {
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
+		})
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing until the container exits")
+	return cmd
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/spec"
+)
+
+// containerOptions are the flags of `berth run` and `berth create`.
+type containerOptions struct {
+	imageFlags
+	rm          bool
+	detach      bool
+	interactive bool
+	tty         bool
+	env         []string
+	workdir     string
+	user        string
+	entrypoint  string
+	volumes     []string
+	network     string
+	hostname    string
+	memory      string
+	cpus        float64
+	pidsLimit   int64
+	userns      bool
+	readOnly    bool
+	platform    string
+	insecure    bool
+}
+
+// openStores opens the image and container stores of the state directory.
+func (a *app) openStores(f *imageFlags) (*image.Store, *container.Store, error) {
+	dir, err := a.stateDir(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	images, err := a.openImageStore(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	containers, err := container.OpenStore(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return images, containers, nil
+}
+
+// resolveImage returns the local image ref names, pulling it when it is
+// missing or when a platform is asked for.
+func (a *app) resolveImage(ctx context.Context, images *image.Store, ref string, o *containerOptions) (image.Image, error) {
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return image.Image{}, err
+	}
+	if platform == nil {
+		img, err := images.Get(ref)
+		if err == nil {
+			return img, nil
+		}
+		if !errors.Is(err, image.ErrNotFound) {
+			return image.Image{}, err
+		}
+	}
+	return a.pullImage(ctx, images, ref, image.PullOptions{Platform: platform, Insecure: o.insecure, Progress: progressTo(a.stderr)})
+}
+
+// createContainer makes a container of ref with its config.json: the
+// rootfs is mounted only while the spec is generated (it reads the image's
+// /etc/passwd).
+func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions) (*container.Container, error) {
+	mem, err := parseBytes(o.memory)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("--memory: %w", err))
+	}
+	var mounts []spec.Mount
+	for _, v := range o.volumes {
+		m, err := spec.ParseMount(v)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		mounts = append(mounts, m)
+	}
+	opts := spec.Options{
+		Args: args, Env: o.env, LookupEnv: a.lookupEnv, WorkingDir: o.workdir, User: o.user,
+		Hostname: o.hostname, Network: o.network, UserNS: o.userns, Mounts: mounts,
+		Terminal: o.tty, Memory: mem, CPUs: o.cpus, PidsLimit: o.pidsLimit, ReadOnly: o.readOnly,
+		Warn: func(msg string) { fmt.Fprintf(a.stderr, "berth: warning: %s\n", msg) },
+	}
+	if o.entrypoint != "" {
+		opts.Entrypoint = []string{o.entrypoint}
+	}
+	images, containers, err := a.openStores(&o.imageFlags)
+	if err != nil {
+		return nil, err
+	}
+	img, err := a.resolveImage(ctx, images, ref, o)
+	if err != nil {
+		return nil, err
+	}
+	c, err := containers.New(container.State{Image: ref, ImageID: img.ID.String(), AutoRemove: o.rm})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*container.Container, error) {
+		c.Unmount()
+		c.Remove()
+		return nil, err
+	}
+	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs())
+	if err != nil {
+		return fail(err)
+	}
+	s, err := spec.Generate(img.Config, c.Rootfs(), opts)
+	if err != nil {
+		if errors.Is(err, spec.ErrInvalid) {
+			err = usageError(err)
+		}
+		return fail(err)
+	}
+	if mounted {
+		if err := c.Unmount(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := c.SaveSpec(s); err != nil {
+		return fail(err)
+	}
+	st, err := c.State()
+	if err != nil {
+		return fail(err)
+	}
+	st.Command = s.Process.Args
+	st.Flattened = !mounted
+	if err := c.SaveState(st); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// runHeld runs the container c to its end while holding it: mounts its
+// rootfs, records the running state, runs, records the exit and unmounts;
+// with AutoRemove it then removes the container. started is called once
+// the process runs (or with the error when it did not start).
+func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error)) (int, error) {
+	if started == nil {
+		started = func(error) {}
+	}
+	code, err := runHeldInner(ctx, images, c, stdio, started)
+	st, serr := c.State()
+	if serr == nil && st.AutoRemove {
+		if rerr := c.Remove(); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return code, err
+}
+
+func runHeldInner(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error)) (int, error) {
+	release, err := c.Hold()
+	if err != nil {
+		started(err)
+		return 125, err
+	}
+	defer release()
+	st, err := c.State()
+	if err != nil {
+		started(err)
+		return 125, err
+	}
+	s, err := c.Spec()
+	if err != nil {
+		started(err)
+		return 125, err
+	}
+	if !st.Flattened {
+		img, err := images.Get(st.ImageID)
+		if err != nil {
+			started(err)
+			return 125, fmt.Errorf("container %s: its image: %w", c.ID, err)
+		}
+		c.Unmount()
+		if _, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs()); err != nil {
+			started(err)
+			return 125, err
+		}
+		defer c.Unmount()
+	}
+	if err := c.Admit(s); err != nil {
+		started(err)
+		return 125, err
+	}
+	var proc *container.Process
+	code, err := container.RunWith(ctx, c.ID, s, stdio, func(p *container.Process) {
+		proc = p
+		st.Status, st.Pid, st.Holder = container.StatusRunning, p.Pid(), os.Getpid()
+		st.Started, st.Error = time.Now().UTC(), ""
+		c.SaveState(st)
+		started(nil)
+	})
+	if proc == nil {
+		started(err)
+	}
+	st.Status, st.Pid, st.Holder = container.StatusExited, 0, 0
+	st.ExitCode, st.Finished = code, time.Now().UTC()
+	if proc != nil {
+		st.OOMKilled = proc.OOMKilled()
+	}
+	if err != nil {
+		st.Error = err.Error()
+	}
+	if serr := c.SaveState(st); serr != nil && err == nil {
+		err = serr
+	}
+	return code, err
+}
+
+// containerExit is the exit code of a container as berth's own: berth
+// prints nothing for it.
+func containerExit(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return &exitError{code: code, err: errors.New("")}
+}
+
+// parseBytes parses a size as docker does: a number with an optional
+// b, k, m or g suffix (powers of 1024); "" is 0.
+func parseBytes(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	t := strings.ToLower(strings.TrimSpace(s))
+	t = strings.TrimSuffix(t, "b")
+	mult := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			mult, t = 1<<10, t[:n-1]
+		case 'm':
+			mult, t = 1<<20, t[:n-1]
+		case 'g':
+			mult, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("bad size %q (want e.g. 64m)", s)
+	}
+	return int64(v * float64(mult)), nil
+}
+
+// parseSignal parses "SIGTERM", "TERM" or "15".
+func parseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	for i := 1; i < 32; i++ {
+		if strings.TrimPrefix(strings.ToUpper(unix.SignalName(syscall.Signal(i))), "SIG") == name {
+			return syscall.Signal(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown signal %q", s)
+}
+
+// copyFile copies the file at name to w.
+func copyFile(w io.Writer, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}

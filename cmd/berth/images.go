@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/pull"
+)
+
+func (a *app) newImagesCmd() *cobra.Command {
+	var f imageFlags
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "images [--state DIR] [-q]",
+		Short: "List the images in the local image store",
+		Long: `List the pulled images, most recently pulled first: one line per
+reference, and one "<none>" line for an image no reference names any more
+("berth image prune" removes those). SIZE is the unpacked size of the
+image's layers; layers shared between images are counted in each.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.openImageStore(&f)
+			if err != nil {
+				return err
+			}
+			imgs, err := s.List()
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, img := range imgs {
+					fmt.Fprintln(a.stdout, image.ShortID(img.ID))
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tPLATFORM\tCREATED\tSIZE")
+			for _, img := range imgs {
+				created := "-"
+				if img.Config.Created != nil {
+					created = img.Config.Created.UTC().Format(time.DateTime)
+				}
+				rows := img.References
+				if len(rows) == 0 {
+					rows = []string{""}
+				}
+				for _, ref := range rows {
+					repo, tag := splitReference(ref)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", repo, tag, image.ShortID(img.ID), img.Platform, created, humanBytes(img.Size))
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	a.addImageFlags(cmd, &f)
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image IDs")
+	return cmd
+}
+
+// splitReference splits a stored reference into the REPOSITORY and TAG
+// columns; "" is a dangling image.
+func splitReference(ref string) (repo, tag string) {
+	if ref == "" {
+		return "<none>", "<none>"
+	}
+	r, err := pull.ParseReference(ref, "")
+	if err != nil {
+		return ref, "<none>"
+	}
+	tag = r.Tag
+	if r.Digest != "" {
+		tag = "<none>"
+		if r.Tag != "" {
+			tag = r.Tag
+		}
+	}
+	return r.Name(), tag
+}
+
+func (a *app) newRmiCmd() *cobra.Command {
+	var f imageFlags
+	cmd := &cobra.Command{
+		Use:   "rmi [--state DIR] IMAGE...",
+		Short: "Remove images from the local image store",
+		Long: `Remove each IMAGE from the local image store. A reference removes that
+reference, and the image once no reference names it; an image ID (or a
+unique prefix of it) removes the image and all its references. Layers are
+freed by "berth image prune". Every IMAGE is tried; the exit code is 1 if
+any was not removed.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.MinimumNArgs(1)(cmd, args); err != nil {
+				return usageError(err)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := a.openImageStore(&f)
+			if err != nil {
+				return err
+			}
+			var failed []string
+			for _, ref := range args {
+				res, err := s.Remove(ref)
+				if err != nil {
+					fmt.Fprintf(a.stderr, "berth: %s: %v\n", ref, err)
+					failed = append(failed, ref)
+					continue
+				}
+				for _, u := range res.Untagged {
+					fmt.Fprintf(a.stdout, "Untagged: %s\n", u)
+				}
+				if res.Deleted != "" {
+					fmt.Fprintf(a.stdout, "Deleted: %s\n", res.Deleted)
+				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d of %d images not removed: %s", len(failed), len(args), strings.Join(failed, " "))
+			}
+			return nil
+		},
+	}
+	a.addImageFlags(cmd, &f)
+	return cmd
+}
+
+func (a *app) newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage the local image store",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	var f imageFlags
+	prune := &cobra.Command{
+		Use:   "prune [--state DIR]",
+		Short: "Remove dangling images and the layers no image uses",
+		Long: `Remove the images no reference names (replaced by a newer pull of their
+tag), then every stored layer no remaining image uses. Running pulls finish
+first, and new ones wait until the prune is done.
+
+A container whose image was removed with "berth rmi" loses its layers to a
+prune: remove such images only once their containers are gone.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.openImageStore(&f)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			res, err := s.Prune(ctx)
+			for _, id := range res.Images {
+				fmt.Fprintf(a.stdout, "Deleted image: %s\n", id)
+			}
+			for _, d := range res.Layers {
+				fmt.Fprintf(a.stdout, "Deleted layer: %s\n", d)
+			}
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(a.stdout, "Removed %d images and %d layers, %s\n", len(res.Images), len(res.Layers), humanBytes(res.Bytes))
+			return err
+		},
+	}
+	a.addImageFlags(prune, &f)
+	cmd.AddCommand(prune)
+	return cmd
+}

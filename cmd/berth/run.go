@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/runner/container"
+)
+
+// newRunCmd is `berth run`: pull the image if missing, make a container of
+// it and run it in the foreground (or detached with -d).
+func (a *app) newRunCmd() *cobra.Command {
+	o := &containerOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [flags] IMAGE [COMMAND [ARG...]]",
+		Short: "Run a command in a new container",
+		Long: "Run a command in a new container: pull IMAGE if it is not in the local store, give it a writable\n" +
+			"layer and run its Entrypoint and Cmd (COMMAND replaces Cmd; --entrypoint replaces both) in new\n" +
+			"namespaces. berth exits with the container's exit code (125 when berth failed, 126 when the\n" +
+			"command could not be executed, 127 when it was not found).",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return usageError(errors.New("run needs an IMAGE"))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.runContainerCmd(cmd.Context(), o, args[0], args[1:])
+		},
+	}
+	// Flags after IMAGE are the command's.
+	cmd.Flags().SetInterspersed(false)
+	a.addContainerFlags(cmd, o)
+	cmd.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background and print the container ID (berth logs shows its output)")
+	cmd.Flags().BoolVar(&o.rm, "rm", false, "remove the container when it exits")
+	return cmd
+}
+
+// addContainerFlags registers the flags `run` and `create` share.
+func (a *app) addContainerFlags(cmd *cobra.Command, o *containerOptions) {
+	f := cmd.Flags()
+	a.addImageFlags(cmd, &o.imageFlags)
+	f.BoolVarP(&o.interactive, "interactive", "i", false, "keep standard input open and pass it to the container")
+	f.BoolVarP(&o.tty, "tty", "t", false, "give the container a pseudo-terminal")
+	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable: `K=V`, or K to take the host's value (repeatable)")
+	f.StringVarP(&o.workdir, "workdir", "w", "", "working `DIR` of the process (replaces the image's WorkingDir)")
+	f.StringVarP(&o.user, "user", "u", "", "`USER[:GROUP]` to run as, names from the image's /etc/passwd and /etc/group, or numbers")
+	f.StringVar(&o.entrypoint, "entrypoint", "", "`CMD` to run instead of the image's Entrypoint and Cmd (arguments after IMAGE follow it)")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "bind mount `HOST:CONTAINER[:ro]` (absolute paths; repeatable)")
+	f.StringVar(&o.network, "network", "none", "`MODE`: none (own network namespace, loopback only) or host")
+	f.StringVar(&o.hostname, "hostname", "", "the container's host `NAME` (default berth)")
+	f.StringVar(&o.memory, "memory", "", "memory limit, `SIZE` such as 64m or 1g (no swap beyond it)")
+	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit in `CPUS` (0.5 is half of one)")
+	f.Int64Var(&o.pidsLimit, "pids-limit", 0, "most processes the container may have at once (`N`)")
+	f.BoolVar(&o.userns, "userns", false, "run in a new user namespace (container root is host uid 100000)")
+	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem read-only")
+	f.StringVar(&o.platform, "platform", "", "pull the image for `OS/ARCH[/VARIANT]` from a multi-platform index")
+	f.BoolVar(&o.insecure, "insecure", false, "allow plain HTTP, or HTTPS without certificate verification, for a registry that is not loopback")
+}
+
+func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref string, args []string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := a.createContainer(ctx, ref, args, o)
+	if err != nil {
+		return err
+	}
+	if o.detach {
+		if err := a.startDetached(c, &o.imageFlags); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stdout, c.ID)
+		return nil
+	}
+	images, err := a.openImageStore(&o.imageFlags)
+	if err != nil {
+		return err
+	}
+	stdio := container.Stdio{Out: a.stdout, Err: a.stderr}
+	if o.interactive {
+		stdio.In = os.Stdin
+	}
+	return containerResult(runHeld(ctx, images, c, stdio, nil))
+}
+
+// containerResult turns a container's run into berth's result: its exit
+// code, silently, or the runtime's error with the code a shell would give.
+func containerResult(code int, err error) error {
+	if err != nil {
+		if code == 0 {
+			code = exitFailure
+		}
+		return &exitError{code: code, err: err}
+	}
+	return containerExit(code)
+}

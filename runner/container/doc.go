@@ -1,0 +1,55 @@
+// Package container runs an OCI runtime-spec container (a *specs.Spec whose
+// Root.Path is an already assembled rootfs) the way runc does: the calling
+// binary re-executes itself (/proc/self/exe) as the container's init in new
+// namespaces, and the init sets up the rootfs, drops privileges and execs the
+// process, which becomes PID 1 of the container. It also keeps the state of
+// long-lived containers (create, start, stop, ps, rm, logs) under a state
+// directory.
+//
+// It may import the standard library, golang.org/x/sys, golang.org/x/term and
+// the runtime-spec types; never the registry, the pull client or the layer
+// store (depcheck_test.go): callers mount the rootfs.
+//
+// # The re-exec
+//
+// A binary that uses Start or Run must call Init first thing in main when
+// IsInit(os.Args) is true (berth does it in cmd/berth/main.go; this package's
+// tests in TestMain). Init never returns.
+//
+// Parent and init talk over a SOCK_SEQPACKET socketpair (fd 3 in the init):
+//
+//	parent                                 init (new pid, mount, uts, ipc, net[, user] ns)
+//	cgroup created, limits set
+//	start init ------------------------->  blocks reading the spec
+//	pid into the cgroup
+//	spec (JSON) ------------------------>  unshare(CLONE_NEWCGROUP): the ns root is its cgroup
+//	                                       mounts, /dev, pivot_root, masks, hostname, lo up
+//	                    <-----------------  pty master (SCM_RIGHTS), with a terminal
+//	                    <-----------------  an error message, then exit 1, on any failure
+//	EOF (the socket is close-on-exec) <---  rlimits, user, capabilities, no_new_privs, execve
+//
+// The cgroup namespace is unshared by the init (on its locked OS thread,
+// which then execs) rather than at clone time, so that its root is the
+// container's cgroup, which the init joined after it was cloned.
+//
+// # Cgroups
+//
+// Limits (memory + swap, cpu quota, pids) go through Cgroup, implemented for
+// cgroup v2 (/sys/fs/cgroup is cgroup2) and v1 (legacy or hybrid). A relative
+// Linux.CgroupsPath (default "berth/<id>") is placed under berth's own cgroup
+// on v1, for each controller, so the limits berth itself runs under still
+// apply; on v2 under the hierarchy root, because a v2 group that holds
+// processes cannot hand controllers to children. An absolute path is taken
+// from the hierarchy root on both.
+//
+// # State layout
+//
+//	<state>/containers/<id>/
+//	  config.json   the runtime spec (Root.Path is rootfs/ below)
+//	  image.json    what the rootfs is made of (the caller's, opaque here)
+//	  state.json    status, pids, exit code, times (State)
+//	  upper/ work/  the container's writable layer and overlayfs's work dir
+//	  rootfs/       the overlay mount point while running
+//	  log           stdout and stderr of a detached container
+//	  lock          flocked while a command changes the container
+package container

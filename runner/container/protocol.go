@@ -1,0 +1,103 @@
+package container
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// InitArg is the argument (os.Args[1]) that makes the binary the init of a
+// container; see IsInit.
+const InitArg = "__berth_container_init"
+
+// initFD is the init's end of the socketpair (ExtraFiles[0]).
+const initFD = 3
+
+// maxMessage bounds one message on the socketpair.
+const maxMessage = 1 << 20
+
+// initConfig is what the parent sends the init.
+type initConfig struct {
+	Spec *specs.Spec `json:"spec"`
+	// CgroupNS asks the init to unshare a cgroup namespace.
+	CgroupNS bool `json:"cgroupns,omitempty"`
+	// UserNS says the init runs in a new user namespace (mknod is not
+	// allowed there: devices are bound from the host).
+	UserNS bool `json:"userns,omitempty"`
+}
+
+// initMessage is what the init sends back: a pty master (in the control
+// data) or an error.
+type initMessage struct {
+	Type  string        `json:"type"` // "pty" or "error"
+	Stage string        `json:"stage,omitempty"`
+	Error string        `json:"error,omitempty"`
+	Errno syscall.Errno `json:"errno,omitempty"`
+}
+
+// Stages of the init, as reported in InitError.Stage.
+const (
+	stageConfig  = "reading the config"
+	stageMounts  = "preparing the rootfs"
+	stageDevices = "creating devices"
+	stagePivot   = "pivot_root"
+	stageSetup   = "setting up the container"
+	stageTTY     = "creating the terminal"
+	stageUser    = "switching user"
+	stageCaps    = "setting capabilities"
+	stageExec    = "exec"
+)
+
+func sendMessage(sock *os.File, m initMessage, fd int) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	return unix.Sendmsg(int(sock.Fd()), b, oob, nil, 0)
+}
+
+// recvMessage reads one message; io.EOF-like end is reported as ok=false.
+func recvMessage(sock *os.File) (m initMessage, fd int, ok bool, err error) {
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(4))
+	var n, oobn int
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return m, -1, false, err
+	}
+	if n == 0 && oobn == 0 {
+		return m, -1, false, nil
+	}
+	fd = -1
+	if oobn > 0 {
+		scms, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err == nil && len(scms) > 0 {
+			if fds, err := unix.ParseUnixRights(&scms[0]); err == nil && len(fds) > 0 {
+				fd = fds[0]
+				for _, extra := range fds[1:] {
+					unix.Close(extra)
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return m, -1, false, fmt.Errorf("container: bad message from init: %w", err)
+	}
+	return m, fd, true, nil
+}

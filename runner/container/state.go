@@ -1,0 +1,350 @@
+package container
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Container statuses.
+const (
+	StatusCreated = "created" // made, never started
+	StatusRunning = "running" // a berth process holds it and its PID 1 runs
+	StatusExited  = "exited"  // ran and ended (or its berth process died)
+)
+
+// State is a container's state.json.
+type State struct {
+	ID      string    `json:"id"`
+	Image   string    `json:"image"`             // as the user named it
+	ImageID string    `json:"imageID,omitempty"` // the config digest
+	Command []string  `json:"command,omitempty"` // the process args
+	Created time.Time `json:"created"`
+	Status  string    `json:"status"`
+	// Pid is the host pid of the container's PID 1 while it runs;
+	// Holder the pid of the berth process running it (a foreground run
+	// or a detached supervisor).
+	Pid    int `json:"pid,omitempty"`
+	Holder int `json:"holder,omitempty"`
+	// ExitCode and OOMKilled are those of the last run.
+	ExitCode  int       `json:"exitCode"`
+	OOMKilled bool      `json:"oomKilled,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Finished  time.Time `json:"finished,omitzero"`
+	// AutoRemove removes the container when it exits (--rm).
+	AutoRemove bool `json:"autoRemove,omitempty"`
+	// Flattened says the rootfs is a copy of the layers (no overlayfs):
+	// rootfs/ itself is the container's files, kept across runs.
+	Flattened bool `json:"flattened,omitempty"`
+	// Error is why the last start failed, if it did.
+	Error string `json:"error,omitempty"`
+}
+
+// Store keeps containers under <state>/containers (layout in doc.go).
+type Store struct{ dir string }
+
+// Names in a container's directory.
+const (
+	configFile = "config.json"
+	stateFile  = "state.json"
+	lockName   = "lock"
+	logName    = "log"
+)
+
+var idPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+
+// OpenStore opens (creating) the container store of the state directory.
+// The state and containers directories are 0711: a user-namespaced
+// container's root must reach its rootfs, but nobody may list the
+// containers; each container's own directory is the gate (see Admit).
+func OpenStore(stateDir string) (*Store, error) {
+	dir := filepath.Join(stateDir, "containers")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("container store: %w", err)
+	}
+	os.Chmod(stateDir, 0o711)
+	os.Chmod(dir, 0o711)
+	return &Store{dir: dir}, nil
+}
+
+// Container is one container's directory.
+type Container struct {
+	ID  string
+	Dir string
+}
+
+// New makes a container directory (upper, work, rootfs) for st (st.ID
+// NewID() when empty) and writes its state.
+func (s *Store) New(st State) (*Container, error) {
+	if st.ID == "" {
+		st.ID = NewID()
+	}
+	if !idPattern.MatchString(st.ID) {
+		return nil, fmt.Errorf("%w: container id %q", ErrInvalidSpec, st.ID)
+	}
+	c := &Container{ID: st.ID, Dir: filepath.Join(s.dir, st.ID)}
+	// 0700: the rootfs holds the image's setuid files (see Admit).
+	if err := os.Mkdir(c.Dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("%w: %s", ErrExists, st.ID)
+		}
+		return nil, err
+	}
+	for _, d := range []string{c.Upper(), c.Work(), c.Rootfs()} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			os.RemoveAll(c.Dir)
+			return nil, err
+		}
+	}
+	if st.Created.IsZero() {
+		st.Created = time.Now().UTC()
+	}
+	if st.Status == "" {
+		st.Status = StatusCreated
+	}
+	if err := c.SaveState(st); err != nil {
+		os.RemoveAll(c.Dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// Get finds a container by id or unique id prefix.
+func (s *Store) Get(ref string) (*Container, error) {
+	if ref == "" || strings.ContainsAny(ref, "/.") {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, ref)
+	}
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	for _, e := range ents {
+		if e.Name() == ref {
+			found = []string{ref}
+			break
+		}
+		if strings.HasPrefix(e.Name(), ref) {
+			found = append(found, e.Name())
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	case 1:
+		return &Container{ID: found[0], Dir: filepath.Join(s.dir, found[0])}, nil
+	}
+	return nil, fmt.Errorf("%w: %q matches %d containers", ErrNotFound, ref, len(found))
+}
+
+// List returns all containers, oldest first.
+func (s *Store) List() ([]*Container, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Container
+	created := map[string]time.Time{}
+	for _, e := range ents {
+		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+			continue
+		}
+		c := &Container{ID: e.Name(), Dir: filepath.Join(s.dir, e.Name())}
+		st, err := c.State()
+		if err != nil {
+			continue // half made or half removed
+		}
+		created[c.ID] = st.Created
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return created[out[i].ID].Before(created[out[j].ID]) })
+	return out, nil
+}
+
+// Admit sets who may enter the container's directory for spec: root
+// only (0700), and, when spec has a user namespace, the host group that
+// the container's gid 0 maps to (0710), so that the container's root can
+// reach its rootfs while host users still cannot reach its setuid files.
+func (c *Container) Admit(s *specs.Spec) error {
+	gid, mode := 0, os.FileMode(0o700)
+	if s.Linux != nil {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type != specs.UserNamespace {
+				continue
+			}
+			for _, m := range s.Linux.GIDMappings {
+				if m.ContainerID == 0 && m.Size > 0 {
+					gid, mode = int(m.HostID), 0o710
+				}
+			}
+		}
+	}
+	if err := os.Chown(c.Dir, 0, gid); err != nil {
+		return err
+	}
+	return os.Chmod(c.Dir, mode)
+}
+
+// Upper is the container's writable layer.
+func (c *Container) Upper() string { return filepath.Join(c.Dir, "upper") }
+
+// Work is overlayfs's work directory.
+func (c *Container) Work() string { return filepath.Join(c.Dir, "work") }
+
+// Rootfs is where the rootfs is mounted (or flattened).
+func (c *Container) Rootfs() string { return filepath.Join(c.Dir, "rootfs") }
+
+// LogPath is the log of a detached container.
+func (c *Container) LogPath() string { return filepath.Join(c.Dir, logName) }
+
+// Spec reads config.json.
+func (c *Container) Spec() (*specs.Spec, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, configFile))
+	if err != nil {
+		return nil, err
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidSpec, configFile, err)
+	}
+	return &s, nil
+}
+
+// SaveSpec writes config.json.
+func (c *Container) SaveSpec(s *specs.Spec) error {
+	b, err := json.MarshalIndent(s, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(c.Dir, configFile), b)
+}
+
+// State reads state.json. A container recorded as running whose holder
+// is gone (no lock held) is reported exited.
+func (c *Container) State() (State, error) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, stateFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return State{}, fmt.Errorf("%w: %s", ErrNotFound, c.ID)
+		}
+		return State{}, err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State{}, fmt.Errorf("%s: %w", stateFile, err)
+	}
+	if st.Status == StatusRunning && !c.Held() {
+		st.Status = StatusExited
+		st.Pid = 0
+	}
+	return st, nil
+}
+
+// SaveState writes state.json atomically.
+func (c *Container) SaveState(st State) error {
+	b, err := json.MarshalIndent(st, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(c.Dir, stateFile), b)
+}
+
+func writeAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}
+
+// Hold takes the container's lock, which its berth process keeps for as
+// long as the container runs; it fails with ErrRunning when another
+// process holds it. The lock goes with the process, however it ends.
+func (c *Container) Hold() (release func(), err error) {
+	f, err := os.OpenFile(filepath.Join(c.Dir, lockName), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrRunning, c.ID)
+		}
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// Held reports whether a berth process holds the container (runs it).
+func (c *Container) Held() bool {
+	release, err := c.Hold()
+	if err != nil {
+		return errors.Is(err, ErrRunning)
+	}
+	release()
+	return false
+}
+
+// WaitReleased blocks until no process holds the container or timeout
+// passed (a negative timeout waits forever); it reports whether the
+// container was released.
+func (c *Container) WaitReleased(timeout time.Duration) bool {
+	f, err := os.OpenFile(filepath.Join(c.Dir, lockName), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return !c.Held()
+	}
+	defer f.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
+			return true
+		}
+		if timeout >= 0 && time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Unmount unmounts the rootfs if it is mounted.
+func (c *Container) Unmount() error {
+	err := unix.Unmount(c.Rootfs(), unix.MNT_DETACH)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return fmt.Errorf("unmounting %s: %w", c.Rootfs(), err)
+}
+
+// Remove deletes the container: its writable layer, config, state and
+// log. It fails with ErrRunning while a process holds it.
+func (c *Container) Remove() error {
+	release, err := c.Hold()
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := c.Unmount(); err != nil {
+		return err
+	}
+	// Never follow a mount: refuse if the rootfs is still one.
+	var st, parent unix.Stat_t
+	if unix.Lstat(c.Rootfs(), &st) == nil && unix.Lstat(c.Dir, &parent) == nil && st.Dev != parent.Dev {
+		return fmt.Errorf("container %s: %s is still a mount point", c.ID, c.Rootfs())
+	}
+	// Rename first, so that a half-removed container is never listed.
+	trash := filepath.Join(filepath.Dir(c.Dir), "."+c.ID+".removing")
+	if err := os.Rename(c.Dir, trash); err != nil {
+		return err
+	}
+	return os.RemoveAll(trash)
+}

@@ -1,0 +1,148 @@
+package image
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/layers"
+	"github.com/berth-registry/berth/runner/pull"
+)
+
+// PullOptions configure Store.Pull.
+type PullOptions struct {
+	// Platform selects the manifest of a multi-platform image; nil means
+	// the host's (pull.HostPlatform).
+	Platform *pull.Platform
+	// Insecure allows a registry that is not loopback to be reached over
+	// plain HTTP or HTTPS without certificate verification (see
+	// pull.ClientOptions).
+	Insecure bool
+	// DefaultRegistry (host[:port]) completes a reference naming no
+	// registry; "" means Store.DefaultRegistry.
+	DefaultRegistry string
+	// Progress receives the pull's events; nil means none.
+	Progress pull.Progress
+	// DockerConfig is the docker config.json holding the credentials;
+	// "" means pull.DockerConfigPath() (none, and anonymous pulls, when
+	// that cannot be determined).
+	DockerConfig string
+	// Limits bound each layer's unpacked size; zero fields take the layer
+	// store's defaults.
+	Limits layers.Limits
+}
+
+// Pull fetches the image ref names (completed with the default registry and
+// the "latest" tag, see pull.ParseReference) and records it under that
+// reference, which then names this image and no other. Layers already in
+// the layer store are not downloaded; the others are streamed, a few at a
+// time, straight into the layer store, each blob checked against its
+// manifest digest and size and its uncompressed stream against its
+// diff_id. Errors are the pull client's (pull.ErrNotFound,
+// pull.ErrUnauthorized, ...) or the layer store's (layers.ErrDigestMismatch,
+// layers.ErrUnsafeEntry, ...), wrapped.
+func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, error) {
+	defReg := opts.DefaultRegistry
+	if defReg == "" {
+		defReg = s.DefaultRegistry
+	}
+	r, err := pull.ParseReference(ref, defReg)
+	if err != nil {
+		return Image{}, err
+	}
+	copts := pull.ClientOptions{Insecure: opts.Insecure}
+	cfgPath := opts.DockerConfig
+	if cfgPath == "" {
+		cfgPath, err = pull.DockerConfigPath()
+	}
+	if err == nil {
+		dc, err := pull.LoadDockerConfig(cfgPath)
+		if err != nil {
+			return Image{}, err
+		}
+		copts.Credentials = dc.Credentials
+	}
+	client := pull.NewClient(copts)
+
+	// Held until the image is recorded: Prune must not remove a layer this
+	// pull counted as present or has just unpacked.
+	unlock, err := s.flock(lockFile, unix.LOCK_SH)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlock()
+
+	pulled, err := client.Pull(ctx, r, pull.PullOptions{
+		Platform: opts.Platform,
+		Have: func(l pull.Layer) bool {
+			_, err := s.layers.Get(l.DiffID)
+			return err == nil
+		},
+		Layer: func(ctx context.Context, l pull.Layer, body io.Reader) error {
+			// The pull client verifies the blob too; checking it here as
+			// well keeps the layer store's guarantee independent of it.
+			blob := layers.VerifyReader(body, l.Descriptor.Digest, l.Descriptor.Size)
+			_, err := s.layers.Unpack(ctx, blob, l.Descriptor.MediaType, l.DiffID, opts.Limits)
+			return err
+		},
+		Progress: opts.Progress,
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("pulling %s: %w", r, err)
+	}
+
+	img := Image{
+		ID:                pulled.ConfigDescriptor.Digest,
+		ManifestDigest:    pulled.Digest,
+		ManifestMediaType: pulled.MediaType,
+		Platform:          pulled.Platform,
+		RawConfig:         pulled.RawConfig,
+		Config:            pulled.Config,
+		Pulled:            time.Now().UTC(),
+	}
+	if err := img.ID.Validate(); err != nil || img.ID.Algorithm().FromBytes(img.RawConfig) != img.ID {
+		return Image{}, fmt.Errorf("%w: %s: the config does not match its digest %s", pull.ErrInvalidImage, r, img.ID)
+	}
+	for _, l := range pulled.Layers {
+		stored, err := s.layers.Get(l.DiffID)
+		if err != nil {
+			return Image{}, fmt.Errorf("pulling %s: layer %d: %w", r, l.Index, err)
+		}
+		img.Layers = append(img.Layers, Layer{DiffID: l.DiffID, Digest: l.Descriptor.Digest, MediaType: l.Descriptor.MediaType, Size: l.Descriptor.Size})
+		img.Size += stored.Size
+	}
+
+	key := r.String()
+	unlockRefs, err := s.flock(refsLock, unix.LOCK_EX)
+	if err != nil {
+		return Image{}, err
+	}
+	defer unlockRefs()
+	if err := s.writeRecord(img); err != nil {
+		return Image{}, err
+	}
+	idx, err := s.readIndex()
+	if err != nil {
+		return Image{}, err
+	}
+	idx.Refs[key] = refEntry{ID: img.ID, Manifest: img.ManifestDigest}
+	if err := s.writeIndex(idx); err != nil {
+		return Image{}, err
+	}
+	img.References = refsByID(idx)[img.ID]
+	return img, nil
+}
+
+// ShortID returns the first 12 hex digits of an image ID, as `berth images`
+// shows it.
+func ShortID(id digest.Digest) string {
+	e := id.Encoded()
+	if len(e) > 12 {
+		e = e[:12]
+	}
+	return e
+}
