@@ -34,9 +34,12 @@
 //     target link), first WRITES A LEASE naming (repository, digest) pairs,
 //     THEN READS the doom markers of those items. If one is marked, it waits
 //     until the marker goes (the collector decided), then looks at what is
-//     there. HEAD and mount answer "unknown" for a marked item at once.
+//     there. HEAD and mount answer "unknown" for a marked item at once; a
+//     GET is a read and ignores markers (what it reads is either needed by
+//     nothing or kept by a push's lease).
 //   - The collector plans from a graph read after its start, then, in
-//     rounds, FIRST WRITES A DOOM MARKER for each planned item, THEN READS
+//     rounds, FIRST WRITES A DOOM MARKER for each planned item (one file per
+//     run, so that one run removing its markers leaves another's), THEN READS
 //     every lease written since the cutoff, re-marks with the leased
 //     digests as extra roots, spares what they reach, deletes the rest
 //     (manifests, then layer links, then blobs), and removes its markers.
@@ -83,8 +86,10 @@
 // # Interruption
 //
 // A run killed at any point leaves: deleted items (gone, as planned),
-// markers (void after DoomTTL, removed by the next run), leases (expire),
-// and a plan half done. Items are deleted manifests first, then layer
+// markers (void after DoomTTL, removed by a later run), leases (expire),
+// and a plan half done. Until its markers are void, a push that relies on
+// an item the killed run marked, and that exists again (pushed anew),
+// waits: at most store.DoomTTL (a minute) after the kill. Items are deleted manifests first, then layer
 // links, then blobs, so a revision never outlives its bytes; the next run
 // reads the graph afresh and finishes the job. Several collectors may run
 // at once (an in-server loop on each replica and a "berth gc"): each one's

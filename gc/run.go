@@ -3,6 +3,8 @@ package gc
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +55,9 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		}
 	}
 	rep := Report{DryRun: opts.DryRun}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	runID := hex.EncodeToString(id[:])
 	start, err := st.Now(ctx)
 	if err != nil {
 		if !opts.DryRun {
@@ -118,7 +123,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		batch = opts.hooks.batch
 	}
 	for i := 0; i < len(pl.items); i += batch {
-		if err := sweepRound(ctx, st, opts, pl, pl.items[i:min(i+batch, len(pl.items))], &rep, log); err != nil {
+		if err := sweepRound(ctx, st, runID, opts, pl, pl.items[i:min(i+batch, len(pl.items))], &rep, log); err != nil {
 			return rep, err
 		}
 	}
@@ -215,13 +220,13 @@ func withoutTags(g Graph, tags []TagItem) Graph {
 // sweepRound deletes one batch of planned items under the interlock: mark
 // them doomed, read the leases written since the cutoff, spare whatever a
 // lease reaches, delete the rest, remove the marks.
-func sweepRound(ctx context.Context, st *store.Store, opts Options, sp sweepPlan, items []store.Item, rep *Report, log *slog.Logger) error {
+func sweepRound(ctx context.Context, st *store.Store, runID string, opts Options, sp sweepPlan, items []store.Item, rep *Report, log *slog.Logger) error {
 	marked := time.Now()
-	if err := st.Doom(ctx, items); err != nil {
-		undoom(st, items, log)
+	if err := st.Doom(ctx, runID, items); err != nil {
+		undoom(st, runID, items, log)
 		return fmt.Errorf("gc: marking items doomed: %w", err)
 	}
-	defer undoom(st, items, log)
+	defer undoom(st, runID, items, log)
 	if opts.hooks.afterDoom != nil {
 		opts.hooks.afterDoom()
 	}
@@ -271,10 +276,10 @@ func sweepRound(ctx context.Context, st *store.Store, opts Options, sp sweepPlan
 }
 
 // undoom removes a round's marks, even when the run's context is done.
-func undoom(st *store.Store, items []store.Item, log *slog.Logger) {
+func undoom(st *store.Store, runID string, items []store.Item, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := st.Undoom(ctx, items); err != nil {
+	if err := st.Undoom(ctx, runID, items); err != nil {
 		log.Warn("gc: removing doom markers (they expire by themselves)", "error", err)
 	}
 }

@@ -48,6 +48,9 @@ type Options struct {
 	// Auth is Berth's auth section, YAML without the "auth:" line, indented
 	// by two spaces ("  mode: token\n..."); "" for none.
 	Auth string
+	// Extra is YAML appended to Berth's config: whole top-level sections
+	// the other options do not write ("gc:\n  interval: 1s\n"); "" for none.
+	Extra string
 }
 
 // S3Options point Berth's s3 driver at a bucket of an S3-compatible server,
@@ -68,6 +71,9 @@ type Server struct {
 	Host    string // 127.0.0.1:PORT
 	URL     string // http://127.0.0.1:PORT
 	LogPath string // the server's stdout and stderr
+	// ConfigPath is the config file written for the server ("" if none),
+	// which "berth gc --config" can read to work on the same storage.
+	ConfigPath string
 
 	cmd      *exec.Cmd
 	exited   chan struct{}
@@ -157,6 +163,9 @@ func start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	s := &Server{Kind: o.Kind, Host: host, URL: "http://" + host, LogPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	if config != "" {
+		s.ConfigPath = cfgPath
+	}
 	go func() {
 		s.err = cmd.Wait()
 		logf.Close()
@@ -219,6 +228,7 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 		if o.Auth != "" {
 			b.WriteString("auth:\n" + o.Auth)
 		}
+		b.WriteString(o.Extra)
 		args = []string{"serve", "--config", cfgPath, "--addr", host}
 		if o.Driver == Filesystem {
 			args = append(args, "--root", o.Root)

@@ -28,7 +28,14 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	size, err := reg.store.StatBlob(ctx, repo, d)
+	// A HEAD may be a push deciding whether to upload: StatBlob answers
+	// "unknown" for a blob garbage collection is deleting, and leases an
+	// old one. A GET is a read.
+	stat := reg.store.StatBlob
+	if r.Method == http.MethodGet {
+		stat = reg.store.BlobSize
+	}
+	size, err := stat(ctx, repo, d)
 	if err != nil {
 		return err
 	}

@@ -480,11 +480,18 @@ func (d *Driver) rename(oldname, newp string) error {
 		if !errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts {
 			return err
 		}
-		if err := d.mkdirAll(dir); err != nil {
+		// A concurrent Delete may also prune a parent while we create
+		// its children: that is one more attempt, not a failure.
+		if err := d.mkdirAll(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
 			return err
 		}
 	}
-	return syncDir(d.file(dir))
+	// A concurrent Delete of the directory right after the rename removed
+	// what we wrote: our write came first, and there is nothing to sync.
+	if err := syncDir(d.file(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // mkdirAll creates the directory at storage path p and its missing parents,

@@ -48,18 +48,22 @@ import (
 // DoomTTL is how long a doom marker stays valid by its modification time.
 // The collector stops deleting an item DoomTTL/4 after it marked it, which
 // leaves three quarters for clock skew between hosts and storage.
-const DoomTTL = 2 * time.Minute
+const DoomTTL = time.Minute
 
 // DefaultLeaseAfter is the default Options.LeaseAfter.
 const DefaultLeaseAfter = 10 * time.Minute
 
 // gcRoot is where the interlock's objects live, beside blobs/ and
 // repositories/ (Distribution never looks there).
-func gcRoot() string             { return rootPath + "/_berth/gc" }
-func leasesPath() string         { return gcRoot() + "/leases" }
-func doomedRoot() string         { return gcRoot() + "/doomed" }
-func clockPath() string          { return gcRoot() + "/clock" }
-func markerPath(p string) string { return doomedRoot() + strings.TrimPrefix(p, rootPath) }
+func gcRoot() string     { return rootPath + "/_berth/gc" }
+func leasesPath() string { return gcRoot() + "/leases" }
+func doomedRoot() string { return gcRoot() + "/doomed" }
+func clockPath() string  { return gcRoot() + "/clock" }
+
+// markerDir is the directory of the doom markers of path p: one file per
+// collector run that marked it, so that one run removing its marker never
+// removes another's.
+func markerDir(p string) string { return doomedRoot() + strings.TrimPrefix(p, rootPath) }
 
 // ItemKind says what an Item is.
 type ItemKind int
@@ -86,8 +90,8 @@ type Item struct {
 	TagHistory []string
 }
 
-// path is the file whose presence makes the item exist; its doom marker
-// sits at markerPath(path).
+// path is the file whose presence makes the item exist; its doom markers
+// sit in markerDir(path).
 func (it Item) path() string {
 	switch it.Kind {
 	case ItemManifest:
@@ -174,14 +178,26 @@ func (m *leaseMemo) due(l Lease, every time.Duration) bool {
 
 // doomed reports whether p carries a doom marker that is still valid.
 func (s *Store) doomed(ctx context.Context, p string) (bool, error) {
-	fi, err := s.driver.Stat(ctx, markerPath(p))
+	markers, err := s.driver.List(ctx, markerDir(p))
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return time.Since(fi.ModTime) < DoomTTL, nil
+	for _, m := range markers {
+		fi, err := s.driver.Stat(ctx, m)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return false, err
+		}
+		if !fi.IsDir && time.Since(fi.ModTime) < DoomTTL {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // anyDoomed reports whether any of paths carries a valid doom marker.
@@ -260,19 +276,31 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return fi.ModTime, nil
 }
 
-// Doom writes the doom markers of items, so that from now on the store
-// treats them as about to go (see the top of this file).
-func (s *Store) Doom(ctx context.Context, items []Item) error {
+// Doom writes the doom markers of items for the collector run runID (a
+// name of letters and digits unique to the run), so that from now on the
+// store treats them as about to go (see the top of this file).
+func (s *Store) Doom(ctx context.Context, runID string, items []Item) error {
 	return parallel(ctx, len(items), 16, func(ctx context.Context, i int) error {
-		return storage.WriteAll(ctx, s.driver, markerPath(items[i].path()), nil)
+		// Another collector may be removing the same marker: an S3 server
+		// can refuse the write while its delete is in flight (versitygw's
+		// posix backend answers 409). The write is idempotent: retry.
+		var err error
+		for attempt := range 4 {
+			if err = storage.WriteAll(ctx, s.driver, markerDir(items[i].path())+"/"+runID, nil); err == nil || ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+		}
+		return err
 	})
 }
 
-// Undoom removes the doom markers of items (after deleting or sparing them).
-func (s *Store) Undoom(ctx context.Context, items []Item) error {
+// Undoom removes run runID's doom markers of items (after deleting or
+// sparing them); other runs' markers stay.
+func (s *Store) Undoom(ctx context.Context, runID string, items []Item) error {
 	paths := make([]string, len(items))
 	for i, it := range items {
-		paths[i] = markerPath(it.path())
+		paths[i] = markerDir(it.path()) + "/" + runID
 	}
 	return errors.Join(s.deleteFiles(ctx, paths)...)
 }
