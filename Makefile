@@ -8,8 +8,11 @@
 #                timings; what `.ci/run` does
 #   make bench   berth next to Debian's docker-registry: blob push/pull, manifest GETs;
 #                then berth on S3 (versitygw) with redirect on and off; then berth gc
-#                against docker-registry garbage-collect on 2,000 images
-#   make bench-gc   only the last: berth gc against docker-registry garbage-collect
+#                against docker-registry garbage-collect on 2,000 images; then berth
+#                run against runc and crun, berth pull against skopeo + umoci
+#   make bench-gc   only berth gc against docker-registry garbage-collect
+#   make bench-run  only berth run (warm start) against runc and crun run of its
+#                bundle, and berth pull of debian against skopeo copy + umoci unpack
 #   make lint    gofmt -l and go vet
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
@@ -36,11 +39,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw vet unit integration bench bench-gc lint wrk help
+.PHONY: build test prereqs versitygw vet unit integration bench bench-gc bench-run bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -101,10 +104,23 @@ lint:
 wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
-bench: build wrk versitygw
+bench: build wrk versitygw bench-run-tools
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
-	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -versitygw $(VERSITYGW_BIN)
+	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -versitygw $(VERSITYGW_BIN) -harness $(HARNESS_DIR)
 
 bench-gc: build
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
 	$(TIMED) bench-gc $(GO) run ./bench -berth $(BIN) -only gc
+
+# What the berth run case compares with (crun and umoci are optional to the
+# program, which says what it left out; installed here when apt has them).
+BENCH_RUN_PACKAGES := runc crun umoci skopeo
+bench-run-tools:
+	@missing=$$(for p in $(BENCH_RUN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bench-run: build bench-run-tools
+	$(TIMED) bench-run $(GO) run ./bench -berth $(BIN) -only run -harness $(HARNESS_DIR)

@@ -18,6 +18,12 @@
 // through berth on S3, a versitygw (posix backend, same machine, same disk)
 // serving the bucket, once with blob GETs redirected to presigned URLs and
 // once served through berth, -s3-reps times each.
+//
+// Then (bench/gc.go) "berth gc" against "docker-registry garbage-collect",
+// both deleting untagged manifests, on fresh copies of one generated root of
+// 2,000 images, cold, -gc-reps times each; -only gc runs that case alone:
+//
+//	go run ./bench -berth bin/berth -only gc
 package main
 
 import (
@@ -68,13 +74,26 @@ func main() {
 		limit      = flag.Duration("timeout", 10*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci)")
+		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 	)
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *limit)
 	defer cancel()
 	b := &bench{size: *sizeMiB << 20, chunk: *chunkMiB << 20, reps: *reps, duration: *duration, conns: *conns,
-		versitygw: *vgwBin, s3Reps: *s3Reps}
-	if err := b.run(ctx, *target, *registries, *berthBin, *drBin, *dir); err != nil {
+		versitygw: *vgwBin, s3Reps: *s3Reps, gcReps: *gcReps}
+	var err error
+	switch *only {
+	case "":
+		err = b.run(ctx, *target, *registries, *berthBin, *drBin, *dir)
+	case "gc":
+		err = b.runGCOnly(ctx, *berthBin, *drBin, *dir)
+	case "run":
+		err = b.runOnly(ctx, *berthBin, *dir)
+	default:
+		err = fmt.Errorf("-only %q: want gc or run", *only)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -87,6 +106,7 @@ type bench struct {
 	conns       int
 	versitygw   string // "": no S3 table
 	s3Reps      int
+	gcReps      int // 0: no gc case
 
 	file   string        // the blob, size bytes; its last 16 bytes change per run
 	prefix []byte        // marshalled sha256 state after all but the last 16 bytes
@@ -205,6 +225,43 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 		if err := b.runS3(ctx, berthBin, dir); err != nil {
 			return fmt.Errorf("berth on S3: %w", err)
 		}
+	}
+	if kinds := strings.Split(registries, ","); b.gcReps > 0 && targetURL == "" &&
+		slices.Contains(kinds, integration.Berth) && slices.Contains(kinds, integration.DockerRegistry) {
+		if err := runGC(ctx, berthBin, drBin, dir, b.gcReps); err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+	}
+	if *runReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
+		if err := runCase(ctx, berthBin, dir, *runReps, max(*pullReps, 1)); err != nil {
+			return fmt.Errorf("berth run: %w", err)
+		}
+	}
+	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
+	return nil
+}
+
+// runGCOnly runs the gc case alone.
+func (b *bench) runGCOnly(ctx context.Context, berthBin, drBin, dir string) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "berth-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	fmt.Printf("bench: %d cores, load before: %s\n", runtime.NumCPU(), loadavg())
+	start := time.Now()
+	if berthBin == "" {
+		bin, err := integration.BuildBerth(ctx, ".", dir)
+		if err != nil {
+			return err
+		}
+		berthBin = bin
+	}
+	if err := runGC(ctx, berthBin, drBin, dir, b.gcReps); err != nil {
+		return err
 	}
 	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
 	return nil
