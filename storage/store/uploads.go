@@ -438,16 +438,22 @@ func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time) (int, error)
 // abandoned, and waiting for it would hold the purge up for as long as it
 // lasts.
 func (s *Store) purgeUpload(ctx context.Context, dir string, cutoff time.Time) (bool, error) {
+	return s.purgeIf(ctx, dir, cutoff, s.uploadStartTime)
+}
+
+// purgeIf deletes the upload directory dir if timeOf(dir) is before cutoff
+// and no request of this process holds its lock.
+func (s *Store) purgeIf(ctx context.Context, dir string, cutoff time.Time, timeOf func(context.Context, string) (time.Time, error)) (bool, error) {
 	mu := s.uploadLock(path.Base(dir))
 	if !mu.TryLock() {
 		return false, nil
 	}
 	defer mu.Unlock()
-	started, err := s.uploadStartTime(ctx, dir)
+	t, err := timeOf(ctx, dir)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil // finished, cancelled or purged meanwhile
 	}
-	if err != nil || !started.Before(cutoff) {
+	if err != nil || !t.Before(cutoff) {
 		return false, err
 	}
 	err = s.driver.Delete(ctx, dir)
@@ -468,21 +474,7 @@ func (s *Store) uploadStartTime(ctx context.Context, dir string) (time.Time, err
 	if !errors.Is(err, storage.ErrNotFound) {
 		return time.Time{}, err
 	}
-	var newest time.Time
-	found := false
-	err = s.driver.Walk(ctx, dir, func(fi storage.FileInfo) error {
-		if !fi.IsDir {
-			found = true
-			if fi.ModTime.After(newest) {
-				newest = fi.ModTime
-			}
-		}
-		return nil
-	})
-	if err == nil && !found {
-		err = storage.ErrNotFound
-	}
-	return newest, err
+	return s.lastActivity(ctx, dir)
 }
 
 // UploadInfo describes an upload session for garbage collection.
@@ -536,24 +528,7 @@ func (s *Store) IdleUploads(ctx context.Context, cutoff time.Time) ([]UploadInfo
 // PurgeIdleUpload deletes upload id of repo if it is still idle since
 // cutoff, and reports whether it did.
 func (s *Store) PurgeIdleUpload(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
-	mu := s.uploadLock(id)
-	if !mu.TryLock() {
-		return false, nil // a request of this process is writing it
-	}
-	defer mu.Unlock()
-	dir := uploadPath(repo, id)
-	last, err := s.lastActivity(ctx, dir)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil || !last.Before(cutoff) {
-		return false, err
-	}
-	err = s.driver.Delete(ctx, dir)
-	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	return s.purgeIf(ctx, uploadPath(repo, id), cutoff, s.lastActivity)
 }
 
 // lastActivity is the newest modification time of the files of the upload
