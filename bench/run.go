@@ -341,7 +341,7 @@ func coldPulls(ctx context.Context, berthBin, work, images, ref string, reps int
 		}
 		doBerth := func() error {
 			state := filepath.Join(dir, "berth-state")
-			runDropCaches()
+			dropCaches()
 			wall, cpu, err := timedRun(ctx, berthBin, "pull", "--quiet", "--state", state, ref)
 			if err != nil {
 				return fmt.Errorf("berth pull: %w", err)
@@ -353,7 +353,7 @@ func coldPulls(ctx context.Context, berthBin, work, images, ref string, reps int
 		}
 		doOther := func() error {
 			oci, bundle := filepath.Join(dir, "oci"), filepath.Join(dir, "bundle")
-			runDropCaches()
+			dropCaches()
 			cw, cc, err := timedRun(ctx, "skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
 				"docker://"+ref, "oci:"+oci+":latest")
 			if err != nil {
@@ -549,13 +549,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// runDropCaches writes back dirty pages and empties the page, dentry and
-// inode caches.
-func runDropCaches() {
-	syscall.Sync()
-	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 }
 
 // timedSync returns how long a sync(2) takes now.
