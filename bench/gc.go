@@ -381,6 +381,24 @@ func copyTree(ctx context.Context, src, dst string) error {
 // runGC generates the root under dir, then, reps times, collects a fresh
 // copy with each registry in turn (the first one alternates), cold, dry run
 // first, and checks that both left the same blobs, the expected ones.
+// writeGCRootOnly writes the gc case's generated root to dir (which must not
+// exist yet) and says what a collection must find in it.
+func writeGCRootOnly(dir string) error {
+	if dir == "" {
+		return errors.New("-only gc-root needs -dir")
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return fmt.Errorf("%s exists; the root is written to a new directory", dir)
+	}
+	exp, err := writeGCRoot(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("bench: gc root in %s: %d images (%d untagged), %d blobs, %d to go (%s), %d layer links to go\n",
+		dir, exp.images, exp.untagged, exp.blobs, exp.blobs-len(exp.kept), mib(exp.bytes), exp.layerLinks)
+	return nil
+}
+
 func runGC(ctx context.Context, berthBin, drBin, dir string, reps int) error {
 	if reps < 1 {
 		return errors.New("-gc-reps must be at least 1")

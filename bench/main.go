@@ -74,7 +74,7 @@ func main() {
 		limit      = flag.Duration("timeout", 10*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
-		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci)")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
 		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 	)
 	flag.Parse()
@@ -90,8 +90,10 @@ func main() {
 		err = b.runGCOnly(ctx, *berthBin, *drBin, *dir)
 	case "run":
 		err = b.runOnly(ctx, *berthBin, *dir)
+	case "gc-root":
+		err = writeGCRootOnly(*dir)
 	default:
-		err = fmt.Errorf("-only %q: want gc or run", *only)
+		err = fmt.Errorf("-only %q: want gc, run or gc-root", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

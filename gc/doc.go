@@ -32,22 +32,22 @@
 //     its own stored body and revision; FinishUpload: identical bytes
 //     already stored and the layer link; MountBlob: the bytes and the
 //     target link), first WRITES A LEASE naming (repository, digest) pairs,
-//     THEN READS the doom markers of those items. If one is marked, it waits
-//     until the marker goes (the collector decided), then looks at what is
-//     there. HEAD and mount answer "unknown" for a marked item at once; a
-//     GET is a read and ignores markers (what it reads is either needed by
-//     nothing or kept by a push's lease).
+//     THEN READS the doom lists. If one names any of those items, it waits
+//     until the list goes (the collector decided), then looks at what is
+//     there. HEAD and mount answer "unknown" for a doomed item at once; a
+//     GET is a read and ignores doom lists (what it reads is either needed
+//     by nothing or kept by a push's lease).
 //   - The collector plans from a graph read after its start, then, in
-//     rounds, FIRST WRITES A DOOM MARKER for each planned item (one file per
-//     run, so that one run removing its markers leaves another's), THEN READS
-//     every lease written since the cutoff, re-marks with the leased
-//     digests as extra roots, spares what they reach, deletes the rest
-//     (manifests, then layer links, then blobs), and removes its markers.
+//     rounds, FIRST WRITES A DOOM LIST naming the round's items (one object
+//     per round, so that one round removing its list leaves every other),
+//     THEN READS every lease written since the cutoff, re-marks with the
+//     leased digests as extra roots, spares what they reach, deletes the
+//     rest (manifests, then layer links, then blobs), and removes its list.
 //
 // Why a manifest that got 201 never loses a blob or child b. Its PUT wrote
-// lease L (naming b) at t1, read b's marker at t2 > t1, and saw b present
-// after. The collector wrote b's marker at td and read the leases at
-// tl > td. Either td < t2: the PUT saw the marker and waited until the
+// lease L (naming b) at t1, read the doom lists at t2 > t1, and saw b
+// present after. The collector wrote the list naming b at td and read the
+// leases at tl > td. Either td < t2: the PUT saw the list and waited until the
 // collector had deleted or spared b, then looked; if b was gone the PUT
 // answered MANIFEST_BLOB_UNKNOWN, not 201. Or t2 < td: then t1 < t2 < td <
 // tl, so the collector read L (it is younger than the cutoff, see A) and
@@ -64,7 +64,7 @@
 // manifest is covered by the PUT argument: 201 with the blob kept, or
 // MANIFEST_BLOB_UNKNOWN. HEAD also leases a blob older than the store's
 // LeaseAfter, so that a collector running between the HEAD and the PUT
-// spares it and the PUT gets 201. A HEAD or mount of a marked blob answers
+// spares it and the PUT gets 201. A HEAD or mount of a doomed blob answers
 // "unknown" and the client uploads it again; the upload's finish waits
 // for the collector, so the bytes it leaves are never the ones deleted.
 //
@@ -77,8 +77,8 @@
 // revision link) plus the clock skew between the hosts and the storage.
 // Times are the storage's: a run's start is the modification time of an
 // object it writes. (B) A round deletes nothing later than store.DoomTTL/4
-// after it wrote its markers (checked on this host's monotonic clock; a
-// slower round spares its items); the store treats a marker older than
+// after it wrote its doom list (checked on this host's monotonic clock; a
+// slower round spares its items); the store treats a list older than
 // store.DoomTTL as void, so a killed collector blocks nobody for long, and
 // the three quarters in between absorb clock skew. NoGrace drops (A): use
 // it only when no client writes.
@@ -86,12 +86,14 @@
 // # Interruption
 //
 // A run killed at any point leaves: deleted items (gone, as planned),
-// markers (void after DoomTTL, removed by a later run), leases (expire),
-// and a plan half done. Until its markers are void, a push that relies on
-// an item the killed run marked, and that exists again (pushed anew),
-// waits: at most store.DoomTTL (a minute) after the kill. Items are deleted manifests first, then layer
+// a doom list (void after DoomTTL, removed by a later run), leases
+// (expire), and a plan half done. Until its list is void, a push that
+// relies on an item the killed run doomed, and that exists again (pushed
+// anew), waits: at most store.DoomTTL (a minute) after the kill. Items are
+// deleted manifests first, then layer
 // links, then blobs, so a revision never outlives its bytes; the next run
 // reads the graph afresh and finishes the job. Several collectors may run
 // at once (an in-server loop on each replica and a "berth gc"): each one's
-// markers and leases argument holds on its own, and deletes are idempotent.
+// doom lists and leases argument holds on its own, and deletes are
+// idempotent.
 package gc

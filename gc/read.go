@@ -14,47 +14,59 @@ import (
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// readConcurrency bounds the storage reads ReadGraph has in flight (it
-// matters on S3, where each is a round trip).
-const readConcurrency = 16
+// Read concurrency: repositories read at once, and manifests read at once
+// in each. Storage reads are latency-bound (a round trip on S3, a disk
+// read on a cold filesystem) and both serve many at once far faster than
+// one after the other.
+const (
+	repoConcurrency     = 12
+	manifestConcurrency = 8
+)
 
 // ReadGraph reads the reference graph of st: every repository's manifest
-// revisions (parsed), tags and layer links, then every stored blob. A
+// revisions (parsed), tags and layer links, and every stored blob. A
 // manifest that cannot be read or parsed stops it: marking without its
-// references could sweep what it needs. Repositories are read several at a
-// time, and the manifests of each several at a time.
+// references could sweep what it needs. The blob store is walked while the
+// repositories are read, several repositories at a time (each as the walk
+// of the repositories finds it), and the three parts of each repository
+// and its manifests several at a time.
 func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 	g := Graph{Repositories: map[string]Repository{}, Blobs: map[digest.Digest]Blob{}}
-	repos, err := st.RepositoryDirs(ctx)
-	if err != nil {
-		return g, err
-	}
-	var mu sync.Mutex
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(4)
-	for _, name := range repos {
-		eg.Go(func() error {
-			r, err := readRepository(ectx, st, name)
-			if err != nil {
-				return err
-			}
-			mu.Lock()
-			g.Repositories[name] = r
-			mu.Unlock()
+	eg.Go(func() error {
+		return st.WalkBlobs(ectx, func(b store.BlobInfo) error {
+			g.Blobs[b.Digest] = Blob{Size: b.Size, ModTime: b.ModTime}
 			return nil
 		})
-	}
-	if err := eg.Wait(); err != nil {
-		return g, err
-	}
-	err = st.WalkBlobs(ctx, func(b store.BlobInfo) error {
-		g.Blobs[b.Digest] = Blob{Size: b.Size, ModTime: b.ModTime}
-		return nil
 	})
+	var mu sync.Mutex
+	eg.Go(func() error {
+		rg, rctx := errgroup.WithContext(ectx)
+		rg.SetLimit(repoConcurrency)
+		err := st.WalkRepositoryDirs(rctx, func(name string) error {
+			rg.Go(func() error {
+				r, err := readRepository(rctx, st, name)
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				g.Repositories[name] = r
+				mu.Unlock()
+				return nil
+			})
+			return nil
+		})
+		if werr := rg.Wait(); werr != nil {
+			return werr // err is then at most the walk's cancellation
+		}
+		return err
+	})
+	err := eg.Wait()
 	return g, err
 }
 
-// readRepository reads one repository's part of the graph.
+// readRepository reads one repository's part of the graph: its manifests,
+// tags and layer links at once.
 func readRepository(ctx context.Context, st *store.Store, name string) (Repository, error) {
 	r := Repository{
 		Manifests:  map[digest.Digest]Manifest{},
@@ -62,13 +74,51 @@ func readRepository(ctx context.Context, st *store.Store, name string) (Reposito
 		Layers:     map[digest.Digest]time.Time{},
 		TagHistory: map[digest.Digest][]string{},
 	}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		m, err := readManifests(ectx, st, name)
+		r.Manifests = m
+		return err
+	})
+	eg.Go(func() error {
+		tags, err := st.TagInfos(ectx, name)
+		if err != nil {
+			return err
+		}
+		for _, t := range tags {
+			if t.Digest != "" {
+				r.Tags[t.Tag] = Tag{Digest: t.Digest, Pushed: t.ModTime}
+			}
+			for _, d := range t.History {
+				r.TagHistory[d] = append(r.TagHistory[d], t.Tag)
+			}
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		links, err := st.LayerLinks(ectx, name)
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			r.Layers[l.Digest] = l.ModTime
+		}
+		return nil
+	})
+	err := eg.Wait()
+	return r, err
+}
+
+// readManifests reads and parses the manifest revisions of repository name.
+func readManifests(ctx context.Context, st *store.Store, name string) (map[digest.Digest]Manifest, error) {
+	out := map[digest.Digest]Manifest{}
 	revs, err := st.ManifestRevisions(ctx, name)
 	if err != nil {
-		return r, err
+		return out, err
 	}
 	var mu sync.Mutex
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(readConcurrency)
+	eg.SetLimit(manifestConcurrency)
 	for _, rev := range revs {
 		eg.Go(func() error {
 			m, err := st.GetManifest(ectx, name, rev.Digest)
@@ -85,34 +135,13 @@ func readRepository(ctx context.Context, st *store.Store, name string) (Reposito
 			refs := references(parsed)
 			refs.ModTime = rev.ModTime
 			mu.Lock()
-			r.Manifests[rev.Digest] = refs
+			out[rev.Digest] = refs
 			mu.Unlock()
 			return nil
 		})
 	}
-	if err := eg.Wait(); err != nil {
-		return r, err
-	}
-	tags, err := st.TagInfos(ctx, name)
-	if err != nil {
-		return r, err
-	}
-	for _, t := range tags {
-		if t.Digest != "" {
-			r.Tags[t.Tag] = Tag{Digest: t.Digest, Pushed: t.ModTime}
-		}
-		for _, d := range t.History {
-			r.TagHistory[d] = append(r.TagHistory[d], t.Tag)
-		}
-	}
-	links, err := st.LayerLinks(ctx, name)
-	if err != nil {
-		return r, err
-	}
-	for _, l := range links {
-		r.Layers[l.Digest] = l.ModTime
-	}
-	return r, nil
+	err = eg.Wait()
+	return out, err
 }
 
 // references lists what m references, for Mark.

@@ -123,7 +123,8 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		batch = opts.hooks.batch
 	}
 	for i := 0; i < len(pl.items); i += batch {
-		if err := sweepRound(ctx, st, runID, opts, pl, pl.items[i:min(i+batch, len(pl.items))], &rep, log); err != nil {
+		list := fmt.Sprintf("%s-%06d", runID, i/batch)
+		if err := sweepRound(ctx, st, list, opts, pl, pl.items[i:min(i+batch, len(pl.items))], &rep, log); err != nil {
 			return rep, err
 		}
 	}
@@ -139,9 +140,9 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		}
 	}
 	// Leases outlive the longest grace any collector may use with this
-	// storage; doom markers are void after store.DoomTTL anyway.
+	// storage; doom lists are void after store.DoomTTL anyway.
 	if _, err := st.CleanUpGC(ctx, start.Add(-max(grace, DefaultGrace)-time.Hour)); err != nil {
-		log.Warn("gc: cleaning up old leases and markers", "error", err)
+		log.Warn("gc: cleaning up old leases and doom lists", "error", err)
 	}
 	rep.Duration = time.Since(began)
 	log.Info("gc: finished", "duration", rep.Duration, "deletedBlobs", rep.Deleted.Blobs, "deletedBytes", rep.Deleted.Bytes,
@@ -217,16 +218,16 @@ func withoutTags(g Graph, tags []TagItem) Graph {
 	return out
 }
 
-// sweepRound deletes one batch of planned items under the interlock: mark
-// them doomed, read the leases written since the cutoff, spare whatever a
-// lease reaches, delete the rest, remove the marks.
-func sweepRound(ctx context.Context, st *store.Store, runID string, opts Options, sp sweepPlan, items []store.Item, rep *Report, log *slog.Logger) error {
+// sweepRound deletes one batch of planned items under the interlock: write
+// the round's doom list naming them, read the leases written since the
+// cutoff, spare whatever a lease reaches, delete the rest, remove the list.
+func sweepRound(ctx context.Context, st *store.Store, list string, opts Options, sp sweepPlan, items []store.Item, rep *Report, log *slog.Logger) error {
 	marked := time.Now()
-	if err := st.Doom(ctx, runID, items); err != nil {
-		undoom(st, runID, items, log)
+	if err := st.Doom(ctx, list, items); err != nil {
+		undoom(st, list, log)
 		return fmt.Errorf("gc: marking items doomed: %w", err)
 	}
-	defer undoom(st, runID, items, log)
+	defer undoom(st, list, log)
 	if opts.hooks.afterDoom != nil {
 		opts.hooks.afterDoom()
 	}
@@ -275,12 +276,12 @@ func sweepRound(ctx context.Context, st *store.Store, runID string, opts Options
 	return errors.Join(errs...)
 }
 
-// undoom removes a round's marks, even when the run's context is done.
-func undoom(st *store.Store, runID string, items []store.Item, log *slog.Logger) {
+// undoom removes a round's doom list, even when the run's context is done.
+func undoom(st *store.Store, list string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := st.Undoom(ctx, runID, items); err != nil {
-		log.Warn("gc: removing doom markers (they expire by themselves)", "error", err)
+	if err := st.Undoom(ctx, list); err != nil {
+		log.Warn("gc: removing a doom list (it expires by itself)", "list", list, "error", err)
 	}
 }
 

@@ -351,7 +351,7 @@ func TestDryRunPlansExactlyWhatTheRunDoes(t *testing.T) {
 }
 
 // waitForLeases waits until at least n leases exist in d (a client that
-// leased is then blocked on a doom marker or done).
+// leased is then blocked on a doom list or done).
 func waitForLeases(t *testing.T, d storage.Driver, n int) {
 	t.Helper()
 	for range 2000 {
@@ -415,7 +415,7 @@ func TestHeadThenManifestRace(t *testing.T) {
 			return ch
 		}
 
-		// 1. The PUT's lease lands after the markers, before the leases are
+		// 1. The PUT's lease lands after the doom list, before the leases are
 		// read: the collector spares x, the PUT waits, then gets 201.
 		var early chan result
 		rep := run(t, st, Options{hooks: hooks{afterDoom: func() {

@@ -524,7 +524,7 @@ func TestGCKilledSweepConverges(t *testing.T) {
 		t.Errorf("a dry run after the last run still plans %d items and %d uploads: %d manifests, %d blobs, %d layer links",
 			rep.planned(), len(rep.Uploads), len(rep.Manifests), len(rep.Blobs), len(rep.LayerLinks))
 	}
-	// A killed run's markers are "void after DoomTTL, removed by the next
+	// A killed run's doom lists are "void after DoomTTL, removed by the next
 	// run" (gc/doc.go): a run within DoomTTL leaves those of the items
 	// already deleted. Until they are void, a manifest PUT relying on a
 	// blob they name waits for them (store.settle): re-pushing a deleted
@@ -536,7 +536,7 @@ func TestGCKilledSweepConverges(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("doom markers of the killed runs left after the run that finished: %d (void after store.DoomTTL)", markers)
+	t.Logf("doom lists of the killed runs left after the run that finished: %d (void after store.DoomTTL)", markers)
 
 	srv = startServer(t, Berth, Filesystem, root)
 	for _, k := range kept {

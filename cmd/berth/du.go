@@ -111,6 +111,7 @@ func (a *app) du(ctx context.Context, cfg *config.Config, opts gc.UsageOptions, 
 	// The cutoff is taken before reading, as gc.Run does: what is written
 	// while the graph is read is recent, so never reclaimable.
 	opts.Cutoff = time.Now().Add(-grace)
+	defer a.procsForWalks()()
 	g, err := gc.ReadGraph(ctx, st)
 	if err != nil {
 		return fmt.Errorf("reading the reference graph: %w", err)

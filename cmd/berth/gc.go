@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -277,6 +278,7 @@ func (a *app) gc(ctx context.Context, cfg *config.Config, opts gc.Options, out g
 		defer c.Close()
 	}
 	st := store.New(driver, store.Options{Logger: logger})
+	defer a.procsForWalks()()
 	rep, err := gc.Run(ctx, st, opts)
 	if err != nil && rep.Start.IsZero() {
 		return fmt.Errorf("collecting garbage: %w", err)
@@ -358,4 +360,22 @@ func gcKindName(kind string) string {
 		return "layer link"
 	}
 	return kind
+}
+
+// walkProcs is the GOMAXPROCS of the commands that read or change a whole
+// storage (gc, du). They keep many filesystem calls in flight, and a
+// goroutine blocked in one holds its P until the runtime's monitor hands
+// the P on, which with as few Ps as a small host has cores leaves the disk
+// idle between calls: on 2 cores a cold collection took half the time with
+// 16 Ps. The work is waiting, not computing, so the extra Ps cost little.
+const walkProcs = 16
+
+// procsForWalks raises GOMAXPROCS to walkProcs unless the environment sets
+// it, and returns what puts it back.
+func (a *app) procsForWalks() (restore func()) {
+	if _, set := a.lookupEnv("GOMAXPROCS"); set || runtime.GOMAXPROCS(0) >= walkProcs {
+		return func() {}
+	}
+	old := runtime.GOMAXPROCS(walkProcs)
+	return func() { runtime.GOMAXPROCS(old) }
 }

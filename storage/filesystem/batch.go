@@ -4,48 +4,66 @@ import (
 	"context"
 	"os"
 	"path"
+	"sync"
+	"sync/atomic"
 
 	"github.com/berth-registry/berth/storage"
 )
 
 var _ storage.BatchDeleter = (*Driver)(nil)
 
-// DeleteFiles removes the files at paths one after the other (an unlink
-// each), then the directories this leaves empty, as Delete does: each
-// parent directory once, however many files it lost. A symbolic link at a
-// path is removed, not what it points to. A directory at a path is left
-// alone (an empty one may be removed: it is no content).
+// deleteWorkers is how many unlinks and rmdirs DeleteFiles has in flight:
+// on a cold cache each waits for the disk to read a directory, and a disk
+// serves many such reads at once far faster than one after the other.
+const deleteWorkers = 32
+
+// DeleteFiles removes the files at paths, deleteWorkers at a time (an
+// unlink each, then the directories this leaves empty, as Delete does). A
+// symbolic link
+// at a path is removed, not what it points to. A directory at a path is
+// left alone (an empty one may be removed: it is no content).
 func (d *Driver) DeleteFiles(ctx context.Context, paths []string) []error {
 	errs := make([]error, len(paths))
-	emptied := map[string]bool{} // parents of removed files, to prune
-	for i, p := range paths {
+	each(len(paths), func(i int) {
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
-			continue
+			return
 		}
+		p := paths[i]
 		name, err := d.fileName(p)
 		if err != nil {
 			errs[i] = err
-			continue
+			return
 		}
 		// os.Remove unlinks a file or a link, removes an empty directory,
 		// and fails on a directory that is not empty.
 		if err := os.Remove(name); err != nil {
 			if isNotFound(err) {
-				continue
+				return
 			}
 			if fi, lerr := os.Lstat(name); isNotFound(lerr) || lerr == nil && fi.IsDir() {
-				continue // gone meanwhile, or a directory: no file there
+				return // gone meanwhile, or a directory: no file there
 			}
 			errs[i] = pathError(p, err)
-			continue
+			return
 		}
-		emptied[path.Dir(p)] = true
-	}
-	// prune goes up while directories are empty, so the order of the
-	// parents does not matter.
-	for dir := range emptied {
-		d.prune(dir)
-	}
+		// prune goes up while directories are empty; two prunes meeting
+		// in a parent leave it to whichever finds it empty.
+		d.prune(path.Dir(p))
+	})
 	return errs
+}
+
+// each calls fn(0..n-1), deleteWorkers calls at a time.
+func each(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(deleteWorkers, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }

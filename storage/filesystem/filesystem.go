@@ -78,6 +78,9 @@ type Driver struct {
 	root   string // the root directory, absolute and clean
 	prefix string // root without a trailing separator ("" for "/"), to which a path is appended
 	tmp    string // the temporary directory
+	// reads bounds the lstat calls that walks make ahead of their
+	// callers, over all walks at once.
+	reads chan struct{}
 }
 
 var _ storage.Driver = (*Driver)(nil)
@@ -94,7 +97,7 @@ func New(root string) (*Driver, error) {
 		return nil, fmt.Errorf("filesystem: %w", err)
 	}
 	prefix := strings.TrimSuffix(abs, string(filepath.Separator))
-	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir}
+	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir, reads: make(chan struct{}, readAheadLimit)}
 	if err := d.removeStaleTemps(time.Now().Add(-staleTempAge)); err != nil {
 		return nil, err
 	}
@@ -289,8 +292,25 @@ func (d *Driver) Walk(ctx context.Context, p string, fn storage.WalkFunc) error 
 	if err != nil {
 		return pathError(p, err)
 	}
-	w := walker{ctx: ctx, fn: fn, start: name, ancestors: []fs.FileInfo{nil}}
+	w := walker{ctx: ctx, fn: fn, start: name, ancestors: []fs.FileInfo{nil}, reads: d.reads}
 	return w.walk(p, name, entries)
+}
+
+// Walk describes entries ahead of its caller: while fn looks at one entry
+// of a directory, the next walkAhead entries are described (an lstat
+// each), at most readAheadLimit such calls at a time over all walks of a
+// driver. On a cold cache each waits for the disk, which serves many at
+// once far faster than one after the other, and a directory fn skips is
+// never read; fn still sees the entries one at a time, in order.
+const (
+	walkAhead      = 16
+	readAheadLimit = 64
+)
+
+// described is an entry as Walk described it ahead.
+type described struct {
+	fi  fs.FileInfo // nil when the entry is gone
+	err error       // describing it failed
 }
 
 // walker holds the state of one Walk.
@@ -302,24 +322,49 @@ type walker struct {
 	// one being read, to find link loops. The first is nil until a link to
 	// a directory is met.
 	ancestors []fs.FileInfo
+	reads     chan struct{} // the driver's bound on reads ahead
+}
+
+// describe starts describing entry e and returns where the result will be.
+func (w *walker) describe(e fs.DirEntry) <-chan described {
+	out := make(chan described, 1)
+	go func() {
+		if w.reads != nil {
+			w.reads <- struct{}{}
+			defer func() { <-w.reads }()
+		}
+		fi, err := e.Info()
+		if isNotFound(err) {
+			fi, err = nil, nil
+		}
+		out <- described{fi, err}
+	}()
+	return out
 }
 
 // walk calls fn for entries, the contents of directory name (storage path
 // p), and descends into the directories among them.
 func (w *walker) walk(p, name string, entries []fs.DirEntry) error {
-	for _, e := range entries {
+	ahead := make([]<-chan described, len(entries))
+	for i := range min(walkAhead, len(entries)) {
+		ahead[i] = w.describe(entries[i])
+	}
+	for i, e := range entries {
+		if j := i + walkAhead; j < len(entries) {
+			ahead[j] = w.describe(entries[j])
+		}
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		fi, err := e.Info()
-		if isNotFound(err) {
+		r := <-ahead[i]
+		if r.err != nil {
+			return fmt.Errorf("filesystem: %w", r.err)
+		}
+		if r.fi == nil {
 			continue // removed since the directory was read
 		}
-		if err != nil {
-			return fmt.Errorf("filesystem: %w", err)
-		}
-		info := fileInfo(join(p, e.Name()), fi)
-		err = w.fn(info)
+		info := fileInfo(join(p, e.Name()), r.fi)
+		err := w.fn(info)
 		if errors.Is(err, storage.SkipDir) {
 			if info.IsDir {
 				continue
@@ -332,7 +377,7 @@ func (w *walker) walk(p, name string, entries []fs.DirEntry) error {
 		if !info.IsDir {
 			continue
 		}
-		if _, ok := e.(linkEntry); ok && w.isAncestor(fi) {
+		if _, ok := e.(linkEntry); ok && w.isAncestor(r.fi) {
 			continue // a link loop: its contents are being walked already
 		}
 		childName := filepath.Join(name, e.Name())
@@ -343,7 +388,7 @@ func (w *walker) walk(p, name string, entries []fs.DirEntry) error {
 		if err != nil {
 			return fmt.Errorf("filesystem: %w", err)
 		}
-		w.ancestors = append(w.ancestors, fi)
+		w.ancestors = append(w.ancestors, r.fi)
 		err = w.walk(info.Path, childName, children)
 		w.ancestors = w.ancestors[:len(w.ancestors)-1]
 		if err != nil {

@@ -37,7 +37,7 @@ func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (int
 
 // BlobSize returns the size of blob d if it is part of repo, for a read
 // (GET): unlike StatBlob it neither checks garbage collection's doom
-// markers nor leases, since a pull relies on nothing beyond its own read. A
+// lists nor leases, since a pull relies on nothing beyond its own read. A
 // blob being collected is one no kept manifest references, or one a push's
 // lease is keeping: either way reading it is harmless.
 func (s *Store) BlobSize(ctx context.Context, repo string, d digest.Digest) (int64, error) {

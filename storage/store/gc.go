@@ -24,28 +24,31 @@ import (
 //
 //   - A lease is a small object under _berth/gc/leases naming (repository,
 //     digest) pairs a client relies on. The store writes one BEFORE it checks
-//     for doom markers whenever it relies on something that already exists:
+//     for doom lists whenever it relies on something that already exists:
 //     PutManifest (its references, its children and its own body),
 //     FinishUpload (identical bytes already stored, and the layer link),
 //     MountBlob (the target link and the bytes). StatBlob (a HEAD) writes
 //     one after the check for an old blob, at most once a minute per blob
 //     and process, so that the manifest a client pushes after a HEAD finds
 //     the blob kept.
-//   - A doom marker is an object under _berth/gc/doomed at the path of what
-//     the collector is about to delete. The collector writes it BEFORE it
-//     reads the leases, and deletes only what no lease names.
-//   - A store that finds a fresh marker on something it relies on waits
-//     until the collector has decided (the marker goes) and looks again;
-//     HEAD and mount do not wait, they answer "unknown" at once (the client
-//     uploads instead). A marker older than DoomTTL is void: the collector
-//     never deletes later than DoomTTL/4 after writing it.
+//   - A doom list is one object under _berth/gc/doomed per collector round
+//     naming, one per line, the paths of what the round is about to delete
+//     (a path is "doomed" while a valid list names it). The collector writes
+//     it BEFORE it reads the leases, and deletes only what no lease names.
+//     Lists are never rewritten (each round has a name of its own), so a
+//     store reads each once and keeps it while it is listed.
+//   - A store that finds a path it relies on doomed waits until the
+//     collector has decided (the list goes, or the path does) and looks
+//     again; HEAD and mount do not wait, they answer "unknown" at once (the
+//     client uploads instead). A list older than DoomTTL is void: the
+//     collector never deletes later than DoomTTL/4 after writing it.
 //
 // Each side writes its flag before reading the other's, on storage with
 // read-after-write consistency (a filesystem; S3 since 2020), so at least
 // one sees the other: either the collector sees the lease and spares the
-// item, or the store sees the marker and waits for the delete.
+// item, or the store sees the list and waits for the delete.
 
-// DoomTTL is how long a doom marker stays valid by its modification time.
+// DoomTTL is how long a doom list stays valid by its modification time.
 // The collector stops deleting an item DoomTTL/4 after it marked it, which
 // leaves three quarters for clock skew between hosts and storage.
 const DoomTTL = time.Minute
@@ -59,11 +62,6 @@ func gcRoot() string     { return rootPath + "/_berth/gc" }
 func leasesPath() string { return gcRoot() + "/leases" }
 func doomedRoot() string { return gcRoot() + "/doomed" }
 func clockPath() string  { return gcRoot() + "/clock" }
-
-// markerDir is the directory of the doom markers of path p: one file per
-// collector run that marked it, so that one run removing its marker never
-// removes another's.
-func markerDir(p string) string { return doomedRoot() + strings.TrimPrefix(p, rootPath) }
 
 // ItemKind says what an Item is.
 type ItemKind int
@@ -90,8 +88,8 @@ type Item struct {
 	TagHistory []string
 }
 
-// path is the file whose presence makes the item exist; its doom markers
-// sit in markerDir(path).
+// path is the file whose presence makes the item exist, the one a doom
+// list names.
 func (it Item) path() string {
 	switch it.Kind {
 	case ItemManifest:
@@ -176,70 +174,139 @@ func (m *leaseMemo) due(l Lease, every time.Duration) bool {
 	return true
 }
 
-// doomed reports whether p carries a doom marker that is still valid.
-func (s *Store) doomed(ctx context.Context, p string) (bool, error) {
-	markers, err := s.driver.List(ctx, markerDir(p))
+// doomList is a doom list as a store read it.
+type doomList struct {
+	written time.Time       // its modification time: void DoomTTL later
+	paths   map[string]bool // what it names
+}
+
+// doomLists caches the doom lists a store has read, by object path. A list
+// is written once and removed, never changed, so a cached one is current
+// while the listing still shows it.
+type doomLists struct {
+	mu    sync.Mutex
+	lists map[string]doomList
+}
+
+// doomedPaths returns what the valid doom lists name now: one listing,
+// plus one read of each list not seen before.
+func (s *Store) doomedPaths(ctx context.Context) (map[string]bool, error) {
+	names, err := s.driver.List(ctx, doomedRoot())
 	if errors.Is(err, storage.ErrNotFound) {
-		return false, nil
+		names = nil
+	} else if err != nil {
+		return nil, err
 	}
+	c := &s.dooms
+	c.mu.Lock()
+	known := c.lists
+	c.mu.Unlock()
+	current := make(map[string]doomList, len(names))
+	var out map[string]bool
+	for _, name := range names {
+		l, ok := known[name]
+		if !ok {
+			l, ok, err = s.readDoomList(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		current[name] = l
+		if time.Since(l.written) >= DoomTTL {
+			continue
+		}
+		if out == nil {
+			out = map[string]bool{}
+		}
+		for p := range l.paths {
+			out[p] = true
+		}
+	}
+	c.mu.Lock()
+	c.lists = current
+	c.mu.Unlock()
+	return out, nil
+}
+
+// readDoomList reads the doom list at name; ok is false when it is gone or
+// is not a list (a directory).
+func (s *Store) readDoomList(ctx context.Context, name string) (l doomList, ok bool, err error) {
+	fi, err := s.driver.Stat(ctx, name)
+	if errors.Is(err, storage.ErrNotFound) || err == nil && fi.IsDir {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, err
+	}
+	b, err := storage.ReadAll(ctx, s.driver, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return l, false, nil // removed meanwhile: nothing is doomed by it
+	}
+	if err != nil {
+		return l, false, err
+	}
+	l = doomList{written: fi.ModTime, paths: map[string]bool{}}
+	for line := range strings.Lines(string(b)) {
+		if p := strings.TrimSpace(line); p != "" {
+			l.paths[p] = true
+		}
+	}
+	return l, true, nil
+}
+
+// anyDoomed reports whether a valid doom list names any of paths.
+func (s *Store) anyDoomed(ctx context.Context, paths ...string) (bool, error) {
+	doomed, err := s.doomedPaths(ctx)
 	if err != nil {
 		return false, err
 	}
-	for _, m := range markers {
-		fi, err := s.driver.Stat(ctx, m)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue // removed meanwhile
-		}
-		if err != nil {
-			return false, err
-		}
-		if !fi.IsDir && time.Since(fi.ModTime) < DoomTTL {
+	for _, p := range paths {
+		if doomed[p] {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// anyDoomed reports whether any of paths carries a valid doom marker.
-func (s *Store) anyDoomed(ctx context.Context, paths ...string) (bool, error) {
-	for _, p := range paths {
-		if ok, err := s.doomed(ctx, p); ok || err != nil {
-			return ok, err
-		}
-	}
-	return false, nil
-}
-
-// settle waits until none of paths carries a valid doom marker: the
-// collector that marked them has deleted them or spared them. The caller
-// then looks at what is there. It must have written its lease first. A
-// marked path that holds nothing is settled: the collector deletes a path
-// last of all it does for an item, so only the marker removal is left.
+// settle waits until no valid doom list names any of paths: the collector
+// that doomed them has deleted them or spared them. The caller then looks
+// at what is there. It must have written its lease first. A doomed path
+// that holds nothing is settled: the collector deletes a path last of all
+// it does for an item, so only the list's removal is left.
 func (s *Store) settle(ctx context.Context, paths ...string) error {
 	wait := 10 * time.Millisecond
-	for _, p := range paths {
-		for {
-			ok, err := s.doomed(ctx, p)
-			if err == nil && ok {
-				var have bool
-				have, err = s.exists(ctx, p)
-				ok = have
+	for {
+		doomed, err := s.doomedPaths(ctx)
+		if err != nil {
+			return err
+		}
+		var pending []string
+		for _, p := range paths {
+			if !doomed[p] {
+				continue
 			}
+			have, err := s.exists(ctx, p)
 			if err != nil {
 				return err
 			}
-			if !ok {
-				break
+			if have {
+				pending = append(pending, p)
 			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, 500*time.Millisecond)
 		}
+		if len(pending) == 0 {
+			return nil
+		}
+		paths = pending
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
 	}
-	return nil
 }
 
 // parallel runs fn(0..n-1) with at most limit at a time and returns the
@@ -276,33 +343,36 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return fi.ModTime, nil
 }
 
-// Doom writes the doom markers of items for the collector run runID (a
-// name of letters and digits unique to the run), so that from now on the
-// store treats them as about to go (see the top of this file).
-func (s *Store) Doom(ctx context.Context, runID string, items []Item) error {
-	return parallel(ctx, len(items), 16, func(ctx context.Context, i int) error {
-		// Another collector may be removing the same marker: an S3 server
-		// can refuse the write while its delete is in flight (versitygw's
-		// posix backend answers 409). The write is idempotent: retry.
-		var err error
-		for attempt := range 4 {
-			if err = storage.WriteAll(ctx, s.driver, markerDir(items[i].path())+"/"+runID, nil); err == nil || ctx.Err() != nil {
-				return err
-			}
-			time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+// Doom writes the doom list id (letters, digits and dashes, unique to one
+// collector round) naming items, so that from now on the store treats
+// them as about to go (see the top of this file).
+func (s *Store) Doom(ctx context.Context, id string, items []Item) error {
+	var b strings.Builder
+	for _, it := range items {
+		b.WriteString(it.path())
+		b.WriteByte('\n')
+	}
+	// Another collector may be removing an old list: an S3 server can
+	// refuse a write under a prefix while a delete is in flight
+	// (versitygw's posix backend answers 409). The write is idempotent.
+	var err error
+	for attempt := range 4 {
+		if err = storage.WriteAll(ctx, s.driver, doomedRoot()+"/"+id, []byte(b.String())); err == nil || ctx.Err() != nil {
+			return err
 		}
-		return err
-	})
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+	return err
 }
 
-// Undoom removes run runID's doom markers of items (after deleting or
-// sparing them); other runs' markers stay.
-func (s *Store) Undoom(ctx context.Context, runID string, items []Item) error {
-	paths := make([]string, len(items))
-	for i, it := range items {
-		paths[i] = markerDir(it.path()) + "/" + runID
+// Undoom removes the doom list id (after its round deleted or spared its
+// items); other lists stay.
+func (s *Store) Undoom(ctx context.Context, id string) error {
+	err := s.driver.Delete(ctx, doomedRoot()+"/"+id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
 	}
-	return errors.Join(s.deleteFiles(ctx, paths)...)
+	return err
 }
 
 // Leases returns what the leases written at or after since name.
@@ -386,7 +456,7 @@ func (s *Store) deleteFiles(ctx context.Context, paths []string) []error {
 }
 
 // CleanUpGC removes the leases written before leaseCutoff and the doom
-// markers that are no longer valid (left by a collector that was killed).
+// lists that are no longer valid (left by a collector that was killed).
 // It returns how many it removed.
 func (s *Store) CleanUpGC(ctx context.Context, leaseCutoff time.Time) (int, error) {
 	var paths []string
@@ -440,38 +510,87 @@ type TagInfo struct {
 	History []digest.Digest
 }
 
+// walkWorkers is how many directory walks WalkBlobs has in flight: on a
+// cold filesystem each waits for the disk, on S3 for a round trip, and
+// both serve many at once far faster than one after the other.
+const walkWorkers = 32
+
 // WalkBlobs calls fn for each blob in the shared blob store, in digest
-// order. Entries that are not blobs are skipped.
+// order. Entries that are not blobs are skipped. It walks the blob store's
+// fan-out directories (blobs/<alg>/<hex[0:2]>) several at a time.
 func (s *Store) WalkBlobs(ctx context.Context, fn func(BlobInfo) error) error {
 	root := blobsPath()
-	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
-		if fi.IsDir {
-			return nil
-		}
-		rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
-		// <alg>/<hex[0:2]>/<hex>/data
-		if len(rel) != 4 || rel[3] != "data" {
-			return nil
-		}
-		d := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[2])
-		if d.Validate() != nil || rel[1] != rel[2][:2] {
-			return nil
-		}
-		return fn(BlobInfo{Digest: d, Size: fi.Size, ModTime: fi.ModTime})
-	})
+	algs, err := s.driver.List(ctx, root)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	var dirs []string
+	for _, alg := range algs {
+		fans, err := s.driver.List(ctx, alg)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // a file, or gone meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, fans...)
+	}
+	found := make([][]BlobInfo, len(dirs))
+	err = parallel(ctx, len(dirs), walkWorkers, func(ctx context.Context, i int) error {
+		err := s.driver.Walk(ctx, dirs[i], func(fi storage.FileInfo) error {
+			if fi.IsDir {
+				return nil
+			}
+			rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
+			// <alg>/<hex[0:2]>/<hex>/data
+			if len(rel) != 4 || rel[3] != "data" {
+				return nil
+			}
+			d := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[2])
+			if d.Validate() != nil || rel[1] != rel[2][:2] {
+				return nil
+			}
+			found[i] = append(found[i], BlobInfo{Digest: d, Size: fi.Size, ModTime: fi.ModTime})
+			return nil
+		})
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil // a file, or gone meanwhile
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, bs := range found {
+		for _, b := range bs {
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // RepositoryDirs returns every repository that holds anything: manifests,
 // layer links or uploads (Repositories lists only those with manifests, as
 // the catalog does), in lexical order.
 func (s *Store) RepositoryDirs(ctx context.Context) ([]string, error) {
+	repos := []string{}
+	err := s.WalkRepositoryDirs(ctx, func(repo string) error {
+		repos = append(repos, repo)
+		return nil
+	})
+	return repos, err
+}
+
+// WalkRepositoryDirs calls fn with each repository RepositoryDirs returns,
+// in the same order, as the walk finds it.
+func (s *Store) WalkRepositoryDirs(ctx context.Context, fn func(repo string) error) error {
 	root := repositoriesPath()
 	seen := map[string]bool{}
-	var repos []string
 	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
 		if !fi.IsDir {
 			return nil
@@ -480,16 +599,20 @@ func (s *Store) RepositoryDirs(ctx context.Context) ([]string, error) {
 		if !strings.HasPrefix(name, "_") {
 			return nil
 		}
-		if repo := strings.TrimPrefix(path.Dir(fi.Path), root+"/"); !seen[repo] && path.Dir(fi.Path) != root {
-			seen[repo] = true
-			repos = append(repos, repo)
+		if dir := path.Dir(fi.Path); dir != root {
+			if repo := strings.TrimPrefix(dir, root+"/"); !seen[repo] {
+				seen[repo] = true
+				if err := fn(repo); err != nil {
+					return err
+				}
+			}
 		}
 		return storage.SkipDir
 	})
 	if errors.Is(err, storage.ErrNotFound) {
-		return []string{}, nil
+		return nil
 	}
-	return repos, err
+	return err
 }
 
 // ManifestRevisions returns the manifests that are part of repo (its
@@ -512,10 +635,13 @@ func (s *Store) TagInfos(ctx context.Context, repo string) ([]TagInfo, error) {
 	byTag := map[string]*TagInfo{}
 	var order []string
 	err := s.driver.Walk(ctx, root, func(fi storage.FileInfo) error {
-		if fi.IsDir || path.Base(fi.Path) != "link" {
+		rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
+		// A history entry's directory stands for its link (the digest is
+		// all that is needed): it is not read.
+		history := fi.IsDir && len(rel) == 4 && rel[1] == "index"
+		if !history && (fi.IsDir || path.Base(fi.Path) != "link") {
 			return nil
 		}
-		rel := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
 		t := byTag[rel[0]]
 		if t == nil {
 			t = &TagInfo{Tag: rel[0]}
@@ -533,11 +659,12 @@ func (s *Store) TagInfos(ctx context.Context, repo string) ([]TagInfo, error) {
 				return nil
 			}
 			t.Digest, t.ModTime = d, fi.ModTime
-		case len(rel) == 5 && rel[1] == "index":
+		case history:
 			d := digest.NewDigestFromEncoded(digest.Algorithm(rel[2]), rel[3])
 			if d.Validate() == nil {
 				t.History = append(t.History, d)
 			}
+			return storage.SkipDir
 		}
 		return nil
 	})
@@ -577,22 +704,27 @@ func (s *Store) DeleteTagIf(ctx context.Context, repo, tag string, d digest.Dige
 	return err == nil, err
 }
 
-// links collects the <alg>/<hex>/link files under dir.
+// links collects the <alg>/<hex>/link files under dir. Where the backend
+// records directory times (a filesystem), a link's directory stands for it
+// and is not read: its time is when the link was last written into it,
+// which is at or after the link's own. A directory left without its link
+// by a crash then counts as a link, which only keeps or deletes nothing.
 func (s *Store) links(ctx context.Context, dir string) ([]LinkInfo, error) {
 	out := []LinkInfo{}
 	err := s.driver.Walk(ctx, dir, func(fi storage.FileInfo) error {
-		if fi.IsDir {
-			return nil
-		}
 		rel := strings.Split(strings.TrimPrefix(fi.Path, dir+"/"), "/")
-		if len(rel) != 3 || rel[2] != "link" {
+		switch {
+		case fi.IsDir && len(rel) == 2 && !fi.ModTime.IsZero():
+		case !fi.IsDir && len(rel) == 3 && rel[2] == "link":
+		default:
 			return nil
 		}
-		d := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[1])
-		if d.Validate() != nil {
-			return nil
+		if d := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[1]); d.Validate() == nil {
+			out = append(out, LinkInfo{Digest: d, ModTime: fi.ModTime})
 		}
-		out = append(out, LinkInfo{Digest: d, ModTime: fi.ModTime})
+		if fi.IsDir {
+			return storage.SkipDir
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {

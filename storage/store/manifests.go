@@ -147,38 +147,39 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 	if err != nil {
 		return err
 	}
-	n := len(blobs) + len(m.Manifests)
-	err = parallel(ctx, n+1, 8, func(ctx context.Context, i int) error {
-		var link string
-		var ref digest.Digest
-		var what string
-		switch {
-		case i < len(blobs):
-			ref, what = blobs[i].Digest, blobs[i].MediaType
-			link = layerLinkPath(repo, ref)
-		case i < n:
-			c := m.Manifests[i-len(blobs)]
-			ref, what = c.Digest, "child manifest "+c.MediaType
-			link = revisionLinkPath(repo, ref)
-		default:
-			// Its own body and revision, if stored before: a collector
-			// deleting them must finish before they are written again.
-			return s.settle(ctx, blobDataPath(d), revisionLinkPath(repo, d))
-		}
-		if err := s.settle(ctx, link, blobDataPath(ref)); err != nil {
-			return err
-		}
-		for _, p := range []string{link, blobDataPath(ref)} {
-			ok, err := s.exists(ctx, p)
-			if err != nil {
-				return err
+	// Its own body and revision too, if stored before: a collector
+	// deleting them must finish before they are written again.
+	type ref struct {
+		d          digest.Digest
+		link, what string
+	}
+	refs := make([]ref, 0, len(blobs)+len(m.Manifests))
+	for _, b := range blobs {
+		refs = append(refs, ref{b.Digest, layerLinkPath(repo, b.Digest), b.MediaType})
+	}
+	for _, c := range m.Manifests {
+		refs = append(refs, ref{c.Digest, revisionLinkPath(repo, c.Digest), "child manifest " + c.MediaType})
+	}
+	settled := []string{blobDataPath(d), revisionLinkPath(repo, d)}
+	for _, r := range refs {
+		settled = append(settled, r.link, blobDataPath(r.d))
+	}
+	err = s.settle(ctx, settled...)
+	if err == nil && len(refs) > 0 {
+		err = parallel(ctx, len(refs), 8, func(ctx context.Context, i int) error {
+			r := refs[i]
+			for _, p := range []string{r.link, blobDataPath(r.d)} {
+				ok, err := s.exists(ctx, p)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, r.d, r.what)
+				}
 			}
-			if !ok {
-				return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, ref, what)
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		s.dropLease(ctx, lease)
 	}

@@ -44,6 +44,7 @@ type Store struct {
 	// leaseAfter is Options.LeaseAfter; leaseMemo rate-limits HEAD leases.
 	leaseAfter time.Duration
 	leaseMemo  leaseMemo
+	dooms      doomLists // the doom lists read so far
 }
 
 // New returns a Store over d.
