@@ -2,6 +2,7 @@ package filesystem
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path"
 	"sync"
@@ -24,7 +25,13 @@ const deleteWorkers = 32
 // left alone (an empty one may be removed: it is no content).
 func (d *Driver) DeleteFiles(ctx context.Context, paths []string) []error {
 	errs := make([]error, len(paths))
-	each(len(paths), func(i int) {
+	// Paths in a row usually share a directory, and every unlink and
+	// rmdir in one directory takes its lock: in their given order the
+	// workers would wait on each other. A random order spreads them over
+	// the directories (a collection took two thirds of the time).
+	order := rand.Perm(len(paths))
+	each(len(paths), func(k int) {
+		i := order[k]
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
 			return

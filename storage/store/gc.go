@@ -101,6 +101,15 @@ func (it Item) path() string {
 	}
 }
 
+// group is the kind the item is deleted as: any kind but a manifest or a
+// layer link is a blob, as path says.
+func (it Item) group() ItemKind {
+	if it.Kind == ItemManifest || it.Kind == ItemLayerLink {
+		return it.Kind
+	}
+	return ItemBlob
+}
+
 // files are the paths deleting the item removes.
 func (it Item) files() []string {
 	out := []string{it.path()}
@@ -414,32 +423,38 @@ func (s *Store) Leases(ctx context.Context, since time.Time) ([]Lease, error) {
 	return out, err
 }
 
-// DeleteItems deletes the files of items, all of one kind is best (the
-// collector orders manifests, then layer links, then blobs). It returns,
-// for each item, nil or why it could not be deleted; an item already gone
-// counts as deleted.
+// DeleteItems deletes the files of items: those of the manifests first,
+// then the layer links, then the blobs, each kind done before the next
+// starts, so that a run killed in between never leaves a revision whose
+// bytes are gone. It returns, for each item, nil or why it could not be
+// deleted; an item already gone counts as deleted.
 func (s *Store) DeleteItems(ctx context.Context, items []Item) []error {
-	// An item's own path goes last, after its other files (see settle).
 	out := make([]error, len(items))
-	for _, primary := range []bool{false, true} {
-		var paths []string
-		var owner []int
-		for i, it := range items {
-			if primary {
-				if out[i] == nil {
+	for _, kind := range []ItemKind{ItemManifest, ItemLayerLink, ItemBlob} {
+		// An item's own path goes last, after its other files (see settle).
+		for _, primary := range []bool{false, true} {
+			var paths []string
+			var owner []int
+			for i, it := range items {
+				switch {
+				case it.group() != kind:
+				case primary && out[i] == nil:
 					paths = append(paths, it.path())
 					owner = append(owner, i)
+				case !primary:
+					for _, p := range it.files()[1:] {
+						paths = append(paths, p)
+						owner = append(owner, i)
+					}
 				}
+			}
+			if len(paths) == 0 {
 				continue
 			}
-			for _, p := range it.files()[1:] {
-				paths = append(paths, p)
-				owner = append(owner, i)
-			}
-		}
-		for j, err := range s.deleteFiles(ctx, paths) {
-			if err != nil && out[owner[j]] == nil {
-				out[owner[j]] = err
+			for j, err := range s.deleteFiles(ctx, paths) {
+				if err != nil && out[owner[j]] == nil {
+					out[owner[j]] = err
+				}
 			}
 		}
 	}
