@@ -29,6 +29,10 @@ type Cgroup interface {
 	Destroy() error
 	// Paths are the group's directories (for messages and tests).
 	Paths() []string
+	// DeviceRules reports whether the group enforces the device rules
+	// (LinuxResources.Devices) it was made with: only cgroup v1's devices
+	// controller does here (v2 needs an eBPF program, not loaded).
+	DeviceRules() bool
 }
 
 // cgroupRoot is where the cgroup filesystems are mounted.
@@ -62,6 +66,7 @@ type limits struct {
 	memory, memSwap  int64 // bytes; 0: unlimited; memSwap -1: unlimited swap
 	cpuQuota, cpuPer int64 // microseconds; quota 0: unlimited
 	pids             int64 // 0: unlimited
+	devices          []specs.LinuxDeviceCgroup
 }
 
 func limitsOf(r *specs.LinuxResources) limits {
@@ -85,6 +90,7 @@ func limitsOf(r *specs.LinuxResources) limits {
 	if r.Pids != nil && r.Pids.Limit != nil && *r.Pids.Limit > 0 {
 		l.pids = *r.Pids.Limit
 	}
+	l.devices = r.Devices
 	return l
 }
 
@@ -235,14 +241,17 @@ func (c *cgroupV2) Destroy() error { return removeDir(c.dir) }
 
 func (c *cgroupV2) Paths() []string { return []string{c.dir} }
 
+func (c *cgroupV2) DeviceRules() bool { return false }
+
 // ---- v1
 
 // v1Controllers are the v1 hierarchies a container joins (cpuset is left
 // out: a new cpuset group is empty until cpus and mems are copied in).
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio"}
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices"}
 
 type cgroupV1 struct {
-	dirs map[string]string // controller -> directory (one per hierarchy)
+	dirs    map[string]string // controller -> directory (one per hierarchy)
+	devices bool              // device rules written
 }
 
 // v1Mounts maps each mounted v1 controller to its mount point and the
@@ -354,8 +363,43 @@ func (c *cgroupV1) apply(l limits) error {
 			return err
 		}
 	}
+	if d, ok := c.dirs["devices"]; ok && len(l.devices) > 0 {
+		// In order: the first rule is usually "deny everything", which
+		// the kernel takes only while the group has no children.
+		for _, r := range l.devices {
+			file := "devices.deny"
+			if r.Allow {
+				file = "devices.allow"
+			}
+			if err := writeFile(d, file, deviceRule(r)); err != nil {
+				return err
+			}
+		}
+		c.devices = true
+	}
 	return nil
 }
+
+// deviceRule is r as the v1 devices controller reads it:
+// "TYPE MAJOR:MINOR ACCESS", with a for all types and * for any number.
+func deviceRule(r specs.LinuxDeviceCgroup) string {
+	typ, major, minor, access := r.Type, "*", "*", r.Access
+	if typ == "" {
+		typ = "a"
+	}
+	if r.Major != nil && *r.Major >= 0 {
+		major = strconv.FormatInt(*r.Major, 10)
+	}
+	if r.Minor != nil && *r.Minor >= 0 {
+		minor = strconv.FormatInt(*r.Minor, 10)
+	}
+	if access == "" {
+		access = "rwm"
+	}
+	return fmt.Sprintf("%s %s:%s %s", typ, major, minor, access)
+}
+
+func (c *cgroupV1) DeviceRules() bool { return c.devices }
 
 func (c *cgroupV1) Add(pid int) error {
 	done := map[string]bool{}

@@ -42,6 +42,13 @@
 // processes cannot hand controllers to children. An absolute path is taken
 // from the hierarchy root on both.
 //
+// Device rules (LinuxResources.Devices: Docker's deny everything, then
+// mknod of any node and use of the default devices, the console and the
+// terminals) are written to the v1 devices controller. Where they cannot be
+// enforced (cgroup v2, which needs an eBPF program this runtime does not
+// load, or no cgroup at all), the container gets no CAP_MKNOD and its bind
+// mounts are nodev instead, so that it cannot reach a host device either.
+//
 // # State layout
 //
 //	<state>/containers/<id>/

@@ -80,6 +80,9 @@ func Start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (*Proc
 		}
 		cg = nil // no limits asked for: run without a cgroup where none can be made
 	}
+	if res != nil && len(res.Devices) > 0 && (cg == nil || !cg.DeviceRules()) {
+		spec = withoutDevices(spec)
+	}
 	if userns {
 		// The namespace's root may not create anything in a rootfs that
 		// host root owns: make the mount points and cwd from here.
@@ -147,6 +150,37 @@ func checkSpec(spec *specs.Spec) (flags uintptr, userns, cgroupns bool, err erro
 		return 0, false, false, fmt.Errorf("%w: a user namespace needs uid and gid mappings", ErrInvalidSpec)
 	}
 	return flags, userns, cgroupns, nil
+}
+
+// withoutDevices returns a copy of spec whose container can reach no
+// device beyond those the init creates, for when its device rules cannot
+// be enforced (cgroup v2, or no cgroup): without CAP_MKNOD it cannot make
+// a node, and its bind mounts are nodev, so that a host's device nodes
+// bound in cannot be opened. The rules would have allowed a little more
+// (opening the default devices' numbers through nodes of its own).
+func withoutDevices(spec *specs.Spec) *specs.Spec {
+	out := *spec
+	if spec.Process != nil && spec.Process.Capabilities != nil {
+		proc := *spec.Process
+		caps := *proc.Capabilities
+		drop := func(set []string) []string {
+			return slices.DeleteFunc(slices.Clone(set), func(c string) bool { return c == "CAP_MKNOD" })
+		}
+		caps.Bounding, caps.Effective, caps.Permitted = drop(caps.Bounding), drop(caps.Effective), drop(caps.Permitted)
+		caps.Inheritable, caps.Ambient = drop(caps.Inheritable), drop(caps.Ambient)
+		proc.Capabilities = &caps
+		out.Process = &proc
+	}
+	out.Mounts = make([]specs.Mount, len(spec.Mounts))
+	for i, m := range spec.Mounts {
+		if m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind") {
+			if !slices.Contains(m.Options, "nodev") {
+				m.Options = append(slices.Clone(m.Options), "nodev")
+			}
+		}
+		out.Mounts[i] = m
+	}
+	return &out
 }
 
 func hasLimits(r *specs.LinuxResources) bool {
