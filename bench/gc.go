@@ -547,7 +547,7 @@ func runGC(ctx context.Context, berthBin, drBin, dir string, reps int) error {
 	}
 	fmt.Println("\nEach run starts from a fresh cp -a of one generated root with the page, dentry and inode")
 	fmt.Println("caches dropped. Berth also deletes the layer links of the deleted images (Distribution 2.8")
-	fmt.Println("leaves them) and works under its online-gc interlock (doom markers written, leases read).")
+	fmt.Println("leaves them) and works under its online-gc interlock (doom lists written, leases read).")
 	return nil
 }
 
