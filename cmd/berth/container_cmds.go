@@ -45,7 +45,7 @@ func (a *app) newCreateCmd() *cobra.Command {
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			c, err := a.createContainer(ctx, args[0], args[1:], o)
+			c, _, _, err := a.createContainer(ctx, args[0], args[1:], o, false)
 			if err != nil {
 				return err
 			}
@@ -99,7 +99,7 @@ func (a *app) newStartCmd() *cobra.Command {
 					if interactive {
 						stdio.In = os.Stdin
 					}
-					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil))
+					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil, false))
 				}
 				if c.Held() {
 					fmt.Fprintln(a.stdout, c.ID) // already running
@@ -205,7 +205,7 @@ func (a *app) newSuperviseCmd() *cobra.Command {
 				started(err)
 				return err
 			}
-			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started)
+			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started, false)
 			return err
 		})
 	cmd.Hidden = true

@@ -77,19 +77,26 @@ func (a *app) resolveImage(ctx context.Context, images *image.Store, ref string,
 	return a.pullImage(ctx, images, ref, image.PullOptions{Platform: platform, Insecure: o.insecure, Progress: progressTo(a.stderr)})
 }
 
-// createContainer makes a container of ref with its config.json: the
-// rootfs is mounted only while the spec is generated (it reads the image's
-// /etc/passwd).
-func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions) (*container.Container, error) {
+// createContainer makes a container of ref with its config.json. The
+// rootfs is mounted while the spec is generated (it reads the image's
+// /etc/passwd); with keepMounted it stays mounted for a run in this process
+// (mounted says so), else it is unmounted. It returns the image store it
+// opened, for that run.
+func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (c *container.Container, images *image.Store, mounted bool, err error) {
+	c, images, mounted, err = a.newContainer(ctx, ref, args, o, keepMounted)
+	return c, images, mounted && keepMounted, err
+}
+
+func (a *app) newContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, bool, error) {
 	mem, err := parseBytes(o.memory)
 	if err != nil {
-		return nil, usageError(fmt.Errorf("--memory: %w", err))
+		return nil, nil, false, usageError(fmt.Errorf("--memory: %w", err))
 	}
 	var mounts []spec.Mount
 	for _, v := range o.volumes {
 		m, err := spec.ParseMount(v)
 		if err != nil {
-			return nil, usageError(err)
+			return nil, nil, false, usageError(err)
 		}
 		mounts = append(mounts, m)
 	}
@@ -104,20 +111,20 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	}
 	images, containers, err := a.openStores(&o.imageFlags)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	img, err := a.resolveImage(ctx, images, ref, o)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	c, err := containers.New(container.State{Image: ref, ImageID: img.ID.String(), AutoRemove: o.rm})
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	fail := func(err error) (*container.Container, error) {
+	fail := func(err error) (*container.Container, *image.Store, bool, error) {
 		c.Unmount()
 		c.Remove()
-		return nil, err
+		return nil, nil, false, err
 	}
 	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs())
 	if err != nil {
@@ -130,7 +137,7 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		}
 		return fail(err)
 	}
-	if mounted {
+	if mounted && !keepMounted {
 		if err := c.Unmount(); err != nil {
 			return fail(err)
 		}
@@ -147,18 +154,19 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	if err := c.SaveState(st); err != nil {
 		return fail(err)
 	}
-	return c, nil
+	return c, images, mounted, nil
 }
 
 // runHeld runs the container c to its end while holding it: mounts its
-// rootfs, records the running state, runs, records the exit and unmounts;
-// with AutoRemove it then removes the container. started is called once
-// the process runs (or with the error when it did not start).
-func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error)) (int, error) {
+// rootfs (unless mounted: this process has it mounted already), records the
+// running state, runs, records the exit and unmounts; with AutoRemove it
+// then removes the container. started is called once the process runs (or
+// with the error when it did not start).
+func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), mounted bool) (int, error) {
 	if started == nil {
 		started = func(error) {}
 	}
-	code, err := runHeldInner(ctx, images, c, stdio, started)
+	code, err := runHeldInner(ctx, images, c, stdio, started, mounted)
 	st, serr := c.State()
 	if serr == nil && st.AutoRemove {
 		if rerr := c.Remove(); rerr != nil && err == nil {
@@ -168,7 +176,7 @@ func runHeld(ctx context.Context, images *image.Store, c *container.Container, s
 	return code, err
 }
 
-func runHeldInner(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error)) (int, error) {
+func runHeldInner(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), mounted bool) (int, error) {
 	release, err := c.Hold()
 	if err != nil {
 		started(err)
@@ -185,7 +193,10 @@ func runHeldInner(ctx context.Context, images *image.Store, c *container.Contain
 		started(err)
 		return 125, err
 	}
-	if !st.Flattened {
+	if !st.Flattened && mounted {
+		defer c.Unmount()
+	}
+	if !st.Flattened && !mounted {
 		img, err := images.Get(st.ImageID)
 		if err != nil {
 			started(err)

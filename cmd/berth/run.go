@@ -66,7 +66,9 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, err := a.createContainer(ctx, ref, args, o)
+	// A detached container runs in a supervisor process, which mounts
+	// the rootfs itself; here it stays mounted from the creation on.
+	c, images, mounted, err := a.createContainer(ctx, ref, args, o, !o.detach)
 	if err != nil {
 		return err
 	}
@@ -77,15 +79,11 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 		fmt.Fprintln(a.stdout, c.ID)
 		return nil
 	}
-	images, err := a.openImageStore(&o.imageFlags)
-	if err != nil {
-		return err
-	}
 	stdio := container.Stdio{Out: a.stdout, Err: a.stderr}
 	if o.interactive {
 		stdio.In = os.Stdin
 	}
-	return containerResult(runHeld(ctx, images, c, stdio, nil))
+	return containerResult(runHeld(ctx, images, c, stdio, nil, mounted))
 }
 
 // containerResult turns a container's run into berth's result: its exit

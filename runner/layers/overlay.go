@@ -44,6 +44,7 @@ func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target s
 		lowers = append(lowers, l.Dir)
 	}
 	if err := mountOverlay(lowers, upper, work, target); err != nil {
+		s.forgetOverlay()
 		return fmt.Errorf("layers: mounting %d layers at %s: %w", len(layers), target, err)
 	}
 	return nil
@@ -146,10 +147,65 @@ func mountOverlayLegacy(lowers []string, upper, work, target string) error {
 // store's layers: nil if so, or an error wrapping ErrOverlayUnsupported
 // that says why (use Flatten then). The first call probes with a real
 // mount of two small layers, a whiteout and an opaque directory in the
-// store's temporary area; the result is kept.
+// store's temporary area; the result is kept, and a success is also
+// recorded in the store for later processes on the same kernel and
+// filesystem (a failing Mount forgets it).
 func (s *Store) OverlaySupported() error {
-	s.overlayOnce.Do(func() { s.overlayErr = s.probeOverlay() })
+	s.overlayOnce.Do(func() {
+		key := s.overlayKey()
+		if key != "" {
+			if b, err := os.ReadFile(filepath.Join(s.root, overlayOKFile)); err == nil && string(b) == key {
+				return
+			}
+		}
+		s.overlayErr = s.probeOverlay()
+		if s.overlayErr == nil && key != "" {
+			// Best effort: without the record the next process probes.
+			_ = s.recordOverlay(key)
+		}
+	})
 	return s.overlayErr
+}
+
+// overlayOKFile records, in the store's root, the kernel and filesystem
+// on which the overlay probe passed.
+const overlayOKFile = "overlay-ok"
+
+// overlayKey names this kernel and the filesystem the store is on: a probe
+// that passed with the same key need not run again. "" when unknown.
+func (s *Store) overlayKey() string {
+	var uts unix.Utsname
+	var st unix.Stat_t
+	var fs unix.Statfs_t
+	if unix.Uname(&uts) != nil || unix.Stat(s.root, &st) != nil || unix.Statfs(s.root, &fs) != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s %s fs=%x dev=%d\n", unix.ByteSliceToString(uts.Release[:]),
+		unix.ByteSliceToString(uts.Version[:]), fs.Type, st.Dev)
+}
+
+// recordOverlay writes key as the record of a passed probe.
+func (s *Store) recordOverlay(key string) error {
+	f, err := os.CreateTemp(s.root, "."+overlayOKFile+"-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(key)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(s.root, overlayOKFile))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// forgetOverlay removes the record of a passed probe, after a mount failed.
+func (s *Store) forgetOverlay() {
+	os.Remove(filepath.Join(s.root, overlayOKFile))
 }
 
 func (s *Store) probeOverlay() (err error) {
