@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -96,27 +95,11 @@ func TestDoomLists(t *testing.T) {
 	})
 }
 
-// staleLists reports every doom list as written DoomTTL and a second ago.
-type staleLists struct{ storage.Driver }
-
-func (staleLists) age(fi storage.FileInfo) storage.FileInfo {
-	if strings.Contains(fi.Path, "/_berth/gc/doomed/") {
-		fi.ModTime = fi.ModTime.Add(-store.DoomTTL - time.Second)
-	}
-	return fi
-}
-
-func (d staleLists) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
-	fi, err := d.Driver.Stat(ctx, p)
-	return d.age(fi), err
-}
-
-func (d staleLists) Walk(ctx context.Context, p string, fn storage.WalkFunc) error {
-	return d.Driver.Walk(ctx, p, func(fi storage.FileInfo) error { return fn(d.age(fi)) })
-}
-
 func TestStaleDoomListIsVoid(t *testing.T) {
-	s := store.New(staleLists{inmemory.New()}, store.Options{})
+	// Every doom list reported as written DoomTTL and a second ago.
+	stale := agedDriver{Driver: inmemory.New(), by: store.DoomTTL + time.Second,
+		old: func(p string) bool { return strings.Contains(p, "/_berth/gc/doomed/") }}
+	s := store.New(stale, store.Options{})
 	ctx := t.Context()
 	b := pushBlob(t, s, "app", randomBytes(t, 10))
 	if err := s.Doom(ctx, "run1-000000", []store.Item{{Kind: store.ItemBlob, Digest: b}}); err != nil {

@@ -372,21 +372,32 @@ func TestRepositoriesAndMount(t *testing.T) {
 	})
 }
 
-// agedDriver reports the files of the uploads it names two hours older than
-// they are, so that a test can have old and fresh uploads side by side
-// without waiting. Everything else goes to the driver it wraps.
+// agedDriver reports the paths old matches by as older than they are,
+// so that a test can have old and fresh content side by side without
+// waiting. Everything else goes to the driver it wraps.
 type agedDriver struct {
 	storage.Driver
-	old []string // upload IDs
+	old func(p string) bool
+	by  time.Duration
 }
 
 func (a agedDriver) age(fi storage.FileInfo) storage.FileInfo {
-	for _, id := range a.old {
-		if strings.Contains(fi.Path+"/", "/_uploads/"+id+"/") {
-			fi.ModTime = fi.ModTime.Add(-2 * time.Hour)
-		}
+	if a.old(fi.Path) {
+		fi.ModTime = fi.ModTime.Add(-a.by)
 	}
 	return fi
+}
+
+// uploadsAged is an agedDriver making the uploads ids two hours older.
+func uploadsAged(d storage.Driver, ids ...string) agedDriver {
+	return agedDriver{Driver: d, by: 2 * time.Hour, old: func(p string) bool {
+		for _, id := range ids {
+			if strings.Contains(p+"/", "/_uploads/"+id+"/") {
+				return true
+			}
+		}
+		return false
+	}}
 }
 
 func (a agedDriver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
@@ -443,7 +454,7 @@ func TestPurgeUploads(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		aged := store.New(agedDriver{d, []string{oldChunked.ID, oldEmpty.ID, oldNoStart.ID}}, store.Options{})
+		aged := store.New(uploadsAged(d, oldChunked.ID, oldEmpty.ID, oldNoStart.ID), store.Options{})
 		n, err := aged.PurgeUploads(ctx, time.Now().Add(-time.Hour))
 		if err != nil || n != 3 {
 			t.Fatalf("PurgeUploads = %d, %v; want 3 purged", n, err)
