@@ -10,8 +10,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/berth-registry/berth/runner/container"
 )
 
 // Exit codes of berth.
@@ -22,9 +20,6 @@ const (
 )
 
 func main() {
-	if container.IsInit(os.Args) { // the re-exec as a container's init
-		container.Init()
-	}
 	a := &app{
 		stdout:    os.Stdout,
 		stderr:    os.Stderr,

@@ -15,13 +15,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-func TestMain(m *testing.M) {
-	if container.IsInit(os.Args) {
-		container.Init()
-	}
-	os.Exit(m.Run())
-}
-
 // needRoot skips tests that create namespaces when not root, or fails
 // them where they must run (BERTH_REQUIRE_RUNNER=1, as make test sets).
 func needRoot(t *testing.T) {

@@ -12,9 +12,10 @@
 //
 // # The re-exec
 //
-// A binary that uses Start or Run must call Init first thing in main when
-// IsInit(os.Args) is true (berth does it in cmd/berth/main.go; this package's
-// tests in TestMain). Init never returns.
+// Start runs /proc/self/exe with the argument InitArg. Linking this package
+// is all a binary needs: its init function sees the argument and runs the
+// container's init, which never returns, before main and before the
+// packages initialized after this one (the heavier part of berth).
 //
 // Parent and init talk over a SOCK_SEQPACKET socketpair (fd 3 in the init):
 //

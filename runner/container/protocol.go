@@ -10,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InitArg is the argument (os.Args[1]) that makes the binary the init of a
-// container; see IsInit.
+// InitArg is the argument (os.Args[1]) that makes a binary linking this
+// package the init of a container (see the package's init function).
 const InitArg = "__berth_container_init"
 
 // initFD is the init's end of the socketpair (ExtraFiles[0]).

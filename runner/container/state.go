@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -61,7 +60,19 @@ const (
 	logName    = "log"
 )
 
-var idPattern = regexp.MustCompile(`^[0-9a-f]{12,64}$`)
+// validID reports whether id is a container id: 12 to 64 lowercase hex
+// digits.
+func validID(id string) bool {
+	if len(id) < 12 || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // OpenStore opens (creating) the container store of the state directory.
 // The state and containers directories are 0711: a user-namespaced
@@ -89,7 +100,7 @@ func (s *Store) New(st State) (*Container, error) {
 	if st.ID == "" {
 		st.ID = NewID()
 	}
-	if !idPattern.MatchString(st.ID) {
+	if !validID(st.ID) {
 		return nil, fmt.Errorf("%w: container id %q", ErrInvalidSpec, st.ID)
 	}
 	c := &Container{ID: st.ID, Dir: filepath.Join(s.dir, st.ID)}
@@ -156,7 +167,7 @@ func (s *Store) List() ([]*Container, error) {
 	var out []*Container
 	created := map[string]time.Time{}
 	for _, e := range ents {
-		if !e.IsDir() || !idPattern.MatchString(e.Name()) {
+		if !e.IsDir() || !validID(e.Name()) {
 			continue
 		}
 		c := &Container{ID: e.Name(), Dir: filepath.Join(s.dir, e.Name())}
