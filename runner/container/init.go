@@ -296,17 +296,20 @@ func finish(p *specs.Process) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return stageError(stageUser, err)
 	}
+	// Credentials, like capabilities, are set on this thread only (the
+	// one that execs): syscall.Setuid and its kin change every thread of
+	// the process, signalling each, for no use here.
 	groups := make([]int, len(p.User.AdditionalGids))
 	for i, g := range p.User.AdditionalGids {
 		groups[i] = int(g)
 	}
-	if err := syscall.Setgroups(groups); err != nil {
+	if err := unix.Setgroups(groups); err != nil { // per thread
 		return stageError(stageUser, fmt.Errorf("setgroups: %w", err))
 	}
-	if err := syscall.Setgid(int(p.User.GID)); err != nil {
+	if err := threadSetres(unix.SYS_SETRESGID, p.User.GID); err != nil {
 		return stageError(stageUser, fmt.Errorf("setgid %d: %w", p.User.GID, err))
 	}
-	if err := syscall.Setuid(int(p.User.UID)); err != nil {
+	if err := threadSetres(unix.SYS_SETRESUID, p.User.UID); err != nil {
 		return stageError(stageUser, fmt.Errorf("setuid %d: %w", p.User.UID, err))
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
@@ -338,6 +341,15 @@ func finish(p *specs.Process) error {
 	}
 	err = syscall.Exec(exe, p.Args, p.Env)
 	return stageError(stageExec, fmt.Errorf("%s: %w", exe, err))
+}
+
+// threadSetres sets the real, effective and saved ids of the calling
+// thread with setresuid or setresgid (trap).
+func threadSetres(trap uintptr, id uint32) error {
+	if _, _, errno := unix.RawSyscall(trap, uintptr(id), uintptr(id), uintptr(id)); errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // defaultPath is searched when the process's environment has no PATH.
