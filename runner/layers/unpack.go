@@ -141,7 +141,13 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, diffI
 			}
 			continue
 		}
-		f.layer, f.err = s.unpack(ctx, r, diffID, limits)
+		// A flight that ended between the Get above and taking the lock
+		// has stored the layer: do not read r for it.
+		if l, err := s.Get(diffID); err == nil {
+			f.layer, f.err = l, nil
+		} else {
+			f.layer, f.err = s.unpack(ctx, r, diffID, limits)
+		}
 		s.mu.Lock()
 		delete(s.flights, diffID)
 		s.mu.Unlock()
