@@ -14,6 +14,8 @@
 //	  layers/<alg>/<hex>/              one complete layer; <alg>:<hex> is its diff_id
 //	    fs/                            the unpacked tree, an overlayfs lowerdir
 //	    layer.json                     {diffID, size, entries, skipped, complete}
+//	  mountpoints/{dev,proc,sys}/      empty: the top lower layer of a container's rootfs (Mount)
+//	  overlay-ok                       the kernel and filesystem an overlay probe passed on
 //	  tmp/<id>.lock                    flocked by the process using tmp/<id>
 //	  tmp/<id>/                        an unpack in progress (fs/ and layer.json as above),
 //	                                   or a layer being removed

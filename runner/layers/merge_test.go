@@ -136,6 +136,17 @@ func TestMountOverlay(t *testing.T) {
 	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
 	checkMerged(t, merged)
 
+	// The mount-point layer gives the container its mount points without
+	// a write to upper.
+	for _, d := range layers.Mountpoints {
+		if st, err := os.Stat(filepath.Join(merged, d)); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+			t.Errorf("mount point /%s: %v, %v; want a 0755 directory", d, st, err)
+		}
+	}
+	if ents, err := os.ReadDir(upper); err != nil || len(ents) != 0 {
+		t.Errorf("upper after mounting: %v, %v; want it empty", ents, err)
+	}
+
 	// Writes land in upper, never in the shared layers.
 	if err := os.WriteFile(filepath.Join(merged, "k/kept"), []byte("changed"), 0o644); err != nil {
 		t.Fatal(err)
@@ -165,6 +176,9 @@ func TestMountReadOnly(t *testing.T) {
 	checkMerged(t, merged)
 	if err := os.WriteFile(filepath.Join(merged, "new"), nil, 0o644); err == nil {
 		t.Errorf("wrote to a read-only mount")
+	}
+	if exists(filepath.Join(merged, "proc")) {
+		t.Errorf("a read-only mount (no container) got the mount-point layer")
 	}
 }
 

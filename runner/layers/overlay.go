@@ -18,6 +18,13 @@ import (
 // overlayfs's work directory, on one filesystem; both empty makes a
 // read-only mount, which overlayfs allows only with two layers or more.
 //
+// A writable mount (a container's rootfs) also gets, above the image's
+// layers, the store's mount-point layer: empty directories for the
+// filesystems every container mounts over (/dev, /proc, /sys; see
+// Mountpoints). Without it a runtime makes them in the container's upper
+// directory, one copy-up and one directory written (and later deleted,
+// with a discard on some disks) per container.
+//
 // Mount uses the new mount API, one "lowerdir+" per layer (Linux 6.8+), so
 // no layer count overflows mount(2)'s one-page option string; on older
 // kernels it falls back to mount(2) and says so if the layers do not fit.
@@ -32,7 +39,14 @@ func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target s
 	if upper == "" && len(layers) < 2 {
 		return fmt.Errorf("%w: a read-only overlay needs two layers or more", ErrInvalid)
 	}
-	lowers := make([]string, 0, len(layers))
+	lowers := make([]string, 0, len(layers)+1)
+	if upper != "" {
+		dir, err := s.mountpointLayer()
+		if err != nil {
+			return err
+		}
+		lowers = append(lowers, dir)
+	}
 	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top first
 		if err := ctx.Err(); err != nil {
 			return err
@@ -48,6 +62,48 @@ func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target s
 		return fmt.Errorf("layers: mounting %d layers at %s: %w", len(layers), target, err)
 	}
 	return nil
+}
+
+// Mountpoints are the directories of the mount-point layer that Mount puts
+// above an image's layers in a writable mount.
+var Mountpoints = []string{"dev", "proc", "sys"}
+
+// mountpointsDir is the mount-point layer, in the store's root.
+const mountpointsDir = "mountpoints"
+
+// mountpointLayer returns the mount-point layer's directory, making it
+// (in a temporary slot, renamed into place) if it is not there yet.
+func (s *Store) mountpointLayer() (string, error) {
+	dir := filepath.Join(s.root, mountpointsDir)
+	if st, err := os.Lstat(dir); err == nil && st.IsDir() {
+		return dir, nil
+	}
+	sl, err := s.reserve()
+	if err != nil {
+		return "", err
+	}
+	defer sl.release()
+	if err := os.Mkdir(sl.dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, d := range Mountpoints {
+		if err := os.Mkdir(filepath.Join(sl.dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	// 0755 whatever the umask: the container sees these modes.
+	for _, d := range append([]string{""}, Mountpoints...) {
+		if err := os.Chmod(filepath.Join(sl.dir, d), 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Rename(sl.dir, dir); err != nil {
+		if st, serr := os.Lstat(dir); serr == nil && st.IsDir() {
+			return dir, nil // another process made it first
+		}
+		return "", fmt.Errorf("layers: making the mount-point layer: %w", err)
+	}
+	return dir, nil
 }
 
 // errNoLowerdirPlus says the kernel's overlayfs lacks "lowerdir+".
