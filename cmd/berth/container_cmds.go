@@ -99,7 +99,7 @@ func (a *app) newStartCmd() *cobra.Command {
 					if interactive {
 						stdio.In = os.Stdin
 					}
-					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil, false))
+					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil, nil))
 				}
 				if c.Held() {
 					fmt.Fprintln(a.stdout, c.ID) // already running
@@ -205,7 +205,7 @@ func (a *app) newSuperviseCmd() *cobra.Command {
 				started(err)
 				return err
 			}
-			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started, false)
+			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started, nil)
 			return err
 		})
 	cmd.Hidden = true

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-registry/berth/runner/container"
@@ -80,23 +81,36 @@ func (a *app) resolveImage(ctx context.Context, images *image.Store, ref string,
 // createContainer makes a container of ref with its config.json. The
 // rootfs is mounted while the spec is generated (it reads the image's
 // /etc/passwd); with keepMounted it stays mounted for a run in this process
-// (mounted says so), else it is unmounted. It returns the image store it
-// opened, for that run.
-func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (c *container.Container, images *image.Store, mounted bool, err error) {
-	c, images, mounted, err = a.newContainer(ctx, ref, args, o, keepMounted)
-	return c, images, mounted && keepMounted, err
+// (f.mounted says so), else it is unmounted. It returns the image store it
+// opened and, with keepMounted, what runHeld needs to run the container
+// without reading it back (its state is then saved when it starts).
+func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *fresh, error) {
+	c, images, f, err := a.newContainer(ctx, ref, args, o, keepMounted)
+	if err != nil || !keepMounted {
+		return c, images, nil, err
+	}
+	return c, images, f, nil
 }
 
-func (a *app) newContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, bool, error) {
+// fresh is a container this process has just created, for runHeld: its
+// spec and state as saved (the state's Command and Flattened not yet), and
+// whether its rootfs is mounted.
+type fresh struct {
+	spec    *specs.Spec
+	state   container.State
+	mounted bool
+}
+
+func (a *app) newContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *fresh, error) {
 	mem, err := parseBytes(o.memory)
 	if err != nil {
-		return nil, nil, false, usageError(fmt.Errorf("--memory: %w", err))
+		return nil, nil, nil, usageError(fmt.Errorf("--memory: %w", err))
 	}
 	var mounts []spec.Mount
 	for _, v := range o.volumes {
 		m, err := spec.ParseMount(v)
 		if err != nil {
-			return nil, nil, false, usageError(err)
+			return nil, nil, nil, usageError(err)
 		}
 		mounts = append(mounts, m)
 	}
@@ -111,20 +125,23 @@ func (a *app) newContainer(ctx context.Context, ref string, args []string, o *co
 	}
 	images, containers, err := a.openStores(&o.imageFlags)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, err
 	}
 	img, err := a.resolveImage(ctx, images, ref, o)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, err
 	}
-	c, err := containers.New(container.State{Image: ref, ImageID: img.ID.String(), AutoRemove: o.rm})
+	st := container.State{Image: ref, ImageID: img.ID.String(), AutoRemove: o.rm,
+		Created: time.Now().UTC(), Status: container.StatusCreated}
+	c, err := containers.New(st)
 	if err != nil {
-		return nil, nil, false, err
+		return nil, nil, nil, err
 	}
-	fail := func(err error) (*container.Container, *image.Store, bool, error) {
+	st.ID = c.ID
+	fail := func(err error) (*container.Container, *image.Store, *fresh, error) {
 		c.Unmount()
 		c.Remove()
-		return nil, nil, false, err
+		return nil, nil, nil, err
 	}
 	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs())
 	if err != nil {
@@ -145,54 +162,66 @@ func (a *app) newContainer(ctx context.Context, ref string, args []string, o *co
 	if err := c.SaveSpec(s); err != nil {
 		return fail(err)
 	}
-	st, err := c.State()
-	if err != nil {
-		return fail(err)
-	}
 	st.Command = s.Process.Args
 	st.Flattened = !mounted
-	if err := c.SaveState(st); err != nil {
-		return fail(err)
+	if !keepMounted { // else saved when it starts
+		if err := c.SaveState(st); err != nil {
+			return fail(err)
+		}
 	}
-	return c, images, mounted, nil
+	return c, images, &fresh{spec: s, state: st, mounted: mounted}, nil
 }
 
 // runHeld runs the container c to its end while holding it: mounts its
-// rootfs (unless mounted: this process has it mounted already), records the
-// running state, runs, records the exit and unmounts; with AutoRemove it
-// then removes the container. started is called once the process runs (or
-// with the error when it did not start).
-func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), mounted bool) (int, error) {
+// rootfs (unless f says this process has it mounted), records the running
+// state, runs, unmounts, and records the exit or, with AutoRemove, removes
+// the container. started is called once the process runs (or with the
+// error when it did not start). f, when not nil, is the container as this
+// process just created it; else its spec and state are read.
+func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), f *fresh) (int, error) {
 	if started == nil {
 		started = func(error) {}
 	}
-	code, err := runHeldInner(ctx, images, c, stdio, started, mounted)
-	st, serr := c.State()
-	if serr == nil && st.AutoRemove {
-		if rerr := c.Remove(); rerr != nil && err == nil {
-			err = rerr
-		}
-	}
-	return code, err
-}
-
-func runHeldInner(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), mounted bool) (int, error) {
 	release, err := c.Hold()
 	if err != nil {
 		started(err)
 		return 125, err
 	}
 	defer release()
-	st, err := c.State()
-	if err != nil {
-		started(err)
-		return 125, err
+	var st container.State
+	var s *specs.Spec
+	mounted := false
+	if f != nil {
+		st, s, mounted = f.state, f.spec, f.mounted
+	} else {
+		if st, err = c.State(); err == nil {
+			s, err = c.Spec()
+		}
+		if err != nil {
+			started(err)
+			return 125, err
+		}
 	}
-	s, err := c.Spec()
-	if err != nil {
-		started(err)
-		return 125, err
+	code, err := runMounted(ctx, images, c, &st, s, stdio, started, mounted)
+	if st.AutoRemove {
+		rerr := c.RemoveHeld()
+		if rerr == nil {
+			return code, err
+		}
+		if err == nil {
+			err = rerr
+		}
 	}
+	if serr := c.SaveState(st); serr != nil && err == nil {
+		err = serr
+	}
+	return code, err
+}
+
+// runMounted mounts c's rootfs unless mounted (or flattened), runs the
+// container, unmounts and fills in st: running, then exited (saving only
+// the running state).
+func runMounted(ctx context.Context, images *image.Store, c *container.Container, st *container.State, s *specs.Spec, stdio container.Stdio, started func(error), mounted bool) (int, error) {
 	if !st.Flattened && mounted {
 		defer c.Unmount()
 	}
@@ -218,7 +247,7 @@ func runHeldInner(ctx context.Context, images *image.Store, c *container.Contain
 		proc = p
 		st.Status, st.Pid, st.Holder = container.StatusRunning, p.Pid(), os.Getpid()
 		st.Started, st.Error = time.Now().UTC(), ""
-		c.SaveState(st)
+		c.SaveState(*st)
 		started(nil)
 	})
 	if proc == nil {
@@ -231,9 +260,6 @@ func runHeldInner(ctx context.Context, images *image.Store, c *container.Contain
 	}
 	if err != nil {
 		st.Error = err.Error()
-	}
-	if serr := c.SaveState(st); serr != nil && err == nil {
-		err = serr
 	}
 	return code, err
 }

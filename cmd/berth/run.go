@@ -68,7 +68,7 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 	}
 	// A detached container runs in a supervisor process, which mounts
 	// the rootfs itself; here it stays mounted from the creation on.
-	c, images, mounted, err := a.createContainer(ctx, ref, args, o, !o.detach)
+	c, images, f, err := a.createContainer(ctx, ref, args, o, !o.detach)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 	if o.interactive {
 		stdio.In = os.Stdin
 	}
-	return containerResult(runHeld(ctx, images, c, stdio, nil, mounted))
+	return containerResult(runHeld(ctx, images, c, stdio, nil, f))
 }
 
 // containerResult turns a container's run into berth's result: its exit

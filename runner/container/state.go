@@ -344,6 +344,12 @@ func (c *Container) Remove() error {
 		return err
 	}
 	defer release()
+	return c.RemoveHeld()
+}
+
+// RemoveHeld is Remove for the process that holds the container (Hold),
+// such as the one that ran it with AutoRemove.
+func (c *Container) RemoveHeld() error {
 	if err := c.Unmount(); err != nil {
 		return err
 	}
