@@ -1,7 +1,6 @@
 package container
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -71,8 +70,8 @@ func initContainer(sock *os.File) error {
 	if err != nil {
 		return stageError(stageConfig, err)
 	}
-	var cfg initConfig
-	if err := json.Unmarshal(buf[:n], &cfg); err != nil {
+	cfg, err := decodeConfig(buf[:n])
+	if err != nil {
 		return stageError(stageConfig, err)
 	}
 	spec := cfg.Spec

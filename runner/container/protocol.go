@@ -17,17 +17,21 @@ const InitArg = "__berth_container_init"
 // initFD is the init's end of the socketpair (ExtraFiles[0]).
 const initFD = 3
 
-// maxMessage bounds one message on the socketpair.
-const maxMessage = 1 << 20
+// maxMessage bounds the config the parent sends; maxReply what the init
+// sends back.
+const (
+	maxMessage = 1 << 20
+	maxReply   = 64 << 10
+)
 
-// initConfig is what the parent sends the init.
+// initConfig is what the parent sends the init (encodeConfig).
 type initConfig struct {
-	Spec *specs.Spec `json:"spec"`
+	Spec *specs.Spec
 	// CgroupNS asks the init to unshare a cgroup namespace.
-	CgroupNS bool `json:"cgroupns,omitempty"`
+	CgroupNS bool
 	// UserNS says the init runs in a new user namespace (mknod is not
 	// allowed there: devices are bound from the host).
-	UserNS bool `json:"userns,omitempty"`
+	UserNS bool
 }
 
 // initMessage is what the init sends back: a pty master (in the control
@@ -66,7 +70,7 @@ func sendMessage(sock *os.File, m initMessage, fd int) error {
 
 // recvMessage reads one message; io.EOF-like end is reported as ok=false.
 func recvMessage(sock *os.File) (m initMessage, fd int, ok bool, err error) {
-	buf := make([]byte, maxMessage)
+	buf := make([]byte, maxReply)
 	oob := make([]byte, unix.CmsgSpace(4))
 	var n, oobn int
 	for {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -244,10 +243,7 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 			return fail(err)
 		}
 	}
-	cfg, err := json.Marshal(initConfig{Spec: spec, CgroupNS: cgroupns, UserNS: userns})
-	if err != nil {
-		return fail(err)
-	}
+	cfg := encodeConfig(initConfig{Spec: spec, CgroupNS: cgroupns, UserNS: userns})
 	if len(cfg) > maxMessage {
 		return fail(fmt.Errorf("%w: the spec is larger than %d bytes", ErrInvalidSpec, maxMessage))
 	}
