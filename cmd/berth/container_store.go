@@ -78,30 +78,24 @@ func (a *app) resolveImage(ctx context.Context, images *image.Store, ref string,
 	return a.pullImage(ctx, images, ref, image.PullOptions{Platform: platform, Insecure: o.insecure, Progress: progressTo(a.stderr)})
 }
 
+// fresh is a container this process has just created, for runHeld: its
+// spec and state (saved when it starts), whether its rootfs is mounted, and
+// the result of saving its config.json, which is written while the
+// container starts.
+type fresh struct {
+	spec      *specs.Spec
+	state     container.State
+	mounted   bool
+	specSaved <-chan error
+}
+
 // createContainer makes a container of ref with its config.json. The
 // rootfs is mounted while the spec is generated (it reads the image's
 // /etc/passwd); with keepMounted it stays mounted for a run in this process
 // (f.mounted says so), else it is unmounted. It returns the image store it
 // opened and, with keepMounted, what runHeld needs to run the container
-// without reading it back (its state is then saved when it starts).
+// without reading it back.
 func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *fresh, error) {
-	c, images, f, err := a.newContainer(ctx, ref, args, o, keepMounted)
-	if err != nil || !keepMounted {
-		return c, images, nil, err
-	}
-	return c, images, f, nil
-}
-
-// fresh is a container this process has just created, for runHeld: its
-// spec and state as saved (the state's Command and Flattened not yet), and
-// whether its rootfs is mounted.
-type fresh struct {
-	spec    *specs.Spec
-	state   container.State
-	mounted bool
-}
-
-func (a *app) newContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *fresh, error) {
 	mem, err := parseBytes(o.memory)
 	if err != nil {
 		return nil, nil, nil, usageError(fmt.Errorf("--memory: %w", err))
@@ -159,17 +153,22 @@ func (a *app) newContainer(ctx context.Context, ref string, args []string, o *co
 			return fail(err)
 		}
 	}
+	st.Command = s.Process.Args
+	st.Flattened = !mounted
+	if keepMounted {
+		// Run in this process: the config is written while the container
+		// starts (off the start's path), the state when it runs.
+		saved := make(chan error, 1)
+		go func() { saved <- c.SaveSpec(s) }()
+		return c, images, &fresh{spec: s, state: st, mounted: mounted, specSaved: saved}, nil
+	}
 	if err := c.SaveSpec(s); err != nil {
 		return fail(err)
 	}
-	st.Command = s.Process.Args
-	st.Flattened = !mounted
-	if !keepMounted { // else saved when it starts
-		if err := c.SaveState(st); err != nil {
-			return fail(err)
-		}
+	if err := c.SaveState(st); err != nil {
+		return fail(err)
 	}
-	return c, images, &fresh{spec: s, state: st, mounted: mounted}, nil
+	return c, images, nil, nil
 }
 
 // runHeld runs the container c to its end while holding it: mounts its
@@ -203,6 +202,11 @@ func runHeld(ctx context.Context, images *image.Store, c *container.Container, s
 		}
 	}
 	code, err := runMounted(ctx, images, c, &st, s, stdio, started, mounted)
+	if f != nil {
+		if serr := <-f.specSaved; serr != nil && err == nil {
+			err = fmt.Errorf("container %s: saving its config: %w", c.ID, serr)
+		}
+	}
 	if st.AutoRemove {
 		rerr := c.RemoveHeld()
 		if rerr == nil {
