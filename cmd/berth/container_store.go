@@ -137,7 +137,7 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		c.Remove()
 		return nil, nil, nil, err
 	}
-	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs())
+	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), keepMounted && o.rm)
 	if err != nil {
 		return fail(err)
 	}
@@ -236,7 +236,7 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 			return 125, fmt.Errorf("container %s: its image: %w", c.ID, err)
 		}
 		c.Unmount()
-		if _, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs()); err != nil {
+		if _, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), st.AutoRemove); err != nil {
 			started(err)
 			return 125, err
 		}

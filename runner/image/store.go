@@ -409,9 +409,10 @@ func (s *Store) storedLayers(img Image) ([]layers.Layer, error) {
 // filesystem, both empty directories) when overlayfs works over the layer
 // store, else a copy of the layers onto target (see Flatten; upper and
 // work are then unused). mounted says which: the caller unmounts target
-// (unix.Unmount) when it is true. Errors wrap ErrLayerMissing or the layer
-// store's errors.
-func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target string) (mounted bool, err error) {
+// (unix.Unmount) when it is true. once marks a rootfs used for one run and
+// then deleted (layers.Store.MountVolatile). Errors wrap ErrLayerMissing or
+// the layer store's errors.
+func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target string, once bool) (mounted bool, err error) {
 	unlock, err := s.flock(lockFile, unix.LOCK_SH)
 	if err != nil {
 		return false, err
@@ -422,7 +423,11 @@ func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target strin
 		return false, err
 	}
 	if s.layers.OverlaySupported() == nil {
-		if err := s.layers.Mount(ctx, ls, upper, work, target); err != nil {
+		mount := s.layers.Mount
+		if once {
+			mount = s.layers.MountVolatile
+		}
+		if err := mount(ctx, ls, upper, work, target); err != nil {
 			return false, err
 		}
 		return true, nil

@@ -263,7 +263,7 @@ func TestFlattenAndRootfs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mounted, err := s.Rootfs(t.Context(), img, upper, work, target)
+	mounted, err := s.Rootfs(t.Context(), img, upper, work, target, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestFlattenAndRootfs(t *testing.T) {
 	if err := s.Flatten(t.Context(), img, filepath.Join(t.TempDir(), "x")); !errors.Is(err, image.ErrLayerMissing) {
 		t.Errorf("Flatten without a layer: %v, want ErrLayerMissing", err)
 	}
-	if _, err := s.Rootfs(t.Context(), img, upper, work, filepath.Join(t.TempDir())); !errors.Is(err, image.ErrLayerMissing) {
+	if _, err := s.Rootfs(t.Context(), img, upper, work, filepath.Join(t.TempDir()), false); !errors.Is(err, image.ErrLayerMissing) {
 		t.Errorf("Rootfs without a layer: %v, want ErrLayerMissing", err)
 	}
 }

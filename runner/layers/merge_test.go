@@ -3,6 +3,7 @@ package layers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -159,6 +160,47 @@ func TestMountOverlay(t *testing.T) {
 	}
 	if !exists(filepath.Join(ls[1].Dir, "b/y")) {
 		t.Errorf("a delete through the mount removed a stored file")
+	}
+}
+
+// TestMountVolatile: a volatile mount (a --rm container's) works like a
+// writable one and is marked volatile, so that unmounting it does not sync
+// the upper filesystem.
+func TestMountVolatile(t *testing.T) {
+	s := newStore(t, false)
+	if err := s.OverlaySupported(); err != nil {
+		t.Skipf("overlayfs: %v", err)
+	}
+	ls := unpackMergeLayers(t, s)
+	work := t.TempDir()
+	upper, wd, merged := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
+	for _, d := range []string{upper, wd, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.MountVolatile(context.Background(), ls, "", "", merged); !errors.Is(err, layers.ErrInvalid) {
+		t.Errorf("MountVolatile without an upper dir: %v, want ErrInvalid", err)
+	}
+	if err := s.MountVolatile(context.Background(), ls, upper, wd, merged); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	checkMerged(t, merged)
+	if err := os.WriteFile(filepath.Join(merged, "new"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(upper, "new")); got != "x" {
+		t.Errorf("upper/new = %q, want x", got)
+	}
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+	if major > 5 || major == 5 && minor >= 10 { // volatile is Linux 5.10+
+		if !exists(filepath.Join(wd, "work", "incompat", "volatile")) {
+			t.Errorf("Linux %d.%d: no work/incompat/volatile: the mount is not volatile", major, minor)
+		}
 	}
 }
 

@@ -30,6 +30,22 @@ import (
 // kernels it falls back to mount(2) and says so if the layers do not fit.
 // The caller unmounts (unix.Unmount) and removes upper and work.
 func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target string) error {
+	return s.mount(ctx, layers, upper, work, target, false)
+}
+
+// MountVolatile is Mount for a rootfs that is used once and thrown away (a
+// container run with --rm): overlayfs's volatile option (Linux 5.10+;
+// older kernels mount without it) skips syncing the upper directory's
+// filesystem, all of it, when the mount goes away. The upper and work
+// directories of a volatile mount can never be mounted again.
+func (s *Store) MountVolatile(ctx context.Context, layers []Layer, upper, work, target string) error {
+	if upper == "" {
+		return fmt.Errorf("%w: a volatile mount needs an upper dir", ErrInvalid)
+	}
+	return s.mount(ctx, layers, upper, work, target, true)
+}
+
+func (s *Store) mount(ctx context.Context, layers []Layer, upper, work, target string, volatile bool) error {
 	if len(layers) == 0 {
 		return fmt.Errorf("%w: no layers to mount", ErrInvalid)
 	}
@@ -57,7 +73,7 @@ func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target s
 		}
 		lowers = append(lowers, l.Dir)
 	}
-	if err := mountOverlay(lowers, upper, work, target); err != nil {
+	if err := mountOverlay(lowers, upper, work, target, volatile); err != nil {
 		s.forgetOverlay()
 		return fmt.Errorf("layers: mounting %d layers at %s: %w", len(layers), target, err)
 	}
@@ -109,18 +125,22 @@ func (s *Store) mountpointLayer() (string, error) {
 // errNoLowerdirPlus says the kernel's overlayfs lacks "lowerdir+".
 var errNoLowerdirPlus = errors.New("overlayfs without lowerdir+")
 
-// mountOverlay mounts overlayfs with lowers (top first) at target.
-func mountOverlay(lowers []string, upper, work, target string) error {
-	err := mountOverlayFsconfig(lowers, upper, work, target)
+// mountOverlay mounts overlayfs with lowers (top first) at target,
+// volatile if asked and the kernel knows the option.
+func mountOverlay(lowers []string, upper, work, target string, volatile bool) error {
+	err := mountOverlayFsconfig(lowers, upper, work, target, volatile)
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, errNoLowerdirPlus) {
-		return mountOverlayLegacy(lowers, upper, work, target)
+		err = mountOverlayLegacy(lowers, upper, work, target, volatile)
+		if volatile && errors.Is(err, unix.EINVAL) { // before Linux 5.10
+			err = mountOverlayLegacy(lowers, upper, work, target, false)
+		}
 	}
 	return err
 }
 
 // mountOverlayFsconfig mounts through fsopen/fsconfig/fsmount/move_mount,
 // adding the kernel's own messages to a failure.
-func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
+func mountOverlayFsconfig(lowers []string, upper, work, target string, volatile bool) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("fsopen overlay: %w", err)
@@ -141,6 +161,15 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string) error {
 		}
 		if err := unix.FsconfigSetString(fsfd, "workdir", work); err != nil {
 			return fmt.Errorf("workdir %s: %w%s", work, err, fsLogSuffix(fsfd))
+		}
+		if volatile {
+			if err := unix.FsconfigSetFlag(fsfd, "volatile"); err != nil {
+				// volatile came with Linux 5.10, the new mount API with
+				// 5.2: a kernel in between mounts without it.
+				if log := fsLog(fsfd); err != unix.EINVAL || !strings.Contains(log, "nknown parameter") {
+					return fmt.Errorf("volatile: %w (%s)", err, log)
+				}
+			}
 		}
 	}
 	if err := unix.FsconfigCreate(fsfd); err != nil {
@@ -180,7 +209,7 @@ func fsLogSuffix(fsfd int) string {
 
 // mountOverlayLegacy mounts with mount(2) and a lowerdir=a:b:c option
 // string, which must fit in a page and cannot carry ',' or ':' in a path.
-func mountOverlayLegacy(lowers []string, upper, work, target string) error {
+func mountOverlayLegacy(lowers []string, upper, work, target string, volatile bool) error {
 	for _, p := range append([]string{upper, work}, lowers...) {
 		if strings.ContainsAny(p, ",:") {
 			return fmt.Errorf("%w: path %q has ',' or ':', which mount(2) options cannot carry", ErrInvalid, p)
@@ -189,6 +218,9 @@ func mountOverlayLegacy(lowers []string, upper, work, target string) error {
 	opts := "lowerdir=" + strings.Join(lowers, ":")
 	if upper != "" {
 		opts += ",upperdir=" + upper + ",workdir=" + work
+	}
+	if volatile {
+		opts += ",volatile"
 	}
 	if len(opts) >= os.Getpagesize() {
 		return fmt.Errorf("%w: %d layers do not fit in mount(2)'s options (this kernel lacks lowerdir+, Linux 6.8+)", ErrInvalid, len(lowers))
@@ -292,7 +324,7 @@ func (s *Store) probeOverlay() (err error) {
 	if err := unix.Setxattr(d("l2/dir"), opaqueXattr, []byte("y"), 0); err != nil {
 		return fmt.Errorf("opaque xattr: %w", err)
 	}
-	if err := mountOverlay([]string{d("l2"), d("l1")}, d("upper"), d("work"), d("merged")); err != nil {
+	if err := mountOverlay([]string{d("l2"), d("l1")}, d("upper"), d("work"), d("merged"), false); err != nil {
 		return err
 	}
 	defer unix.Unmount(d("merged"), unix.MNT_DETACH)
