@@ -21,9 +21,9 @@
 //
 //	parent                                 init (new pid, mount, uts, ipc, net[, user] ns)
 //	cgroup created, limits set
-//	start init ------------------------->  blocks reading the spec
+//	start init ------------------------->  blocks reading its config
 //	pid into the cgroup
-//	spec (JSON) ------------------------>  unshare(CLONE_NEWCGROUP): the ns root is its cgroup
+//	config (wire.go) ------------------->  unshare(CLONE_NEWCGROUP): the ns root is its cgroup
 //	                                       mounts, /dev, pivot_root, masks, hostname, lo up
 //	                    <-----------------  pty master (SCM_RIGHTS), with a terminal
 //	                    <-----------------  an error message, then exit 1, on any failure
