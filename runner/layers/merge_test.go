@@ -118,19 +118,28 @@ func TestWhiteoutsOnDisk(t *testing.T) {
 	}
 }
 
-func TestMountOverlay(t *testing.T) {
-	s := newStore(t, false)
+// writableMountSetup makes a store with the merge layers unpacked, and
+// empty upper, work and mount point directories; it skips the test
+// without overlayfs.
+func writableMountSetup(t *testing.T) (s *layers.Store, ls []layers.Layer, upper, wd, merged string) {
+	t.Helper()
+	s = newStore(t, false)
 	if err := s.OverlaySupported(); err != nil {
 		t.Skipf("overlayfs: %v", err)
 	}
-	ls := unpackMergeLayers(t, s)
+	ls = unpackMergeLayers(t, s)
 	work := t.TempDir()
-	upper, wd, merged := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
+	upper, wd, merged = filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
 	for _, d := range []string{upper, wd, merged} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return s, ls, upper, wd, merged
+}
+
+func TestMountOverlay(t *testing.T) {
+	s, ls, upper, wd, merged := writableMountSetup(t)
 	if err := s.Mount(context.Background(), ls, upper, wd, merged); err != nil {
 		t.Fatal(err)
 	}
@@ -167,18 +176,7 @@ func TestMountOverlay(t *testing.T) {
 // writable one and is marked volatile, so that unmounting it does not sync
 // the upper filesystem.
 func TestMountVolatile(t *testing.T) {
-	s := newStore(t, false)
-	if err := s.OverlaySupported(); err != nil {
-		t.Skipf("overlayfs: %v", err)
-	}
-	ls := unpackMergeLayers(t, s)
-	work := t.TempDir()
-	upper, wd, merged := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
-	for _, d := range []string{upper, wd, merged} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, ls, upper, wd, merged := writableMountSetup(t)
 	if err := s.MountVolatile(context.Background(), ls, "", "", merged); !errors.Is(err, layers.ErrInvalid) {
 		t.Errorf("MountVolatile without an upper dir: %v, want ErrInvalid", err)
 	}
