@@ -66,10 +66,7 @@ func encodeConfig(cfg initConfig) []byte {
 		}
 		w.uvarint(uint64(p.User.UID))
 		w.uvarint(uint64(p.User.GID))
-		w.bool(p.User.Umask != nil)
-		if p.User.Umask != nil {
-			w.uvarint(uint64(*p.User.Umask))
-		}
+		w.optUint32(p.User.Umask)
 		w.uvarint(uint64(len(p.User.AdditionalGids)))
 		for _, g := range p.User.AdditionalGids {
 			w.uvarint(uint64(g))
@@ -117,14 +114,8 @@ func encodeConfig(cfg initConfig) []byte {
 			if d.FileMode != nil {
 				w.uvarint(uint64(*d.FileMode))
 			}
-			w.bool(d.UID != nil)
-			if d.UID != nil {
-				w.uvarint(uint64(*d.UID))
-			}
-			w.bool(d.GID != nil)
-			if d.GID != nil {
-				w.uvarint(uint64(*d.GID))
-			}
+			w.optUint32(d.UID)
+			w.optUint32(d.GID)
 		}
 		w.uvarint(uint64(len(l.Sysctl)))
 		for k, v := range l.Sysctl {
@@ -167,10 +158,7 @@ func decodeConfig(b []byte) (initConfig, error) {
 		}
 		p.User.UID = uint32(r.uvarint())
 		p.User.GID = uint32(r.uvarint())
-		if r.bool() {
-			u := uint32(r.uvarint())
-			p.User.Umask = &u
-		}
+		p.User.Umask = r.optUint32()
 		if n := r.count(); n > 0 {
 			p.User.AdditionalGids = make([]uint32, n)
 			for i := range p.User.AdditionalGids {
@@ -218,14 +206,7 @@ func decodeConfig(b []byte) (initConfig, error) {
 					m := os.FileMode(r.uvarint())
 					d.FileMode = &m
 				}
-				if r.bool() {
-					u := uint32(r.uvarint())
-					d.UID = &u
-				}
-				if r.bool() {
-					g := uint32(r.uvarint())
-					d.GID = &g
-				}
+				d.UID, d.GID = r.optUint32(), r.optUint32()
 			}
 		}
 		if n := r.count(); n > 0 {
@@ -263,6 +244,14 @@ func (w *wireWriter) bool(v bool) {
 func (w *wireWriter) str(s string) {
 	w.uvarint(uint64(len(s)))
 	w.b = append(w.b, s...)
+}
+
+// optUint32 writes whether v is set, then *v.
+func (w *wireWriter) optUint32(v *uint32) {
+	w.bool(v != nil)
+	if v != nil {
+		w.uvarint(uint64(*v))
+	}
 }
 
 // strs writes a list; nil and empty read back as nil.
@@ -319,6 +308,14 @@ func (r *wireReader) bool() bool {
 	v := r.b[0] == 1
 	r.b = r.b[1:]
 	return v
+}
+
+func (r *wireReader) optUint32() *uint32 {
+	if !r.bool() {
+		return nil
+	}
+	v := uint32(r.uvarint())
+	return &v
 }
 
 func (r *wireReader) str() string {
