@@ -35,6 +35,14 @@ type Cgroup interface {
 	DeviceRules() bool
 }
 
+// threadJoiner is a Cgroup that the init joins by itself, one thread at a
+// time, rather than being moved in by the parent with Add: cgroup v1 (see
+// cgroupV1.taskFiles). On cgroup v2 a thread cannot leave its process's
+// domain group, so the parent moves the whole process.
+type threadJoiner interface {
+	taskFiles() ([]*os.File, error)
+}
+
 // cgroupRoot is where the cgroup filesystems are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
@@ -413,6 +421,32 @@ func (c *cgroupV1) Add(pid int) error {
 		}
 	}
 	return nil
+}
+
+// taskFiles opens the tasks file of each of the group's hierarchies for
+// writing, for the init to move its own thread in (joinCgroup).
+//
+// Why not Add: moving a process (cgroup.procs, or a pid into tasks) takes
+// the kernel's global cgroup_threadgroup_rwsem for writing, and the first
+// writer after a quiet spell waits for an RCU grace period while holding
+// cgroup_mutex, 1 to 10 ms of most container starts. A thread writing "0"
+// to a v1 tasks file moves only itself, which needs no such lock. The
+// init's thread is the one that execs, and after the exec it is the whole
+// process. The permission check is made with the credentials of whoever
+// opened the file, so an init in a user namespace can use them too.
+func (c *cgroupV1) taskFiles() ([]*os.File, error) {
+	var files []*os.File
+	for _, d := range c.Paths() {
+		f, err := os.OpenFile(filepath.Join(d, "tasks"), os.O_WRONLY, 0)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func (c *cgroupV1) OOMKilled() (bool, error) {

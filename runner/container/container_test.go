@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/berth-registry/berth/runner/container"
@@ -376,6 +378,46 @@ func TestCPULimit(t *testing.T) {
 	code, out := run(t, spec)
 	if code != 0 || (out != "50000\n100000\n" && out != "50000 100000\n") {
 		t.Errorf("exit %d, output %q", code, out)
+	}
+}
+
+// TestCgroupJoined checks that the container's process, and nothing else,
+// is in its group in every hierarchy, whether the parent moved it there
+// (v2) or the init moved its own thread before exec'ing (v1).
+func TestCgroupJoined(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	limit := int64(20)
+	spec := testSpec(rootfs, "sleep", "60")
+	spec.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
+	spec.Linux.CgroupsPath = "berth-test/" + container.NewID()
+	p, err := container.Start(context.Background(), "", spec, container.Stdio{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
+		for _, d := range p.CgroupPaths() {
+			os.Remove(filepath.Dir(d))
+		}
+	}()
+	paths := p.CgroupPaths()
+	if len(paths) == 0 {
+		t.Fatal("no cgroup")
+	}
+	want := fmt.Sprintf("%d\n", p.Pid())
+	for _, d := range paths {
+		file := "tasks" // every thread, on v1
+		if _, err := os.Stat(filepath.Join(d, file)); err != nil {
+			file = "cgroup.threads"
+		}
+		b, err := os.ReadFile(filepath.Join(d, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != want {
+			t.Errorf("%s/%s holds %q, want the container's process %q", d, file, b, want)
+		}
 	}
 }
 

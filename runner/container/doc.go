@@ -21,9 +21,11 @@
 //
 //	parent                                 init (new pid, mount, uts, ipc, net[, user] ns)
 //	cgroup created, limits set
-//	start init ------------------------->  blocks reading its config
-//	pid into the cgroup
-//	config (wire.go) ------------------->  unshare(CLONE_NEWCGROUP): the ns root is its cgroup
+//	start init (v1: with the group's ---->  blocks reading its config
+//	  tasks files open at fd 4...)
+//	v2: pid into the cgroup
+//	config (wire.go) ------------------->  v1: "0" into each tasks file (its own thread)
+//	                                       unshare(CLONE_NEWCGROUP): the ns root is its cgroup
 //	                                       mounts, /dev, pivot_root, masks, hostname, lo up
 //	                    <-----------------  pty master (SCM_RIGHTS), with a terminal
 //	                    <-----------------  an error message, then exit 1, on any failure
@@ -31,7 +33,10 @@
 //
 // The cgroup namespace is unshared by the init (on its locked OS thread,
 // which then execs) rather than at clone time, so that its root is the
-// container's cgroup, which the init joined after it was cloned.
+// container's cgroup, which the init joined after it was cloned. On cgroup
+// v1 the init joins by itself, moving only the thread that will exec:
+// moving a whole process takes a global kernel lock whose first writer
+// waits for an RCU grace period (see cgroupV1.taskFiles).
 //
 // # Cgroups
 //

@@ -51,6 +51,26 @@ func runInit() {
 	os.Exit(1)
 }
 
+// joinCgroup moves the init's thread into the container's cgroup through
+// the n tasks files the parent passed after the socket (see
+// cgroupV1.taskFiles), and closes them. It runs on the thread that execs
+// the process, before the cgroup namespace is unshared, so that the
+// namespace's root is the container's group.
+func joinCgroup(n int) error {
+	for i := range n {
+		fd := initFD + 1 + i
+		_, err := unix.Write(fd, []byte("0"))
+		unix.Close(fd)
+		if err != nil {
+			for fd++; fd <= initFD+n; fd++ {
+				unix.Close(fd)
+			}
+			return fmt.Errorf("writing to a cgroup tasks file: %w", err)
+		}
+	}
+	return nil
+}
+
 // stageError wraps err as an *InitError of stage.
 func stageError(stage string, err error) error {
 	if err == nil {
@@ -83,6 +103,9 @@ func initContainer(sock *os.File) error {
 		linux = &specs.Linux{}
 	}
 	syscall.Umask(0)
+	if err := joinCgroup(cfg.CgroupFiles); err != nil {
+		return stageError(stageCgroup, err)
+	}
 	if cfg.CgroupNS {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return stageError(stageSetup, fmt.Errorf("unshare cgroup namespace: %w", err))

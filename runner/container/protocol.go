@@ -32,6 +32,10 @@ type initConfig struct {
 	// UserNS says the init runs in a new user namespace (mknod is not
 	// allowed there: devices are bound from the host).
 	UserNS bool
+	// CgroupFiles is how many cgroup v1 tasks files the parent passed,
+	// open for writing, at the descriptors after the socket: the init
+	// moves its own thread into the group through them (see joinCgroup).
+	CgroupFiles int
 }
 
 // initMessage is what the init sends back: a pty master (in the control
@@ -46,6 +50,7 @@ type initMessage struct {
 // Stages of the init, as reported in InitError.Stage.
 const (
 	stageConfig  = "reading the config"
+	stageCgroup  = "joining the cgroup"
 	stageMounts  = "preparing the rootfs"
 	stageDevices = "creating devices"
 	stagePivot   = "pivot_root"

@@ -230,8 +230,19 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 	if !spec.Process.Terminal {
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
 	}
+	var tasks []*os.File // the init joins the cgroup through these
+	if j, ok := p.cg.(threadJoiner); ok {
+		if tasks, err = j.taskFiles(); err != nil {
+			childSock.Close()
+			return err
+		}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, tasks...)
+	}
 	err = cmd.Start()
 	childSock.Close()
+	for _, f := range tasks {
+		f.Close()
+	}
 	if err != nil {
 		return fmt.Errorf("container: starting the init: %w", err)
 	}
@@ -244,12 +255,12 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 		}
 		return err
 	}
-	if p.cg != nil {
+	if p.cg != nil && tasks == nil {
 		if err := p.cg.Add(cmd.Process.Pid); err != nil {
 			return fail(err)
 		}
 	}
-	cfg := encodeConfig(initConfig{Spec: spec, CgroupNS: cgroupns, UserNS: userns})
+	cfg := encodeConfig(initConfig{Spec: spec, CgroupNS: cgroupns, UserNS: userns, CgroupFiles: len(tasks)})
 	if len(cfg) > maxMessage {
 		return fail(fmt.Errorf("%w: the spec is larger than %d bytes", ErrInvalidSpec, maxMessage))
 	}

@@ -46,6 +46,7 @@ func encodeConfig(cfg initConfig) []byte {
 	var w wireWriter
 	w.bool(cfg.CgroupNS)
 	w.bool(cfg.UserNS)
+	w.uvarint(uint64(cfg.CgroupFiles))
 	s := initSpec(cfg.Spec)
 	w.str(s.Hostname)
 	w.str(s.Domainname)
@@ -138,6 +139,7 @@ func decodeConfig(b []byte) (initConfig, error) {
 	var cfg initConfig
 	cfg.CgroupNS = r.bool()
 	cfg.UserNS = r.bool()
+	cfg.CgroupFiles = r.count()
 	s := &specs.Spec{}
 	cfg.Spec = s
 	s.Hostname = r.str()

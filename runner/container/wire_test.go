@@ -61,7 +61,7 @@ func TestConfigWireRoundTrip(t *testing.T) {
 		name string
 		cfg  initConfig
 	}{
-		{"full", initConfig{Spec: fullSpec(), CgroupNS: true, UserNS: true}},
+		{"full", initConfig{Spec: fullSpec(), CgroupNS: true, UserNS: true, CgroupFiles: 5}},
 		{"bare", initConfig{Spec: &specs.Spec{}}},
 		{"process only", initConfig{Spec: &specs.Spec{Process: &specs.Process{Args: []string{"true"}}}}},
 	} {
