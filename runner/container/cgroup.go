@@ -43,6 +43,14 @@ type threadJoiner interface {
 	taskFiles() ([]*os.File, error)
 }
 
+// cloneJoiner is a Cgroup that the init is born in, by clone3 with
+// CLONE_INTO_CGROUP, rather than moved into with Add: cgroup v2. Like
+// threadJoiner, it spares the start the global lock of a process move.
+type cloneJoiner interface {
+	// dirFile opens the group's directory, for clone3.
+	dirFile() (*os.File, error)
+}
+
 // cgroupRoot is where the cgroup filesystems are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
@@ -63,7 +71,7 @@ func NewCgroup(p string, r *specs.LinuxResources) (Cgroup, error) {
 		return nil, fmt.Errorf("%w: bad cgroups path %q", ErrInvalidSpec, p)
 	}
 	if CgroupV2() {
-		return newCgroupV2(p, r)
+		return newCgroupV2(cgroupRoot, p, r)
 	}
 	return newCgroupV1(p, r)
 }
@@ -171,10 +179,11 @@ func ownCgroups() (map[string]string, error) {
 
 type cgroupV2 struct{ dir string }
 
-func newCgroupV2(p string, r *specs.LinuxResources) (Cgroup, error) {
+// newCgroupV2 makes the group p in the v2 hierarchy mounted at root.
+func newCgroupV2(root, p string, r *specs.LinuxResources) (Cgroup, error) {
 	// Relative and absolute both start at the root, see the package doc.
 	rel := path.Clean("/" + p)
-	dir := filepath.Join(cgroupRoot, rel)
+	dir := filepath.Join(root, rel)
 	// Enable the controllers on the way down: every ancestor's
 	// subtree_control must list a controller for the group to have it.
 	l := limitsOf(r)
@@ -188,7 +197,7 @@ func newCgroupV2(p string, r *specs.LinuxResources) (Cgroup, error) {
 	if l.pids > 0 {
 		want = append(want, "+pids")
 	}
-	cur := cgroupRoot
+	cur := root
 	for _, part := range strings.Split(strings.Trim(rel, "/"), "/") {
 		if len(want) > 0 {
 			if err := writeFile(cur, "cgroup.subtree_control", strings.Join(want, " ")); err != nil {
@@ -238,6 +247,14 @@ func (c *cgroupV2) apply(l limits) error {
 
 func (c *cgroupV2) Add(pid int) error {
 	return writeFile(c.dir, "cgroup.procs", strconv.Itoa(pid))
+}
+
+func (c *cgroupV2) dirFile() (*os.File, error) {
+	f, err := os.Open(c.dir)
+	if err != nil {
+		return nil, fmt.Errorf("cgroup: %w", err)
+	}
+	return f, nil
 }
 
 func (c *cgroupV2) OOMKilled() (bool, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-registry/berth/runner/container"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // needRoot skips tests that create namespaces when not root, or fails
@@ -418,6 +419,46 @@ func TestCgroupJoined(t *testing.T) {
 		if string(b) != want {
 			t.Errorf("%s/%s holds %q, want the container's process %q", d, file, b, want)
 		}
+	}
+}
+
+// TestCgroupV2Joined runs the cgroup v2 implementation on this host's v2
+// hierarchy (the unified one of a hybrid host, where it has no controllers
+// and so no limits): the init is cloned into its group (clone3 with
+// CLONE_INTO_CGROUP), is alone there, and the group goes with it.
+func TestCgroupV2Joined(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	root := "/sys/fs/cgroup"
+	if !container.CgroupV2() {
+		root = "/sys/fs/cgroup/unified"
+		var st unix.Statfs_t
+		if err := unix.Statfs(root, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+			skipOrFail(t, "no cgroup v2 hierarchy mounted")
+		}
+	}
+	rel := "berth-test/" + container.NewID()
+	spec := testSpec(rootfs, "sleep", "60")
+	spec.Linux.CgroupsPath = rel
+	p, err := container.StartInCgroupV2(context.Background(), root, spec, container.Stdio{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, rel)
+	defer os.Remove(filepath.Dir(dir))
+	want := fmt.Sprintf("%d\n", p.Pid())
+	for _, file := range []string{"cgroup.procs", "cgroup.threads"} {
+		if b, err := os.ReadFile(filepath.Join(dir, file)); err != nil || string(b) != want {
+			t.Errorf("%s/%s holds %q (%v), want the container's process %q", dir, file, b, err, want)
+		}
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.Pid()))
+	if err != nil || !strings.Contains(string(b), "\n0::/"+rel+"\n") && !strings.HasPrefix(string(b), "0::/"+rel+"\n") {
+		t.Errorf("/proc/%d/cgroup: %q (%v), want 0::/%s", p.Pid(), b, err, rel)
+	}
+	p.Signal(syscall.SIGKILL)
+	p.Wait()
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("cgroup %s after exit: %v", dir, err)
 	}
 }
 

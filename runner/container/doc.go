@@ -22,8 +22,10 @@
 //	parent                                 init (new pid, mount, uts, ipc, net[, user] ns)
 //	cgroup created, limits set
 //	start init (v1: with the group's ---->  blocks reading its config
-//	  tasks files open at fd 4...)
-//	v2: pid into the cgroup
+//	  tasks files open at fd 4...;
+//	  v2: cloned into the group, clone3
+//	  CLONE_INTO_CGROUP, or moved in
+//	  where clone3 is missing)
 //	config (wire.go) ------------------->  v1: "0" into each tasks file (its own thread)
 //	                                       unshare(CLONE_NEWCGROUP): the ns root is its cgroup
 //	                                       mounts, /dev, pivot_root, masks, hostname, lo up
@@ -33,10 +35,10 @@
 //
 // The cgroup namespace is unshared by the init (on its locked OS thread,
 // which then execs) rather than at clone time, so that its root is the
-// container's cgroup, which the init joined after it was cloned. On cgroup
-// v1 the init joins by itself, moving only the thread that will exec:
-// moving a whole process takes a global kernel lock whose first writer
-// waits for an RCU grace period (see cgroupV1.taskFiles).
+// container's cgroup. Neither version moves a whole process into its
+// group, which takes a global kernel lock whose first writer waits for an
+// RCU grace period (see cgroupV1.taskFiles): on v1 the init moves only
+// its own thread, the one that will exec; on v2 it is born in the group.
 //
 // # Cgroups
 //

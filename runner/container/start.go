@@ -54,12 +54,14 @@ type Process struct {
 // *InitError. ctx bounds the start only; stop the container with Signal.
 // The caller must call Wait.
 func Start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (*Process, error) {
-	return start(ctx, id, spec, stdio, nil)
+	return start(ctx, id, spec, stdio, nil, NewCgroup)
 }
 
 // start is Start; ready, when not nil, is waited for before the init may
-// go on to exec the container's process.
-func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready <-chan struct{}) (*Process, error) {
+// go on to exec the container's process. newCgroup makes the cgroup
+// (NewCgroup, but for tests).
+func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready <-chan struct{},
+	newCgroup func(string, *specs.LinuxResources) (Cgroup, error)) (*Process, error) {
 	if id == "" {
 		id = NewID()
 	}
@@ -78,7 +80,7 @@ func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready 
 			cgPath = spec.Linux.CgroupsPath
 		}
 	}
-	cg, err := NewCgroup(cgPath, res)
+	cg, err := newCgroup(cgPath, res)
 	if err != nil {
 		if hasLimits(res) {
 			return nil, err
@@ -202,46 +204,37 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 	childSock := os.NewFile(uintptr(fds[1]), "init-child")
 	defer parentSock.Close()
 
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"berth-init", InitArg},
-		Env:        []string{},
-		ExtraFiles: []*os.File{childSock},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: cloneFlags,
-			Setsid:     true,
-			Pdeathsig:  syscall.SIGKILL,
-		},
+	var tasks []*os.File // v1: the init joins the cgroup through these
+	var cgDir *os.File   // v2: the init is cloned into the cgroup
+	switch j := p.cg.(type) {
+	case threadJoiner:
+		tasks, err = j.taskFiles()
+	case cloneJoiner:
+		cgDir, err = j.dirFile()
 	}
-	if userns {
-		for _, m := range spec.Linux.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings,
-				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		for _, m := range spec.Linux.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings,
-				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Become the namespace's root before the exec, so that the init
-		// has the namespace's capabilities.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	if err != nil {
+		childSock.Close()
+		return err
 	}
-	if !spec.Process.Terminal {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
-	}
-	var tasks []*os.File // the init joins the cgroup through these
-	if j, ok := p.cg.(threadJoiner); ok {
-		if tasks, err = j.taskFiles(); err != nil {
-			childSock.Close()
-			return err
-		}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, tasks...)
+	cmd := p.initCmd(spec, stdio, cloneFlags, userns, childSock, tasks)
+	if cgDir != nil {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgDir.Fd())
 	}
 	err = cmd.Start()
+	joined := tasks != nil || cgDir != nil
+	if cgDir != nil && errors.Is(err, syscall.ENOSYS) {
+		// No clone3 (before Linux 5.7, or refused by a seccomp filter):
+		// clone, then move the process in.
+		joined = false
+		cmd = p.initCmd(spec, stdio, cloneFlags, userns, childSock, nil)
+		err = cmd.Start()
+	}
 	childSock.Close()
 	for _, f := range tasks {
 		f.Close()
+	}
+	if cgDir != nil {
+		cgDir.Close()
 	}
 	if err != nil {
 		return fmt.Errorf("container: starting the init: %w", err)
@@ -255,7 +248,7 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 		}
 		return err
 	}
-	if p.cg != nil && tasks == nil {
+	if p.cg != nil && !joined {
 		if err := p.cg.Add(cmd.Process.Pid); err != nil {
 			return fail(err)
 		}
@@ -310,6 +303,40 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 		}
 	}
 	return nil
+}
+
+// initCmd is the command that starts the init: childSock becomes its
+// descriptor 3 and tasks (the cgroup v1 tasks files) the ones after it.
+func (p *Process) initCmd(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, userns bool, childSock *os.File, tasks []*os.File) *exec.Cmd {
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"berth-init", InitArg},
+		Env:        []string{},
+		ExtraFiles: append([]*os.File{childSock}, tasks...),
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: cloneFlags,
+			Setsid:     true,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	if userns {
+		for _, m := range spec.Linux.UIDMappings {
+			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings,
+				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range spec.Linux.GIDMappings {
+			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings,
+				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root before the exec, so that the init
+		// has the namespace's capabilities.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	if !spec.Process.Terminal {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio.In, stdio.Out, stdio.Err
+	}
+	return cmd
 }
 
 // Pid is the host pid of the container's PID 1.
@@ -401,7 +428,7 @@ func RunWith(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, star
 		signal.Stop(sigs)
 	}()
 
-	p, err := start(ctx, id, spec, stdio, notified)
+	p, err := start(ctx, id, spec, stdio, notified, NewCgroup)
 	if err != nil {
 		if ie := (*InitError)(nil); errors.As(err, &ie) {
 			return ie.ExitCode(), err
