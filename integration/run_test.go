@@ -198,6 +198,21 @@ func TestRun(t *testing.T) {
 		if out := b.ok("start", "-a", id); out != "again\n" {
 			t.Errorf("second start: %q, want the file of the first", out)
 		}
+		// The image of a container, even a stopped one, is not removed:
+		// rmi refuses, and rmi --force only untags it, which prune then
+		// leaves alone while the container exists.
+		if _, errOut, code := b.run("rmi", ref("busybox")); code != 1 || !strings.Contains(errOut, "in use") || !strings.Contains(errOut, id) {
+			t.Errorf("rmi of a container's image: exit %d, stderr %q; want 1 and the container named", code, errOut)
+		}
+		if out := b.ok("rmi", "-f", ref("busybox")); !strings.Contains(out, "Untagged: "+ref("busybox")) || strings.Contains(out, "Deleted") {
+			t.Errorf("rmi -f of a container's image: %q; want untagged, not deleted", out)
+		}
+		if out := b.ok("image", "prune"); !strings.Contains(out, "Removed 0 images and 0 layers") {
+			t.Errorf("prune with the image's container still there: %q", out)
+		}
+		if out := b.ok("start", "-a", id); out != "again\n" {
+			t.Errorf("start after rmi -f and prune: %q", out)
+		}
 		// Detached: start, logs -f until it ends, exit status in ps.
 		if out := b.ok("start", id); strings.TrimSpace(out) != id {
 			t.Errorf("start: %q", out)

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/pull"
 )
@@ -83,16 +88,41 @@ func splitReference(ref string) (repo, tag string) {
 	return r.Name(), tag
 }
 
+// imagesInUse returns, by image ID, the containers (running or not) whose
+// rootfs is made of an image's layers.
+func imagesInUse(containers *container.Store) (map[digest.Digest][]string, error) {
+	list, err := containers.List()
+	if err != nil {
+		return nil, err
+	}
+	inUse := map[digest.Digest][]string{}
+	for _, c := range list {
+		st, err := c.State()
+		if err != nil || st.ImageID == "" {
+			continue // removed meanwhile, or made from no image
+		}
+		id := digest.Digest(st.ImageID)
+		inUse[id] = append(inUse[id], c.ID)
+	}
+	return inUse, nil
+}
+
 func (a *app) newRmiCmd() *cobra.Command {
 	var f imageFlags
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "rmi [--state DIR] IMAGE...",
+		Use:   "rmi [--state DIR] [-f] IMAGE...",
 		Short: "Remove images from the local image store",
 		Long: `Remove each IMAGE from the local image store. A reference removes that
 reference, and the image once no reference names it; an image ID (or a
 unique prefix of it) removes the image and all its references. Layers are
 freed by "berth image prune". Every IMAGE is tried; the exit code is 1 if
-any was not removed.`,
+any was not removed.
+
+An image that a container uses (running or not: "berth start" needs it
+again) is not removed: remove the container first. With --force, the
+image's references are removed and the image stays, listed as "<none>",
+until its containers are gone and "berth image prune" runs.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.MinimumNArgs(1)(cmd, args); err != nil {
 				return usageError(err)
@@ -100,13 +130,20 @@ any was not removed.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := a.openImageStore(&f)
+			s, containers, err := a.openStores(&f)
+			if err != nil {
+				return err
+			}
+			inUse, err := imagesInUse(containers)
 			if err != nil {
 				return err
 			}
 			var failed []string
 			for _, ref := range args {
-				res, err := s.Remove(ref)
+				res, err := s.Remove(ref, image.RemoveOptions{InUse: inUse, Force: force})
+				if errors.Is(err, image.ErrInUse) {
+					err = fmt.Errorf("%w (remove the container first, or use --force to remove only the image's references)", err)
+				}
 				if err != nil {
 					fmt.Fprintf(a.stderr, "berth: %s: %v\n", ref, err)
 					failed = append(failed, ref)
@@ -126,6 +163,7 @@ any was not removed.`,
 		},
 	}
 	a.addImageFlags(cmd, &f)
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove the references of an image a container uses (the image stays until the container is gone)")
 	return cmd
 }
 
@@ -146,14 +184,16 @@ func (a *app) newImageCmd() *cobra.Command {
 		Use:   "prune [--state DIR]",
 		Short: "Remove dangling images and the layers no image uses",
 		Long: `Remove the images no reference names (replaced by a newer pull of their
-tag), then every stored layer no remaining image uses. Running pulls finish
-first, and new ones wait until the prune is done.
-
-A container whose image was removed with "berth rmi" loses its layers to a
-prune: remove such images only once their containers are gone.`,
+tag, or untagged by "berth rmi --force") and no container uses, then every
+stored layer no remaining image uses. Running pulls finish first, and new
+ones wait until the prune is done.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.openImageStore(&f)
+			s, containers, err := a.openStores(&f)
+			if err != nil {
+				return err
+			}
+			inUse, err := imagesInUse(containers)
 			if err != nil {
 				return err
 			}
@@ -161,7 +201,7 @@ prune: remove such images only once their containers are gone.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			res, err := s.Prune(ctx)
+			res, err := s.Prune(ctx, slices.Collect(maps.Keys(inUse))...)
 			for _, id := range res.Images {
 				fmt.Fprintf(a.stdout, "Deleted image: %s\n", id)
 			}

@@ -15,6 +15,8 @@ var (
 	// (removed by hand, or by Prune after the image was removed); pull the
 	// image again.
 	ErrLayerMissing = errors.New("image: layer missing from the layer store")
+	// ErrInUse: the image is used by a container (Remove without Force).
+	ErrInUse = errors.New("image: in use by a container")
 	// ErrCorrupt: an image record or the reference index cannot be read
 	// (not JSON, or a config that does not match its digest).
 	ErrCorrupt = errors.New("image: damaged image record")

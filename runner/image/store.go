@@ -264,12 +264,26 @@ type RemoveResult struct {
 	Deleted digest.Digest
 }
 
+// RemoveOptions are Remove's options.
+type RemoveOptions struct {
+	// InUse names, by image ID, the containers that use an image (their
+	// rootfs is made of its layers). The record of an image in use is
+	// never deleted.
+	InUse map[digest.Digest][]string
+	// Force removes the references of an image in use anyway: the image
+	// stays, dangling, until its containers are gone and Prune runs.
+	// Without Force, a Remove that would delete the record of an image in
+	// use fails with ErrInUse and changes nothing.
+	Force bool
+}
+
 // Remove removes an image from the store, as `berth rmi` does. Given a
 // reference, it removes that reference, and the image record when no other
 // reference names the image. Given an ID (or unique ID prefix), it removes
-// every reference to the image and its record. Layers stay until Prune.
-// Errors wrap ErrNotFound or ErrAmbiguous.
-func (s *Store) Remove(ref string) (RemoveResult, error) {
+// every reference to the image and its record. An image in use keeps its
+// record (see RemoveOptions). Layers stay until Prune. Errors wrap
+// ErrNotFound, ErrAmbiguous or ErrInUse.
+func (s *Store) Remove(ref string, opts RemoveOptions) (RemoveResult, error) {
 	unlock, err := s.flock(refsLock, unix.LOCK_EX)
 	if err != nil {
 		return RemoveResult{}, err
@@ -297,7 +311,13 @@ func (s *Store) Remove(ref string) (RemoveResult, error) {
 		slices.Sort(res.Untagged)
 	}
 	if len(refsByID(idx)[id]) == 0 {
-		res.Deleted = id
+		if users := opts.InUse[id]; len(users) > 0 {
+			if !opts.Force {
+				return RemoveResult{}, fmt.Errorf("%w: image %s is used by container %s", ErrInUse, id, strings.Join(users, ", "))
+			}
+		} else {
+			res.Deleted = id
+		}
 	}
 	if len(res.Untagged) > 0 {
 		if err := s.writeIndex(idx); err != nil {
@@ -322,21 +342,22 @@ type PruneResult struct {
 	Bytes  int64
 }
 
-// Prune removes the images no reference names (dangling images), then the
-// layers of the layer store no remaining image uses and keep does not list
-// (the layers of running containers whose image was removed). It waits for
-// running pulls to finish and holds new ones until it is done.
-func (s *Store) Prune(ctx context.Context, keep ...digest.Digest) (PruneResult, error) {
+// Prune removes the images no reference names (dangling images) except
+// those inUse lists (the images of existing containers, whatever their
+// references), then the layers of the layer store no remaining image uses.
+// It waits for running pulls to finish and holds new ones until it is done.
+func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult, error) {
 	unlockAll, err := s.flock(lockFile, unix.LOCK_EX)
 	if err != nil {
 		return PruneResult{}, err
 	}
 	defer unlockAll()
 	var res PruneResult
-	used := map[digest.Digest]bool{}
-	for _, d := range keep {
-		used[d] = true
+	keep := map[digest.Digest]bool{}
+	for _, id := range inUse {
+		keep[id] = true
 	}
+	used := map[digest.Digest]bool{} // layers
 	err = func() error {
 		unlock, err := s.flock(refsLock, unix.LOCK_EX)
 		if err != nil {
@@ -348,7 +369,7 @@ func (s *Store) Prune(ctx context.Context, keep ...digest.Digest) (PruneResult, 
 			return err
 		}
 		for _, img := range imgs {
-			if len(img.References) > 0 {
+			if len(img.References) > 0 || keep[img.ID] {
 				for _, d := range img.DiffIDs() {
 					used[d] = true
 				}

@@ -3,6 +3,7 @@ package image_test
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,17 +152,17 @@ func TestRemoveAndPrune(t *testing.T) {
 		t.Fatalf("two tags of one image: %+v, %v", img.References, err)
 	}
 
-	res, err := s.Remove("app:v1")
+	res, err := s.Remove("app:v1", image.RemoveOptions{})
 	if err != nil || !slices.Equal(res.Untagged, []string{reg.Host + "/app:v1"}) || res.Deleted != "" {
 		t.Fatalf("Remove(app:v1) = %+v, %v", res, err)
 	}
 	if _, err := s.Get("app:v1"); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("removed reference still found: %v", err)
 	}
-	if _, err := s.Remove("app:v1"); !errors.Is(err, image.ErrNotFound) {
+	if _, err := s.Remove("app:v1", image.RemoveOptions{}); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("second Remove: %v, want ErrNotFound", err)
 	}
-	res, err = s.Remove(reg.Host + "/app:also")
+	res, err = s.Remove(reg.Host+"/app:also", image.RemoveOptions{})
 	if err != nil || res.Deleted != idA {
 		t.Fatalf("Remove of the last reference = %+v, %v; want the image deleted", res, err)
 	}
@@ -175,48 +176,66 @@ func TestRemoveAndPrune(t *testing.T) {
 
 	// Re-pull, then move the tag to another image: the first image is
 	// dangling; prune removes it and the layer only it used, keeping what
-	// the new image and the caller need.
+	// the new image and the images in use need.
 	if _, err := s.Pull(t.Context(), "app:v1", opts); err != nil {
 		t.Fatal(err)
 	}
 	extra := makeLayer(t, entry{name: "extra.txt", body: "x"})
 	newTop := topLayer(t, "v2\n")
 	idB := reg.push("app", "v1", testConfig(), base, newTop)
-	reg.push("app", "extra", testConfig(), base, extra)
+	idExtra := reg.push("app", "extra", testConfig(), base, extra)
 	if _, err := s.Pull(t.Context(), "app:v1", opts); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Pull(t.Context(), "app:extra", opts); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Remove("app:extra"); err != nil {
-		t.Fatal(err)
+	// An image a container uses keeps its record: rmi refuses, and with
+	// Force removes only its references.
+	inUse := image.RemoveOptions{InUse: map[digest.Digest][]string{idExtra: {"c0ffee"}}}
+	if _, err := s.Remove("app:extra", inUse); !errors.Is(err, image.ErrInUse) || !strings.Contains(err.Error(), "c0ffee") {
+		t.Fatalf("Remove of an image in use: %v, want ErrInUse naming the container", err)
+	}
+	if _, err := s.Get("app:extra"); err != nil {
+		t.Fatalf("a refused Remove changed the store: %v", err)
+	}
+	inUse.Force = true
+	if res, err := s.Remove("app:extra", inUse); err != nil || res.Deleted != "" || len(res.Untagged) != 1 {
+		t.Fatalf("forced Remove of an image in use = %+v, %v; want untagged only", res, err)
 	}
 	list, _ := s.List()
-	if len(list) != 2 || list[0].ID != idB || len(list[1].References) != 0 || list[1].ID != idA {
-		t.Fatalf("List after moving the tag = %+v", list)
+	tagged := map[digest.Digest]int{}
+	for _, img := range list {
+		tagged[img.ID] = len(img.References)
 	}
-	pr, err := s.Prune(t.Context(), extra.diffID)
+	if want := map[digest.Digest]int{idA: 0, idB: 1, idExtra: 0}; !maps.Equal(tagged, want) {
+		t.Fatalf("references by image after moving the tag and the forced rmi: %v, want %v", tagged, want)
+	}
+	pr, err := s.Prune(t.Context(), idExtra)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(pr.Images, []digest.Digest{idA}) || !slices.Equal(pr.Layers, []digest.Digest{top.diffID}) || pr.Bytes <= 0 {
 		t.Errorf("Prune = %+v; want image %s and layer %s", pr, idA, top.diffID)
 	}
+	if _, err := s.Get(idExtra.String()); err != nil {
+		t.Errorf("Prune removed the dangling image in use: %v", err)
+	}
 	for _, d := range []digest.Digest{base.diffID, newTop.diffID, extra.diffID} {
 		if _, err := s.LayerStore().Get(d); err != nil {
 			t.Errorf("layer %s removed by prune: %v", d, err)
 		}
 	}
-	if pr, err := s.Prune(t.Context()); err != nil || len(pr.Layers) != 1 || pr.Layers[0] != extra.diffID {
-		t.Errorf("Prune without keep = %+v, %v; want the extra layer", pr, err)
+	if pr, err := s.Prune(t.Context()); err != nil || !slices.Equal(pr.Images, []digest.Digest{idExtra}) ||
+		!slices.Equal(pr.Layers, []digest.Digest{extra.diffID}) {
+		t.Errorf("Prune once no container uses it = %+v, %v; want the extra image and its layer", pr, err)
 	}
 
 	// rmi by ID removes every reference.
 	if _, err := s.Pull(t.Context(), "app:also", opts); err != nil {
 		t.Fatal(err)
 	}
-	res, err = s.Remove(idB.Encoded()[:10])
+	res, err = s.Remove(idB.Encoded()[:10], image.RemoveOptions{})
 	if err != nil || res.Deleted != idB || len(res.Untagged) != 1 {
 		t.Errorf("Remove by ID = %+v, %v", res, err)
 	}
