@@ -158,9 +158,23 @@ func TestRun(t *testing.T) {
 		}
 	})
 	t.Run("userns", func(t *testing.T) {
-		out := b.ok("run", "--rm", "--userns", ref("busybox"), "id -u; tr -s ' ' < /proc/self/uid_map; echo hi > /tmp/x && cat /tmp/x")
-		if out != "0\n 0 100000 65536\nhi\n" {
+		// The image's files are its root's inside (idmapped layers), and
+		// what the container writes is on the host owned by the mapped ids.
+		script := "id -u; tr -s ' ' < /proc/self/uid_map; echo hi > /tmp/x && cat /tmp/x; stat -c %u:%g /bin /etc/passwd /tmp/x"
+		out := b.ok("run", "--rm", "--userns", ref("busybox"), script)
+		if out != "0\n 0 100000 65536\nhi\n0:0\n0:0\n0:0\n" {
 			t.Errorf("output %q", out)
+		}
+		id := strings.TrimSpace(b.ok("create", "--userns", ref("busybox"), "echo again >> /etc/motd; stat -c %u:%g /etc/motd /bin"))
+		defer b.run("rm", "-f", id)
+		for range 2 { // a restart mounts idmapped again
+			if out := b.ok("start", "-a", id); out != "0:0\n0:0\n" {
+				t.Errorf("start of a --userns container: %q", out)
+			}
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(b.state, "containers", id, "upper", "etc", "motd"), &st); err != nil || st.Uid != 100000 {
+			t.Errorf("the container's file in its upper dir: uid %d, %v; want the host's 100000", st.Uid, err)
 		}
 	})
 	t.Run("volumes", func(t *testing.T) {

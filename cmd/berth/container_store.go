@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/layers"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -137,7 +138,11 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		c.Remove()
 		return nil, nil, nil, err
 	}
-	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), keepMounted && o.rm)
+	var uids, gids []specs.LinuxIDMapping
+	if o.userns {
+		uids, gids = spec.UserNSMappings(), spec.UserNSMappings()
+	}
+	mounted, err := mountRootfs(ctx, images, img, c, keepMounted && o.rm, uids, gids, opts.Warn)
 	if err != nil {
 		return fail(err)
 	}
@@ -169,6 +174,33 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		return fail(err)
 	}
 	return c, images, nil, nil
+}
+
+// mountRootfs assembles c's rootfs from img (see image.Store.Rootfs; once
+// for a --rm run). With user namespace mappings, the layers are mounted
+// idmapped through a namespace with those mappings, so that the container
+// sees its image's owners; where the kernel cannot, it mounts them as they
+// are, and warn (if not nil) says that the container sees them owned by
+// nobody.
+func mountRootfs(ctx context.Context, images *image.Store, img image.Image, c *container.Container, once bool, uids, gids []specs.LinuxIDMapping, warn func(string)) (bool, error) {
+	opts := image.RootfsOptions{Once: once}
+	if len(uids) > 0 && len(gids) > 0 {
+		ns, err := container.UserNamespace(uids, gids)
+		if err != nil {
+			return false, err
+		}
+		defer ns.Close()
+		opts.UserNS = ns
+	}
+	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
+	if errors.Is(err, layers.ErrIDMapUnsupported) {
+		if warn != nil {
+			warn(fmt.Sprintf("the image's files are owned by nobody in the user namespace: %v", err))
+		}
+		opts.UserNS = nil
+		mounted, err = images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
+	}
+	return mounted, err
 }
 
 // runHeld runs the container c to its end while holding it: mounts its
@@ -236,7 +268,11 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 			return 125, fmt.Errorf("container %s: its image: %w", c.ID, err)
 		}
 		c.Unmount()
-		if _, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), st.AutoRemove); err != nil {
+		var uids, gids []specs.LinuxIDMapping
+		if s.Linux != nil {
+			uids, gids = s.Linux.UIDMappings, s.Linux.GIDMappings
+		}
+		if _, err := mountRootfs(ctx, images, img, c, st.AutoRemove, uids, gids, nil); err != nil {
 			started(err)
 			return 125, err
 		}

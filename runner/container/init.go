@@ -28,6 +28,9 @@ func init() {
 	if isInit(os.Args) {
 		runInit()
 	}
+	if len(os.Args) > 1 && os.Args[1] == usernsArg {
+		holdUserNS()
+	}
 }
 
 // runInit is the container's init: it reads the config from the parent,

@@ -430,10 +430,10 @@ func (s *Store) storedLayers(img Image) ([]layers.Layer, error) {
 // filesystem, both empty directories) when overlayfs works over the layer
 // store, else a copy of the layers onto target (see Flatten; upper and
 // work are then unused). mounted says which: the caller unmounts target
-// (unix.Unmount) when it is true. once marks a rootfs used for one run and
-// then deleted (layers.Store.MountVolatile). Errors wrap ErrLayerMissing or
-// the layer store's errors.
-func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target string, once bool) (mounted bool, err error) {
+// (unix.Unmount) when it is true. Errors wrap ErrLayerMissing or the layer
+// store's errors (layers.ErrIDMapUnsupported when opts.UserNS cannot be
+// honoured).
+func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target string, opts RootfsOptions) (mounted bool, err error) {
 	unlock, err := s.flock(lockFile, unix.LOCK_SH)
 	if err != nil {
 		return false, err
@@ -444,16 +444,25 @@ func (s *Store) Rootfs(ctx context.Context, img Image, upper, work, target strin
 		return false, err
 	}
 	if s.layers.OverlaySupported() == nil {
-		mount := s.layers.Mount
-		if once {
-			mount = s.layers.MountVolatile
-		}
-		if err := mount(ctx, ls, upper, work, target); err != nil {
+		mo := layers.MountOptions{Volatile: opts.Once, UserNS: opts.UserNS}
+		if err := s.layers.MountWith(ctx, ls, upper, work, target, mo); err != nil {
 			return false, err
 		}
 		return true, nil
 	}
 	return false, s.layers.Flatten(ctx, ls, target)
+}
+
+// RootfsOptions are Rootfs's options.
+type RootfsOptions struct {
+	// Once marks a rootfs used for one run and then deleted
+	// (layers.Store.MountVolatile).
+	Once bool
+	// UserNS, when not nil, is a user namespace with the mappings of the
+	// container's: the layers are mounted idmapped through it
+	// (layers.MountOptions.UserNS), so that the container sees the image's
+	// owners. The flat-copy fallback ignores it.
+	UserNS *os.File
 }
 
 // Flatten copies the image's layers onto target, a plain directory (created

@@ -282,7 +282,7 @@ func TestFlattenAndRootfs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mounted, err := s.Rootfs(t.Context(), img, upper, work, target, false)
+	mounted, err := s.Rootfs(t.Context(), img, upper, work, target, image.RootfsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestFlattenAndRootfs(t *testing.T) {
 	if err := s.Flatten(t.Context(), img, filepath.Join(t.TempDir(), "x")); !errors.Is(err, image.ErrLayerMissing) {
 		t.Errorf("Flatten without a layer: %v, want ErrLayerMissing", err)
 	}
-	if _, err := s.Rootfs(t.Context(), img, upper, work, filepath.Join(t.TempDir()), false); !errors.Is(err, image.ErrLayerMissing) {
+	if _, err := s.Rootfs(t.Context(), img, upper, work, filepath.Join(t.TempDir()), image.RootfsOptions{}); !errors.Is(err, image.ErrLayerMissing) {
 		t.Errorf("Rootfs without a layer: %v, want ErrLayerMissing", err)
 	}
 }

@@ -30,4 +30,8 @@ var (
 	// (module missing, no privilege, a backing filesystem without whiteout
 	// or trusted xattr support). Use Flatten instead.
 	ErrOverlayUnsupported = errors.New("layers: overlayfs unavailable")
+	// ErrIDMapUnsupported: the kernel cannot mount the layers idmapped
+	// (MountOptions.UserNS): it needs idmapped mounts of the backing
+	// filesystem and overlayfs taking its layers as file descriptors.
+	ErrIDMapUnsupported = errors.New("layers: idmapped layers unavailable")
 )

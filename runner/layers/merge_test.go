@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -325,5 +327,47 @@ func TestFlattenDoesNotFollowTargetSymlinks(t *testing.T) {
 	}
 	if exists(filepath.Join(target, "evil/sentinel")) {
 		t.Errorf("evil/sentinel survived its whiteout")
+	}
+}
+
+// TestMountIDMapped mounts the layers idmapped through a user namespace
+// whose root is host uid and gid 100000: the merge is the same, the
+// layers' files (root's in the image) show up owned by 100000, as a
+// container of such a namespace sees them owned by its root, and writes
+// still go to the upper directory.
+func TestMountIDMapped(t *testing.T) {
+	s, ls, upper, wd, merged := writableMountSetup(t)
+	holder := exec.Command("sleep", "60")
+	holder.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", holder.Process.Pid))
+	holder.Process.Kill()
+	holder.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+
+	if err := s.MountWith(context.Background(), ls, upper, wd, merged, layers.MountOptions{UserNS: ns, Volatile: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	checkMerged(t, merged)
+	for _, p := range []string{"c", "usr/bin/su", "b", "k/link", "proc"} {
+		if st := lstat(t, filepath.Join(merged, p)); st.Uid != 100000 || st.Gid != 100000 {
+			t.Errorf("%s is owned by %d:%d, want 100000:100000", p, st.Uid, st.Gid)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(merged, "new"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(upper, "new")); got != "x" {
+		t.Errorf("upper/new = %q, want x", got)
 	}
 }

@@ -30,7 +30,7 @@ import (
 // kernels it falls back to mount(2) and says so if the layers do not fit.
 // The caller unmounts (unix.Unmount) and removes upper and work.
 func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target string) error {
-	return s.mount(ctx, layers, upper, work, target, false)
+	return s.MountWith(ctx, layers, upper, work, target, MountOptions{})
 }
 
 // MountVolatile is Mount for a rootfs that is used once and thrown away (a
@@ -39,13 +39,28 @@ func (s *Store) Mount(ctx context.Context, layers []Layer, upper, work, target s
 // filesystem, all of it, when the mount goes away. The upper and work
 // directories of a volatile mount can never be mounted again.
 func (s *Store) MountVolatile(ctx context.Context, layers []Layer, upper, work, target string) error {
-	if upper == "" {
-		return fmt.Errorf("%w: a volatile mount needs an upper dir", ErrInvalid)
-	}
-	return s.mount(ctx, layers, upper, work, target, true)
+	return s.MountWith(ctx, layers, upper, work, target, MountOptions{Volatile: true})
 }
 
-func (s *Store) mount(ctx context.Context, layers []Layer, upper, work, target string, volatile bool) error {
+// MountOptions are MountWith's options.
+type MountOptions struct {
+	// Volatile mounts as MountVolatile does.
+	Volatile bool
+	// UserNS, when not nil, is a user namespace (an open
+	// /proc/PID/ns/user): every lower layer is then mounted idmapped
+	// through it, so that a container in a user namespace with the same
+	// mappings sees the layers' files owned as the image has them (its
+	// root's files owned by its root) instead of by nobody. Files the
+	// container writes land in upper owned by the host ids they map to.
+	// A kernel that cannot do it fails the mount with ErrIDMapUnsupported.
+	UserNS *os.File
+}
+
+// MountWith is Mount with options.
+func (s *Store) MountWith(ctx context.Context, layers []Layer, upper, work, target string, opts MountOptions) error {
+	if opts.Volatile && upper == "" {
+		return fmt.Errorf("%w: a volatile mount needs an upper dir", ErrInvalid)
+	}
 	if len(layers) == 0 {
 		return fmt.Errorf("%w: no layers to mount", ErrInvalid)
 	}
@@ -73,7 +88,14 @@ func (s *Store) mount(ctx context.Context, layers []Layer, upper, work, target s
 		}
 		lowers = append(lowers, l.Dir)
 	}
-	if err := mountOverlay(lowers, upper, work, target, volatile); err != nil {
+	if opts.UserNS != nil {
+		err := mountOverlayFsconfig(lowers, upper, work, target, opts.Volatile, int(opts.UserNS.Fd()))
+		if err != nil {
+			return fmt.Errorf("layers: mounting %d layers idmapped at %s: %w", len(layers), target, err)
+		}
+		return nil
+	}
+	if err := mountOverlay(lowers, upper, work, target, opts.Volatile); err != nil {
 		s.forgetOverlay()
 		return fmt.Errorf("layers: mounting %d layers at %s: %w", len(layers), target, err)
 	}
@@ -128,7 +150,7 @@ var errNoLowerdirPlus = errors.New("overlayfs without lowerdir+")
 // mountOverlay mounts overlayfs with lowers (top first) at target,
 // volatile if asked and the kernel knows the option.
 func mountOverlay(lowers []string, upper, work, target string, volatile bool) error {
-	err := mountOverlayFsconfig(lowers, upper, work, target, volatile)
+	err := mountOverlayFsconfig(lowers, upper, work, target, volatile, -1)
 	if errors.Is(err, unix.ENOSYS) || errors.Is(err, errNoLowerdirPlus) {
 		err = mountOverlayLegacy(lowers, upper, work, target, volatile)
 		if volatile && errors.Is(err, unix.EINVAL) { // before Linux 5.10
@@ -139,14 +161,29 @@ func mountOverlay(lowers []string, upper, work, target string, volatile bool) er
 }
 
 // mountOverlayFsconfig mounts through fsopen/fsconfig/fsmount/move_mount,
-// adding the kernel's own messages to a failure.
-func mountOverlayFsconfig(lowers []string, upper, work, target string, volatile bool) error {
+// adding the kernel's own messages to a failure. With userns >= 0 (a user
+// namespace's descriptor) each lower layer is given as a detached idmapped
+// mount of its directory.
+func mountOverlayFsconfig(lowers []string, upper, work, target string, volatile bool, userns int) error {
 	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
 	if err != nil {
+		if userns >= 0 {
+			return fmt.Errorf("%w: fsopen: %v", ErrIDMapUnsupported, err)
+		}
 		return fmt.Errorf("fsopen overlay: %w", err)
 	}
 	defer unix.Close(fsfd)
 	for i, l := range lowers {
+		if userns >= 0 {
+			// A detached mount goes away with its last descriptor: keep
+			// it until the overlay has cloned it (FsconfigCreate).
+			tree, err := lowerIDMapped(fsfd, l, userns)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(tree)
+			continue
+		}
 		if err := unix.FsconfigSetString(fsfd, "lowerdir+", l); err != nil {
 			log := fsLog(fsfd)
 			if i == 0 && err == unix.EINVAL && strings.Contains(log, "nknown parameter") {
@@ -184,6 +221,27 @@ func mountOverlayFsconfig(lowers []string, upper, work, target string, volatile 
 		return fmt.Errorf("move_mount to %s: %w", target, err)
 	}
 	return nil
+}
+
+// lowerIDMapped adds dir to the overlay context fsfd as a lower layer seen
+// through the user namespace userns: a detached copy of its mount
+// (open_tree), idmapped (mount_setattr), given by descriptor. It returns
+// that descriptor, for the caller to close once the overlay is created.
+func lowerIDMapped(fsfd int, dir string, userns int) (int, error) {
+	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("%w: open_tree %s: %v", ErrIDMapUnsupported, dir, err)
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns)}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, attr); err != nil {
+		unix.Close(tree)
+		return -1, fmt.Errorf("%w: idmapping %s: %v", ErrIDMapUnsupported, dir, err)
+	}
+	if err := unix.FsconfigSetFd(fsfd, "lowerdir+", tree); err != nil {
+		unix.Close(tree)
+		return -1, fmt.Errorf("%w: lowerdir+ by descriptor: %v%s", ErrIDMapUnsupported, err, fsLogSuffix(fsfd))
+	}
+	return tree, nil
 }
 
 // fsLog drains the messages the kernel left on a filesystem context.

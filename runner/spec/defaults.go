@@ -27,6 +27,12 @@ const (
 	StopSignalAnnotation = "org.opencontainers.image.stopSignal"
 )
 
+// UserNSMappings is the user namespace's mapping (uids and gids alike):
+// the container's 0..UserNSSize-1 to the host's UserNSHostID onwards.
+func UserNSMappings() []specs.LinuxIDMapping {
+	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: UserNSHostID, Size: UserNSSize}}
+}
+
 // DefaultCapabilities returns the capabilities a container's process gets
 // in its bounding, effective and permitted sets: the 14 Docker grants by
 // default. The inheritable and ambient sets stay empty.

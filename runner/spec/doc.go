@@ -18,9 +18,10 @@
 //
 // With Options.UserNS the container gets a new user namespace whose ids
 // 0..65535 map to the host's UserNSHostID..UserNSHostID+65535 (uid and gid
-// alike): one fixed subordinate range, as /etc/subuid would give a first
-// user. A rootfs used that way must be owned by the mapped ids (host
-// UserNSHostID for the container's root), or the container's root sees
-// its files as owned by nobody; `berth bundle --userns` shifts the owners
-// of its rootfs copy that way.
+// alike, UserNSMappings): one fixed subordinate range, as /etc/subuid
+// would give a first user. A rootfs used that way must be seen owned by
+// the mapped ids (host UserNSHostID for the container's root), or the
+// container's root sees its files as owned by nobody: `berth run` mounts
+// the layers idmapped, and `berth bundle --userns` shifts the owners of
+// its rootfs copy.
 package spec

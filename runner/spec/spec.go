@@ -222,9 +222,7 @@ func Generate(cfg ocispec.Image, rootfs string, opts Options) (*specs.Spec, erro
 		},
 	}
 	if opts.UserNS {
-		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: UserNSHostID, Size: UserNSSize}}
-		s.Linux.UIDMappings = m
-		s.Linux.GIDMappings = slices.Clone(m)
+		s.Linux.UIDMappings, s.Linux.GIDMappings = UserNSMappings(), UserNSMappings()
 	}
 	return s, nil
 }
