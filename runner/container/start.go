@@ -320,14 +320,8 @@ func (p *Process) initCmd(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, use
 		},
 	}
 	if userns {
-		for _, m := range spec.Linux.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings,
-				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		for _, m := range spec.Linux.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings,
-				syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
+		cmd.SysProcAttr.UidMappings = sysIDMaps(spec.Linux.UIDMappings)
+		cmd.SysProcAttr.GidMappings = sysIDMaps(spec.Linux.GIDMappings)
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
 		// Become the namespace's root before the exec, so that the init
 		// has the namespace's capabilities.

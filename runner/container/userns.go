@@ -33,13 +33,8 @@ func UserNamespace(uids, gids []specs.LinuxIDMapping) (*os.File, error) {
 		return nil, fmt.Errorf("container: user namespace: %w", err)
 	}
 	defer w.Close()
-	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, Pdeathsig: syscall.SIGKILL}
-	for _, m := range uids {
-		attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-	}
-	for _, m := range gids {
-		attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-	}
+	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, Pdeathsig: syscall.SIGKILL,
+		UidMappings: sysIDMaps(uids), GidMappings: sysIDMaps(gids)}
 	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{"berth-userns", usernsArg}, Env: []string{}, Stdin: r, SysProcAttr: attr}
 	err = cmd.Start()
 	r.Close()
@@ -54,6 +49,15 @@ func UserNamespace(uids, gids []specs.LinuxIDMapping) (*os.File, error) {
 		return nil, fmt.Errorf("container: user namespace: %w", err)
 	}
 	return ns, nil
+}
+
+// sysIDMaps converts the spec's id mappings for os/exec.
+func sysIDMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(ms))
+	for i, m := range ms {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+	}
+	return out
 }
 
 // holdUserNS is the holder's whole life: wait for stdin to close, exit.
