@@ -141,7 +141,7 @@ func pushImage(t *testing.T, st *store.Store, repo, tag string, subject *image, 
 		subj = fmt.Sprintf(`,"subject":{"mediaType":%q,"digest":"%s","size":%d}`, ociManifest, subject.digest, subject.size)
 	}
 	body := imageBody(cd, len(cfg), ds, sizes, subj)
-	res, err := st.PutManifest(context.Background(), repo, tag, "", ociManifest, body)
+	res, err := st.PutManifest(context.Background(), repo, tagList(tag), "", ociManifest, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func pushIndex(t *testing.T, st *store.Store, repo, tag string, children ...imag
 		ms = append(ms, fmt.Sprintf(`{"mediaType":%q,"digest":"%s","size":%d,"platform":{"os":"linux","architecture":"arch%d"}}`, mt, c.digest, c.size, i))
 	}
 	body := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[%s]}`, ociIndex, strings.Join(ms, ","))
-	res, err := st.PutManifest(context.Background(), repo, tag, "", ociIndex, body)
+	res, err := st.PutManifest(context.Background(), repo, tagList(tag), "", ociIndex, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func TestHeadThenManifestRace(t *testing.T) {
 		put := func(tag string) chan result {
 			ch := make(chan result, 1)
 			go func() {
-				_, err := st.PutManifest(ctx, repo, tag, "", ociManifest, body)
+				_, err := st.PutManifest(ctx, repo, tagList(tag), "", ociManifest, body)
 				ch <- result{err}
 			}()
 			return ch
@@ -489,7 +489,7 @@ func TestHeadLeaseKeepsBlobForNextPush(t *testing.T) {
 		}
 		cfg := []byte(`{}`)
 		cd := pushBlob(t, st, "r", cfg)
-		if _, err := st.PutManifest(ctx, "r", "v1", "", ociManifest, imageBody(cd, 2, []digest.Digest{x}, []int{len(layer)}, "")); err != nil {
+		if _, err := st.PutManifest(ctx, "r", []string{"v1"}, "", ociManifest, imageBody(cd, 2, []digest.Digest{x}, []int{len(layer)}, "")); err != nil {
 			t.Fatalf("PUT after HEAD and gc: %v", err)
 		}
 	})
@@ -512,7 +512,7 @@ func TestRepushOfManifestBeingDeleted(t *testing.T) {
 				n := countLeases(t, d)
 				done = make(chan error, 1)
 				go func() {
-					_, err := st.PutManifest(ctx, "r", "again", "", ociManifest, m.Body)
+					_, err := st.PutManifest(ctx, "r", []string{"again"}, "", ociManifest, m.Body)
 					done <- err
 				}()
 				waitForLeases(t, d, n+1)
@@ -695,7 +695,7 @@ func TestConcurrentClientsNeverLoseAnImage(t *testing.T) {
 					if _, err := st.PutBlob(ctx, repo, bytes.NewReader(cfg), cd); err != nil || failed {
 						continue
 					}
-					res, err := st.PutManifest(ctx, repo, fmt.Sprint("t", r.IntN(4)), "", ociManifest, imageBody(cd, len(cfg), ds, sizes, ""))
+					res, err := st.PutManifest(ctx, repo, []string{fmt.Sprint("t", r.IntN(4))}, "", ociManifest, imageBody(cd, len(cfg), ds, sizes, ""))
 					if errors.Is(err, store.ErrManifestBlobUnknown) {
 						refused.Add(1)
 						continue
@@ -749,6 +749,63 @@ func TestConcurrentClientsNeverLoseAnImage(t *testing.T) {
 		t.Logf("%d gc runs, %d manifests checked, %d pushes refused with MANIFEST_BLOB_UNKNOWN", runs, checked, refused.Load())
 		if checked == 0 {
 			t.Error("nothing checked")
+		}
+	})
+}
+
+// tagList is the tags argument of PutManifest for one tag, or none.
+func tagList(tag string) []string {
+	if tag == "" {
+		return nil
+	}
+	return []string{tag}
+}
+
+// TestSparseManifestsCollected: a sparse index (a child not in the
+// repository) and a sparse image (a layer not in it) are collected
+// without error; what they reference and is present stays, and so does
+// what is pushed later, even untagged.
+func TestSparseManifestsCollected(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		st := store.New(d, store.Options{ManifestCacheBytes: -1, Logger: discard, SparseManifests: true})
+		ctx := t.Context()
+		const repo = "mirror/app"
+		amd := pushImage(t, st, repo, "", nil, []byte("amd64 layer"))
+		// The arm64 child and its blobs are not pushed yet.
+		armCfg, armLayer := []byte(`{"architecture":"arm64","os":"linux"}`), []byte("arm64 layer")
+		armBody := imageBody(digest.FromBytes(armCfg), len(armCfg), []digest.Digest{digest.FromBytes(armLayer)}, []int{len(armLayer)}, "")
+		arm := image{repo: repo, digest: digest.FromBytes(armBody), size: len(armBody)}
+		multi := pushIndex(t, st, repo, "multi", amd, arm)
+		// An image with a layer that is not pushed (yet).
+		present, later := []byte("present layer"), []byte("layer pushed later")
+		cfg := []byte(`{"architecture":"amd64","os":"linux","partial":true}`)
+		cd, pd := pushBlob(t, st, repo, cfg), pushBlob(t, st, repo, present)
+		partialBody := imageBody(cd, len(cfg), []digest.Digest{pd, digest.FromBytes(later)}, []int{len(present), len(later)}, "")
+		if _, err := st.PutManifest(ctx, repo, []string{"partial"}, "", ociManifest, partialBody); err != nil {
+			t.Fatal(err)
+		}
+
+		run(t, st, Options{DeleteUntagged: true})
+		pull(t, st, repo, amd.digest)
+		for _, b := range []digest.Digest{cd, pd, multi.digest, amd.digest} {
+			if !blobExists(t, d, b) {
+				t.Errorf("%s went", b)
+			}
+		}
+
+		// The absent parts arrive, untagged: the tagged index and image
+		// keep them.
+		pushBlob(t, st, repo, armCfg)
+		pushBlob(t, st, repo, armLayer)
+		if _, err := st.PutManifest(ctx, repo, nil, arm.digest, ociManifest, armBody); err != nil {
+			t.Fatal(err)
+		}
+		pushBlob(t, st, repo, later)
+		run(t, st, Options{DeleteUntagged: true})
+		pull(t, st, repo, multi.digest)
+		pull(t, st, repo, digest.FromBytes(partialBody))
+		if again := run(t, st, Options{DeleteUntagged: true, DryRun: true}); again.Deleted != (Counts{}) {
+			t.Errorf("second run plans %+v", again.Deleted)
 		}
 	})
 }

@@ -10,12 +10,14 @@ import (
 )
 
 var (
-	conformanceSummary = regexp.MustCompile(`^conformance: (\d+) passed, (\d+) failed$`)
+	conformanceSummary     = regexp.MustCompile(`^conformance: (\d+) passed, (\d+) failed$`)
+	conformanceNextSummary = regexp.MustCompile(`^conformance-next: (\d+) passed, (\d+) failed, (\d+) skipped$`)
 	clientsSummary     = regexp.MustCompile(`^clients: (\d+) passed, (\d+) failed$`)
 )
 
-// TestConformance runs the OCI distribution-spec conformance suite (all four
-// categories, automatic cross-mount expected) against each storage driver.
+// TestConformance runs the OCI distribution-spec conformance suites (the
+// pinned one, all four categories, automatic cross-mount expected; and the
+// newest runner with every opt-in) against each storage driver.
 func TestConformance(t *testing.T) {
 	needIntegration(t)
 	for _, driver := range []string{Filesystem, InMemory} {
@@ -38,15 +40,50 @@ func TestClients(t *testing.T) {
 	runClients(t, srv.URL)
 }
 
-// runConformance runs conformance.sh against the registry at url, automatic
-// cross-mount expected, and fails t unless it ends with "N passed, 0 failed".
+// runConformance runs both conformance suites against the registry at url:
+// the pinned one (conformance.sh, automatic cross-mount expected) and the
+// newest runner with every opt-in (conformance-next.sh). Each must pass
+// everything it runs.
 func runConformance(t *testing.T, url string) {
 	t.Helper()
 	runConformanceEnv(t, url, append(os.Environ(), "OCI_AUTOMATIC_CROSSMOUNT=1"))
 }
 
-// runConformanceEnv is runConformance with the script's environment.
+// runConformanceEnv is runConformance with the scripts' environment.
 func runConformanceEnv(t *testing.T, url string, env []string) {
+	t.Helper()
+	runPinnedConformance(t, url, env)
+	runConformanceNext(t, url, env)
+}
+
+// runConformanceNext runs conformance-next.sh against url and fails t
+// unless it ends with "N passed, 0 failed, 0 skipped": every category is on,
+// the opt-ins included, and Berth implements them all, so a skip means a
+// feature went missing.
+func runConformanceNext(t *testing.T, url string, env []string) {
+	t.Helper()
+	lines, err := runLogged(t, env, 10*time.Minute, filepath.Join(harnessDir(t), "conformance-next.sh"), url)
+	last := lastLine(lines)
+	m := conformanceNextSummary.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("conformance-next.sh did not end with its summary line (%v); last line: %q", err, last)
+	}
+	passed, _ := strconv.Atoi(m[1])
+	failed, _ := strconv.Atoi(m[2])
+	skipped, _ := strconv.Atoi(m[3])
+	switch {
+	case failed != 0 || passed == 0:
+		t.Errorf("%s (the failing tests are listed above)", last)
+	case skipped != 0:
+		t.Errorf("%s: a skip is a feature the runner found missing", last)
+	case err != nil:
+		t.Errorf("conformance-next.sh: %v after %q", err, last)
+	}
+}
+
+// runPinnedConformance runs conformance.sh against url and fails t unless it
+// ends with "N passed, 0 failed".
+func runPinnedConformance(t *testing.T, url string, env []string) {
 	t.Helper()
 	h := harnessDir(t)
 	lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), url)

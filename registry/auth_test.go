@@ -15,6 +15,7 @@ import (
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/registry"
+	"github.com/berth-registry/berth/storage/store"
 )
 
 const (
@@ -46,7 +47,7 @@ func withTokenAuth(t *testing.T) (envOption, *tokens) {
 		t.Fatal(err)
 	}
 	a := auth.NewTokenAuthorizer(v, testRealm, testService)
-	return func(o *registry.Options) { o.Authorizer = a }, &tokens{t: t, key: key, kid: kid}
+	return func(o *registry.Options, _ *store.Options) { o.Authorizer = a }, &tokens{t: t, key: key, kid: kid}
 }
 
 // token returns a token for subject granting scopes ("repository:a/b:pull,push").

@@ -31,6 +31,8 @@ var (
 	errRangeNotSatisfiable = errors.New("requested range not satisfiable")
 	// errRouteUnknown: the path matches no route (NOT_FOUND, 404).
 	errRouteUnknown = errors.New("no route matches the request path")
+	// errTooManyTags: a manifest PUT names more than MaxPushTags tags (414).
+	errTooManyTags = errors.New("too many tags")
 	// errNotReady: the storage does not answer (UNAVAILABLE, 503); the cause is logged.
 	errNotReady = errors.New("storage is not reachable")
 )
@@ -60,6 +62,7 @@ var errorTable = []errorClass{
 	{err: manifest.ErrInvalid, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
 	{err: manifest.ErrUnsupported, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
 	{err: manifest.ErrTagInvalid, code: "MANIFEST_INVALID", status: http.StatusBadRequest},
+	{err: errTooManyTags, code: "MANIFEST_INVALID", status: http.StatusRequestURITooLong},
 	{err: store.ErrManifestUnknown, code: "MANIFEST_UNKNOWN", status: http.StatusNotFound},
 	{err: manifest.ErrNameInvalid, code: "NAME_INVALID", status: http.StatusBadRequest},
 	{err: store.ErrNameUnknown, code: "NAME_UNKNOWN", status: http.StatusNotFound},

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-registry/berth/registry"
 	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/inmemory"
 )
@@ -492,5 +493,96 @@ func TestCancelUpload(t *testing.T) {
 		wantError(t, e.get(loc), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 		wantError(t, e.do(req{method: "DELETE", path: loc}), http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN")
 		noUploadsLeft(t, e.driver)
+	}
+}
+
+// TestTagParameters: a PUT by digest with ?tag= parameters applies every
+// tag and names them in OCI-Tag; the digest in the URL, sha512 included,
+// is the manifest's identity, also when read back by one of the tags.
+func TestTagParameters(t *testing.T) {
+	e := newEnv(t)
+	const name = "tags/param"
+	img := e.pushImage(name, "", 1)
+	r := e.do(req{method: "PUT", path: "/v2/" + name + "/manifests/" + img.manifest.digest.String() + "?tag=1.2.3&tag=1.2&tag=latest&tag=1.2",
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}, body: bytes.NewReader(img.manifest.data)})
+	wantStatus(t, r, http.StatusCreated)
+	var got []string
+	for _, v := range r.header.Values("OCI-Tag") {
+		for t := range strings.SplitSeq(v, ",") {
+			got = append(got, strings.TrimSpace(t))
+		}
+	}
+	if want := []string{"1.2.3", "1.2", "latest"}; !slices.Equal(got, want) {
+		t.Errorf("OCI-Tag: %q, want %q", got, want)
+	}
+	for _, tag := range []string{"1.2.3", "1.2", "latest"} {
+		r := e.head("/v2/" + name + "/manifests/" + tag)
+		wantStatus(t, r, http.StatusOK)
+		headerIs("Docker-Content-Digest", img.manifest.digest.String())(t, r)
+	}
+	// A push without tag parameters sends no OCI-Tag.
+	r = e.pushManifest(name, img.manifest.digest.String(), v1.MediaTypeImageManifest, img.manifest.data)
+	wantStatus(t, r, http.StatusCreated)
+	headerIs("OCI-Tag", "")(t, r)
+
+	// sha512: the tag resolves to the sha512 identity the push named.
+	m512 := digest.SHA512.FromBytes(img.manifest.data)
+	r = e.do(req{method: "PUT", path: "/v2/" + name + "/manifests/" + m512.String() + "?tag=v512",
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}, body: bytes.NewReader(img.manifest.data)})
+	wantStatus(t, r, http.StatusCreated)
+	headerIs("Docker-Content-Digest", m512.String())(t, r)
+	headerIs("OCI-Tag", "v512")(t, r)
+	r = e.get("/v2/" + name + "/manifests/v512")
+	wantStatus(t, r, http.StatusOK)
+	headerIs("Docker-Content-Digest", m512.String())(t, r)
+	bodyIs(string(img.manifest.data))(t, r)
+
+	// Bad tags refuse the whole push, before anything is stored.
+	before := e.snapshot()
+	for _, q := range []string{"?tag=.bad", "?tag=ok&tag=", "?tag=" + strings.Repeat("t", 129), "?tag=a%2Fb"} {
+		r := e.do(req{method: "PUT", path: "/v2/" + name + "/manifests/" + img.manifest.digest.String() + q,
+			header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}, body: bytes.NewReader(img.manifest.data)})
+		wantError(t, r, http.StatusBadRequest, "MANIFEST_INVALID")
+	}
+	many := strings.Repeat("&tag=t", registry.MaxPushTags+1)[1:]
+	r = e.do(req{method: "PUT", path: "/v2/" + name + "/manifests/" + img.manifest.digest.String() + "?" + many,
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}, body: bytes.NewReader(img.manifest.data)})
+	wantError(t, r, http.StatusRequestURITooLong, "MANIFEST_INVALID")
+	if d := before.diff(e.snapshot()); d != "" {
+		t.Errorf("refused pushes changed storage:\n%s", d)
+	}
+}
+
+// TestSparseManifests: with sparse manifests on, an index whose child is
+// absent and an image whose layer is absent are stored and served; pulling
+// what is absent answers unknown. Off (the store's zero value, TestAPI),
+// both are MANIFEST_BLOB_UNKNOWN.
+func TestSparseManifests(t *testing.T) {
+	e := newEnv(t, withSparse, withAccessLog)
+	const name = "sparse/mirror"
+	img := e.pushImage(name, "", 1)
+	absentLayer := randomBlob(7, 100)
+	partial := imageManifest(t, img.config, nil, "", img.layer, absentLayer)
+	r := e.pushManifest(name, "partial", v1.MediaTypeImageManifest, partial.data)
+	wantStatus(t, r, http.StatusCreated)
+	headerIs("Docker-Content-Digest", partial.digest.String())(t, r)
+	wantError(t, e.get("/v2/"+name+"/blobs/"+absentLayer.digest.String()), http.StatusNotFound, "BLOB_UNKNOWN")
+
+	absentChild := newBlob([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`))
+	idx := indexOf(t, img.manifest, absentChild)
+	r = e.pushManifest(name, "multi", v1.MediaTypeImageIndex, idx.data)
+	wantStatus(t, r, http.StatusCreated)
+	r = e.get("/v2/" + name + "/manifests/multi")
+	wantStatus(t, r, http.StatusOK)
+	bodyIs(string(idx.data))(t, r)
+	wantError(t, e.get("/v2/"+name+"/manifests/"+absentChild.digest.String()), http.StatusNotFound, "MANIFEST_UNKNOWN")
+	// Pushed later, the child is served through the index.
+	r = e.pushManifest(name, absentChild.digest.String(), v1.MediaTypeImageManifest, absentChild.data)
+	if r.status != http.StatusCreated { // its config is absent too: sparse as well
+		t.Fatalf("pushing the child later: %d %s", r.status, r.body)
+	}
+	wantStatus(t, e.get("/v2/"+name+"/manifests/"+absentChild.digest.String()), http.StatusOK)
+	if !strings.Contains(e.logs.String(), `"msg":"sparse manifest accepted"`) {
+		t.Errorf("no log line for the sparse push:\n%s", e.logs.String())
 	}
 }

@@ -38,11 +38,13 @@ type env struct {
 	logs    *lockedBuffer // the registry's log, JSON lines
 }
 
-type envOption func(*registry.Options)
+// envOption changes the options the registry and its store are made with.
+type envOption func(*registry.Options, *store.Options)
 
-func withDeletes(o *registry.Options)   { o.DeleteEnabled = true }
-func withMetrics(o *registry.Options)   { o.Metrics = prometheus.NewRegistry() }
-func withAccessLog(o *registry.Options) { o.AccessLog = true }
+func withDeletes(o *registry.Options, _ *store.Options)   { o.DeleteEnabled = true }
+func withMetrics(o *registry.Options, _ *store.Options)   { o.Metrics = prometheus.NewRegistry() }
+func withAccessLog(o *registry.Options, _ *store.Options) { o.AccessLog = true }
+func withSparse(_ *registry.Options, o *store.Options)    { o.SparseManifests = true }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -54,10 +56,12 @@ func newEnvOn(t *testing.T, d storage.Driver, opts ...envOption) *env {
 	t.Helper()
 	logs := &lockedBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	o := registry.Options{Store: store.New(d, store.Options{Logger: logger}), Logger: logger}
+	o := registry.Options{Logger: logger}
+	so := store.Options{Logger: logger}
 	for _, f := range opts {
-		f(&o)
+		f(&o, &so)
 	}
+	o.Store = store.New(d, so)
 	reg, err := registry.New(o)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,9 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,6 +86,32 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// MaxPushTags is the most tags one manifest PUT may apply with ?tag=
+// parameters (the spec asks for at least 10).
+const MaxPushTags = 100
+
+// pushTags returns the tags a manifest PUT applies: the reference's tag, if
+// it is one, and every ?tag= parameter (OCI distribution v1.1 "tag
+// parameters"), each validated, without repeats.
+func pushTags(ref reference, params []string) ([]string, error) {
+	if len(params) > MaxPushTags {
+		return nil, fmt.Errorf("%w: %d tag parameters, at most %d are accepted in one push", errTooManyTags, len(params), MaxPushTags)
+	}
+	var tags []string
+	if ref.tag != "" {
+		tags = append(tags, ref.tag)
+	}
+	for _, t := range params {
+		if err := manifest.ValidateTag(t); err != nil {
+			return nil, fmt.Errorf("tag parameter: %w", err)
+		}
+		if !slices.Contains(tags, t) {
+			tags = append(tags, t)
+		}
+	}
+	return tags, nil
+}
+
 // putManifest answers PUT /v2/<name>/manifests/<reference>. The body is never
 // read beyond manifest.MaxSize+1 bytes, and not at all when Content-Length
 // already says it is too large.
@@ -97,19 +125,31 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > manifest.MaxSize {
 		return fmt.Errorf("%w: Content-Length is %d", manifest.ErrTooLarge, r.ContentLength)
 	}
+	tags, err := pushTags(ref, r.URL.Query()["tag"])
+	if err != nil {
+		return err
+	}
 	body, err := manifest.Read(r.Body)
 	if err != nil {
 		return err
 	}
-	res, err := reg.store.PutManifest(r.Context(), repo, ref.tag, ref.digest, r.Header.Get("Content-Type"), body)
+	res, err := reg.store.PutManifest(r.Context(), repo, tags, ref.digest, r.Header.Get("Content-Type"), body)
 	if err != nil {
 		return err
+	}
+	if len(res.Absent) > 0 {
+		reg.log.LogAttrs(r.Context(), slog.LevelInfo, "sparse manifest accepted", slog.String("repository", repo),
+			slog.String("digest", res.Digest.String()), slog.Int("absent", len(res.Absent)),
+			slog.String("first_absent", res.Absent[0].String()))
 	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+repo+"/manifests/"+res.Digest.String())
 	h.Set("Docker-Content-Digest", res.Digest.String())
 	if res.Manifest != nil && res.Manifest.Subject != nil {
 		h.Set("Oci-Subject", res.Manifest.Subject.Digest.String())
+	}
+	if len(r.URL.Query()["tag"]) > 0 {
+		h.Set("Oci-Tag", strings.Join(tags, ", "))
 	}
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)

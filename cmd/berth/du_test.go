@@ -60,7 +60,11 @@ func duRoot(t *testing.T) duFixture {
 			`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d},`+
 			`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}`,
 			cd, len(cfg), ld, len(layer), bd, len(base))
-		res, err := st.PutManifest(ctx, repo, tag, "", "application/vnd.oci.image.manifest.v1+json", []byte(body))
+		var tags []string
+		if tag != "" {
+			tags = []string{tag}
+		}
+		res, err := st.PutManifest(ctx, repo, tags, "", "application/vnd.oci.image.manifest.v1+json", []byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,7 +52,7 @@ func gcRoot(t *testing.T) string {
 			`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},`+
 			`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d},`+
 			`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":6}]}`, cd, len(cfg), ld, len(layer), sd)
-		res, err := st.PutManifest(ctx, "app", name, "", "application/vnd.oci.image.manifest.v1+json", []byte(body))
+		res, err := st.PutManifest(ctx, "app", []string{name}, "", "application/vnd.oci.image.manifest.v1+json", []byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -103,7 +103,7 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
-	st := store.New(driver, store.Options{Logger: logger})
+	st := store.New(driver, store.Options{Logger: logger, SparseManifests: cfg.Storage.Manifests.Sparse})
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(
@@ -156,7 +156,7 @@ func (a *app) serve(cfg *config.Config) error {
 		"storage", cfg.Storage.Driver,
 	}
 	attrs = append(attrs, storageAttrs(cfg.Storage)...)
-	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled)
+	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled, "sparseManifests", cfg.Storage.Manifests.Sparse)
 	attrs = append(attrs, authAttrs(cfg)...)
 	attrs = append(attrs, "version", buildVersion())
 	logger.Info("listening", attrs...)

@@ -35,6 +35,8 @@ type Storage struct {
 	S3 S3 `yaml:"s3"`
 	// Delete configures the DELETE endpoints of the API.
 	Delete Delete `yaml:"delete"`
+	// Manifests configures what a manifest push must satisfy.
+	Manifests Manifests `yaml:"manifests"`
 	// UploadPurging configures the removal of abandoned uploads.
 	UploadPurging UploadPurging `yaml:"uploadPurging"`
 }
@@ -96,6 +98,18 @@ type Delete struct {
 	Enabled bool `yaml:"enabled"`
 }
 
+// Manifests configures what a manifest push must satisfy.
+type Manifests struct {
+	// Sparse accepts a manifest whose layers, config or child manifests are
+	// not in the repository: an index mirrored for some of its platforms,
+	// an image whose non-distributable layers live elsewhere. Pulling what
+	// is absent answers "unknown"; garbage collection keeps it once pushed.
+	// A reference a collection deleted while the push waited on it is
+	// always refused. False refuses every absent reference with the OCI
+	// code MANIFEST_BLOB_UNKNOWN. Default: true.
+	Sparse bool `yaml:"sparse"`
+}
+
 // minUploadPurgingAge is the shortest UploadPurging.Age accepted: an
 // upload's age counts from its start, so a slow push must never reach it.
 const minUploadPurgingAge = time.Hour
@@ -121,6 +135,7 @@ func defaultStorage() Storage {
 		Filesystem: Filesystem{Root: "./data"},
 		S3:         S3{Redirect: true, PresignExpiry: 20 * time.Minute},
 		Delete:     Delete{Enabled: true},
+		Manifests:  Manifests{Sparse: true},
 		UploadPurging: UploadPurging{
 			Enabled:  true,
 			Age:      7 * 24 * time.Hour,

@@ -280,38 +280,50 @@ func (s *Store) anyDoomed(ctx context.Context, paths ...string) (bool, error) {
 	return false, nil
 }
 
-// settle waits until no valid doom list names any of paths: the collector
+// settle is settleDoomed for callers that need only to wait.
+func (s *Store) settle(ctx context.Context, paths ...string) error {
+	_, err := s.settleDoomed(ctx, paths...)
+	return err
+}
+
+// settleDoomed waits until no valid doom list names any of paths: the collector
 // that doomed them has deleted them or spared them. The caller then looks
 // at what is there. It must have written its lease first. A doomed path
 // that holds nothing is settled: the collector deletes a path last of all
-// it does for an item, so only the list's removal is left.
-func (s *Store) settle(ctx context.Context, paths ...string) error {
+// it does for an item, so only the list's removal is left. It returns the
+// paths a valid doom list named, so that the caller can tell one that a
+// collector deleted from one that was never there.
+func (s *Store) settleDoomed(ctx context.Context, paths ...string) (doomed map[string]bool, err error) {
 	wait := 10 * time.Millisecond
 	for {
-		doomed, err := s.doomedPaths(ctx)
+		lists, err := s.doomedPaths(ctx)
 		if err != nil {
-			return err
+			return doomed, err
 		}
 		var pending []string
 		for _, p := range paths {
-			if !doomed[p] {
+			if !lists[p] {
 				continue
 			}
+			if doomed == nil {
+				doomed = map[string]bool{}
+			}
+			doomed[p] = true
 			have, err := s.exists(ctx, p)
 			if err != nil {
-				return err
+				return doomed, err
 			}
 			if have {
 				pending = append(pending, p)
 			}
 		}
 		if len(pending) == 0 {
-			return nil
+			return doomed, nil
 		}
 		paths = pending
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return doomed, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)

@@ -51,7 +51,7 @@ func TestDoomLists(t *testing.T) {
 		put := func() <-chan error {
 			done := make(chan error, 1)
 			go func() {
-				_, err := s.PutManifest(ctx, "app", "v1", "", "application/vnd.oci.image.manifest.v1+json", imageManifest(config, layer, 37, 100, ""))
+				_, err := s.PutManifest(ctx, "app", []string{"v1"}, "", "application/vnd.oci.image.manifest.v1+json", imageManifest(config, layer, 37, 100, ""))
 				done <- err
 			}()
 			return done

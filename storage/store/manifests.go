@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -27,6 +28,9 @@ type Manifest struct {
 type PutResult struct {
 	Digest   digest.Digest
 	Manifest *manifest.Manifest // the parsed manifest (Subject set means a referrer)
+	// Absent lists the references a sparse manifest was accepted without
+	// (see Options.SparseManifests), in the manifest's order.
+	Absent []digest.Digest
 }
 
 // ResolveTag returns the digest tag points at in repo, or ErrManifestUnknown.
@@ -66,11 +70,16 @@ func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (
 }
 
 // PutManifest validates body (pushed with the given Content-Type) and stores
-// it in repo, under tag when tag is not empty. When want is not empty the
-// body must hash to it (a push by digest); the digest algorithm is want's,
-// else sha256. Every blob and child manifest the manifest references must
-// already be in repo (else ErrManifestBlobUnknown); a subject need not be.
-func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.Digest, contentType string, body []byte) (PutResult, error) {
+// it in repo, under each of tags (validated by the caller). When want is not
+// empty the body must hash to it (a push by digest) and want is the
+// manifest's identity: the digest algorithm is want's, else sha256.
+//
+// The blobs and child manifests the manifest references must be in repo,
+// else ErrManifestBlobUnknown; with Options.SparseManifests those that are
+// simply absent are allowed (PutResult.Absent lists them), but never one
+// that a garbage collector deleted while the push waited on it: the client
+// relied on it. A subject need not be in repo.
+func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, want digest.Digest, contentType string, body []byte) (PutResult, error) {
 	m, err := manifest.Parse(contentType, body)
 	if err != nil {
 		return PutResult{}, err
@@ -83,7 +92,8 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 	if want != "" && d != want {
 		return PutResult{}, fmt.Errorf("%w: manifest body hashes to %s, not %s", ErrDigestMismatch, d, want)
 	}
-	if err := s.checkReferences(ctx, repo, d, m); err != nil {
+	absent, err := s.checkReferences(ctx, repo, d, m)
+	if err != nil {
 		return PutResult{}, err
 	}
 	// Bytes first, then the revision link, then the referrer entry and the
@@ -116,7 +126,7 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 			return PutResult{}, err
 		}
 	}
-	if tag != "" {
+	for _, tag := range tags {
 		if err := s.writeLink(ctx, tagIndexLinkPath(repo, tag, d), d); err != nil {
 			return PutResult{}, err
 		}
@@ -125,15 +135,17 @@ func (s *Store) PutManifest(ctx context.Context, repo, tag string, want digest.D
 		}
 	}
 	s.manifests.add(Manifest{Digest: d, MediaType: m.MediaType, Body: body})
-	return PutResult{Digest: d, Manifest: m}, nil
+	return PutResult{Digest: d, Manifest: m, Absent: absent}, nil
 }
 
 // checkReferences makes sure that every blob and child manifest m (whose
 // digest is d) references is in repo, and that garbage collection will not
 // delete them, nor m's own stored body or revision: it leases them all
 // first, then waits for a collector that marked any of them to decide, then
-// looks (see gc.go). A missing reference is ErrManifestBlobUnknown.
-func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Digest, m *manifest.Manifest) error {
+// looks (see gc.go). A missing reference is ErrManifestBlobUnknown, unless
+// the store accepts sparse manifests and no collector deleted it meanwhile:
+// then it is returned in absent.
+func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Digest, m *manifest.Manifest) (absent []digest.Digest, err error) {
 	blobs := m.BlobReferences()
 	leased := make([]digest.Digest, 0, len(blobs)+len(m.Manifests)+1)
 	for _, b := range blobs {
@@ -145,7 +157,7 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 	leased = append(leased, d)
 	lease, err := s.lease(ctx, repo, leased...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Its own body and revision too, if stored before: a collector
 	// deleting them must finish before they are written again.
@@ -164,7 +176,8 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 	for _, r := range refs {
 		settled = append(settled, r.link, blobDataPath(r.d))
 	}
-	err = s.settle(ctx, settled...)
+	doomed, err := s.settleDoomed(ctx, settled...)
+	missing := make([]bool, len(refs))
 	if err == nil && len(refs) > 0 {
 		err = parallel(ctx, len(refs), 8, func(ctx context.Context, i int) error {
 			r := refs[i]
@@ -173,17 +186,31 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 				if err != nil {
 					return err
 				}
-				if !ok {
+				if ok {
+					continue
+				}
+				switch {
+				case doomed[p]:
+					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection while this manifest was pushed; push it again", ErrManifestBlobUnknown, r.d, r.what)
+				case !s.sparse:
 					return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, r.d, r.what)
 				}
+				missing[i] = true
+				return nil
 			}
 			return nil
 		})
 	}
 	if err != nil {
 		s.dropLease(ctx, lease)
+		return nil, err
 	}
-	return err
+	for i, r := range refs {
+		if missing[i] && !slices.Contains(absent, r.d) {
+			absent = append(absent, r.d)
+		}
+	}
+	return absent, nil
 }
 
 // DeleteManifest removes manifest d from repo, with every tag that points at

@@ -30,6 +30,12 @@ type Options struct {
 	// it for the manifest the client pushes next (see gc.go). Zero means
 	// DefaultLeaseAfter.
 	LeaseAfter time.Duration
+	// SparseManifests accepts manifests whose layers, config or child
+	// manifests are not (yet) in the repository: an index mirrored for some
+	// of its platforms, an image whose non-distributable layers stay
+	// elsewhere. Those references are kept by garbage collection once they
+	// are pushed. False refuses them with ErrManifestBlobUnknown.
+	SparseManifests bool
 }
 
 // Store keeps registry content in a storage.Driver. It is safe for concurrent
@@ -45,6 +51,7 @@ type Store struct {
 	leaseAfter time.Duration
 	leaseMemo  leaseMemo
 	dooms      doomLists // the doom lists read so far
+	sparse     bool      // Options.SparseManifests
 }
 
 // New returns a Store over d.
@@ -58,7 +65,7 @@ func New(d storage.Driver, opts Options) *Store {
 	if opts.LeaseAfter <= 0 {
 		opts.LeaseAfter = DefaultLeaseAfter
 	}
-	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes), leaseAfter: opts.LeaseAfter}
+	return &Store{driver: d, log: opts.Logger, manifests: newManifestCache(opts.ManifestCacheBytes), leaseAfter: opts.LeaseAfter, sparse: opts.SparseManifests}
 }
 
 // Driver returns the driver the store keeps its content in.

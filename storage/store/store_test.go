@@ -129,7 +129,7 @@ func TestLayoutIsDistributions(t *testing.T) {
 		cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
 		cd := pushBlob(t, s, "library/app", cfg)
 		body := imageManifest(cd, bd, len(cfg), len(blob), "")
-		res, err := s.PutManifest(ctx, "library/app", "v1", "", "application/vnd.oci.image.manifest.v1+json", body)
+		res, err := s.PutManifest(ctx, "library/app", []string{"v1"}, "", "application/vnd.oci.image.manifest.v1+json", body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +265,7 @@ func TestManifestReferencingMissingBlobStoresNothing(t *testing.T) {
 		pushBlob(t, s, "other", []byte("layer")) // present, but in another repository
 		before := snapshot(t, d)
 		body := imageManifest(cd, digest.FromString("layer"), 2, 5, "")
-		_, err := s.PutManifest(ctx, "r", "v1", "", "", body)
+		_, err := s.PutManifest(ctx, "r", []string{"v1"}, "", "", body)
 		if !errors.Is(err, store.ErrManifestBlobUnknown) {
 			t.Fatalf("got %v", err)
 		}
@@ -279,15 +279,15 @@ func TestTagsDeletesAndReferrers(t *testing.T) {
 		s := store.New(d, store.Options{})
 		cfg, layer := []byte(`{}`), []byte("layer")
 		cd, ld := pushBlob(t, s, "r", cfg), pushBlob(t, s, "r", layer)
-		subject, err := s.PutManifest(ctx, "r", "v1", "", "", imageManifest(cd, ld, 2, 5, ""))
+		subject, err := s.PutManifest(ctx, "r", []string{"v1"}, "", "", imageManifest(cd, ld, 2, 5, ""))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.PutManifest(ctx, "r", "v2", "", "", imageManifest(cd, ld, 2, 5, "")); err != nil {
+		if _, err := s.PutManifest(ctx, "r", []string{"v2"}, "", "", imageManifest(cd, ld, 2, 5, "")); err != nil {
 			t.Fatal(err)
 		}
 		sub := fmt.Sprintf(`,"artifactType":"application/vnd.example.sig","subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1},"annotations":{"k":"v"}`, subject.Digest)
-		sig, err := s.PutManifest(ctx, "r", "", "", "", imageManifest(cd, ld, 2, 5, sub))
+		sig, err := s.PutManifest(ctx, "r", nil, "", "", imageManifest(cd, ld, 2, 5, sub))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +338,7 @@ func TestRepositoriesAndMount(t *testing.T) {
 		cfg := []byte(`{}`)
 		for _, r := range []string{"b", "a/b", "a-c", "a/b/c"} {
 			cd := pushBlob(t, s, r, cfg)
-			if _, err := s.PutManifest(ctx, r, "t", "", "", imageManifest(cd, cd, 2, 2, "")); err != nil {
+			if _, err := s.PutManifest(ctx, r, []string{"t"}, "", "", imageManifest(cd, cd, 2, 2, "")); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -418,12 +418,12 @@ func TestPurgeUploads(t *testing.T) {
 		ld := pushBlob(t, s, "library/app", layer)
 		cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
 		cd := pushBlob(t, s, "library/app", cfg)
-		img, err := s.PutManifest(ctx, "library/app", "v1", "", "", imageManifest(cd, ld, len(cfg), len(layer), ""))
+		img, err := s.PutManifest(ctx, "library/app", []string{"v1"}, "", "", imageManifest(cd, ld, len(cfg), len(layer), ""))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sig := imageManifest(cd, ld, len(cfg), len(layer), fmt.Sprintf(`,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1}`, img.Digest))
-		if _, err := s.PutManifest(ctx, "library/app", "sig", "", "", sig); err != nil {
+		if _, err := s.PutManifest(ctx, "library/app", []string{"sig"}, "", "", sig); err != nil {
 			t.Fatal(err)
 		}
 		before := snapshot(t, d)
@@ -561,4 +561,86 @@ func BenchmarkPutBlob(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestSparseManifests: with Options.SparseManifests a manifest whose layer
+// or child manifest is absent from the repository is stored, and the
+// result names what is absent; one whose reference a collector deleted
+// while the push relied on it is refused all the same.
+func TestSparseManifests(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := t.Context()
+		s := store.New(d, store.Options{SparseManifests: true})
+		cd := pushBlob(t, s, "r", []byte(`{}`))
+		ld := pushBlob(t, s, "r", []byte("layer"))
+		elsewhere := pushBlob(t, s, "other", []byte("in another repository"))
+		missing := digest.FromString("never pushed")
+
+		img := imageManifest(cd, missing, 2, 12, "")
+		res, err := s.PutManifest(ctx, "r", []string{"img"}, "", "", img)
+		if err != nil {
+			t.Fatalf("image with an absent layer: %v", err)
+		}
+		if len(res.Absent) != 1 || res.Absent[0] != missing {
+			t.Errorf("Absent = %v, want [%s]", res.Absent, missing)
+		}
+		if got, err := s.ResolveTag(ctx, "r", "img"); err != nil || got != res.Digest {
+			t.Errorf("tag img: %s, %v; want %s", got, err, res.Digest)
+		}
+
+		// A blob stored for another repository is absent from this one:
+		// a sparse push does not link it (that would be a mount nobody
+		// was authorised for).
+		res, err = s.PutManifest(ctx, "r", nil, "", "", imageManifest(cd, elsewhere, 2, 21, ""))
+		if err != nil || len(res.Absent) != 1 || res.Absent[0] != elsewhere {
+			t.Fatalf("image with another repository's layer: %+v, %v", res, err)
+		}
+		if _, err := s.StatBlob(ctx, "r", elsewhere); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Errorf("the other repository's blob became visible in r: %v", err)
+		}
+
+		complete, err := s.PutManifest(ctx, "r", nil, "", "", imageManifest(cd, ld, 2, 5, ""))
+		if err != nil || len(complete.Absent) != 0 {
+			t.Fatalf("complete image: %+v, %v", complete, err)
+		}
+		absentChild := digest.FromString("child mirrored elsewhere")
+		index := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[`+
+			`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d,"platform":{"os":"linux","architecture":"amd64"}},`+
+			`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1024,"platform":{"os":"linux","architecture":"arm64"}}]}`,
+			complete.Digest, len(imageManifest(cd, ld, 2, 5, "")), absentChild))
+		res, err = s.PutManifest(ctx, "r", []string{"multi", "latest"}, "", "", index)
+		if err != nil {
+			t.Fatalf("index with an absent child: %v", err)
+		}
+		if len(res.Absent) != 1 || res.Absent[0] != absentChild {
+			t.Errorf("Absent = %v, want [%s]", res.Absent, absentChild)
+		}
+		for _, tag := range []string{"multi", "latest"} {
+			if got, err := s.ResolveTag(ctx, "r", tag); err != nil || got != res.Digest {
+				t.Errorf("tag %s: %s, %v; want %s", tag, got, err, res.Digest)
+			}
+		}
+		if _, err := s.GetManifest(ctx, "r", absentChild); !errors.Is(err, store.ErrManifestUnknown) {
+			t.Errorf("GET of the absent child: %v, want MANIFEST_UNKNOWN", err)
+		}
+
+		// A collector doomed and deleted the layer: the push relied on
+		// something that existed, so it is refused, sparse or not.
+		doomed := []store.Item{{Kind: store.ItemBlob, Digest: ld}}
+		if err := s.Doom(ctx, "run1-000000", doomed); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(s.DeleteItems(ctx, doomed)...); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t, d)
+		_, err = s.PutManifest(ctx, "r", []string{"late"}, "", "", imageManifest(cd, ld, 2, 5, `,"annotations":{"a":"b"}`))
+		if !errors.Is(err, store.ErrManifestBlobUnknown) {
+			t.Errorf("push relying on a collected layer: %v, want MANIFEST_BLOB_UNKNOWN", err)
+		}
+		sameSnapshot(t, before, snapshot(t, d))
+		if err := s.Undoom(ctx, "run1-000000"); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
