@@ -57,6 +57,13 @@ func TestTokenAuth(t *testing.T) {
 		}
 	})
 	t.Run("conformance", func(t *testing.T) {
-		runConformanceEnv(t, srv.URL, append(withCredentials[:len(withCredentials):len(withCredentials)], "OCI_AUTOMATIC_CROSSMOUNT=0"))
+		env := append(withCredentials[:len(withCredentials):len(withCredentials)], "OCI_AUTOMATIC_CROSSMOUNT=0")
+		runPinnedConformance(t, srv.URL, env)
+		// The newest runner keeps one token per repository and method, so
+		// its mount carries the target's push token without pull on the
+		// source: berth answers 202 (upload instead) rather than refusing,
+		// as the spec asks of a mount it may not do, and the runner counts
+		// a skip. Everything else must pass.
+		runConformanceNext(t, srv.URL, env, []string{"/blob-mount"})
 	})
 }

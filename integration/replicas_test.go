@@ -55,7 +55,7 @@ func TestReplicas(t *testing.T) {
 		)
 		start := time.Now()
 		wg.Go(func() { pulls, err = img.pullLoop(ctx, b.URL, maxPulls) })
-		runConformance(t, a.URL)
+		runConformanceRedirected(t, a.URL)
 		cancel()
 		wg.Wait()
 		elapsed := time.Since(start)

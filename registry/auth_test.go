@@ -175,6 +175,14 @@ func TestAuthMount(t *testing.T) {
 			http.StatusNotFound, "BLOB_UNKNOWN")
 	}
 
+	// Refused for want of a token, the challenge asks for the source too,
+	// so that a client fetching a token for it can mount; a mount without
+	// from asks for nothing more.
+	wantChallenge(t, e.do(req{method: "POST", path: "/v2/mine/app/blobs/uploads/?mount=" + b.digest.String() + "&from=private/app"}),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:mine/app:pull,push repository:private/app:pull"`)
+	wantChallenge(t, e.do(req{method: "POST", path: "/v2/mine/app/blobs/uploads/?mount=" + b.digest.String()}),
+		`Bearer realm="https://auth.example/token",service="berth",scope="repository:mine/app:pull,push"`)
+
 	// With pull on the source, the mount happens.
 	both := tk.token("bob", "repository:mine/app:pull,push", "repository:private/app:pull")
 	wantStatus(t, e.as(both, req{method: "POST",

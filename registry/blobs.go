@@ -41,6 +41,20 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
+	etag := `"` + d.String() + `"`
+	// The range is judged before any redirect, so that a range the blob
+	// cannot satisfy is 416 whoever would serve the bytes.
+	start, n, status := int64(0), size, http.StatusOK
+	if spec := r.Header.Get("Range"); r.Method == http.MethodGet && spec != "" && ifRangeMatches(r, etag) {
+		first, last, ok, satisfiable := parseRange(spec, size)
+		switch {
+		case ok && !satisfiable:
+			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+			return fmt.Errorf("%w: %q of a %d-byte blob", errRangeNotSatisfiable, spec, size)
+		case ok:
+			start, n, status = first, last-first+1, http.StatusPartialContent
+		}
+	}
 	if r.Method == http.MethodGet {
 		url, err := reg.store.BlobRedirectURL(ctx, http.MethodGet, d)
 		switch {
@@ -52,7 +66,6 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	etag := `"` + d.String() + `"`
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Etag", etag)
 	h.Set("Accept-Ranges", "bytes")
@@ -63,17 +76,8 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 
-	start, n, status := int64(0), size, http.StatusOK
-	if spec := r.Header.Get("Range"); spec != "" && ifRangeMatches(r, etag) {
-		first, last, ok, satisfiable := parseRange(spec, size)
-		switch {
-		case ok && !satisfiable:
-			h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
-			return fmt.Errorf("%w: %q of a %d-byte blob", errRangeNotSatisfiable, spec, size)
-		case ok:
-			start, n, status = first, last-first+1, http.StatusPartialContent
-			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", first, last, size))
-		}
+	if status == http.StatusPartialContent {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+n-1, size))
 	}
 	rd, _, err := reg.store.OpenBlob(ctx, repo, d, start)
 	if err != nil {

@@ -468,6 +468,17 @@ func TestBlobRedirect(t *testing.T) {
 	blobHeaders(b, len(b.data))(t, r)
 	// Unknown blobs are not redirected.
 	wantError(t, e.get("/v2/"+repo+"/blobs/"+newBlob([]byte("x")).digest.String()), http.StatusNotFound, "BLOB_UNKNOWN")
+	// A range the blob cannot satisfy is refused here, not left to the
+	// bucket (which may serve the whole blob); a good range is redirected.
+	for _, spec := range []string{"bytes=500-0", "bytes=1234-", "bytes=-0"} {
+		r := e.do(req{method: "GET", path: path, header: map[string]string{"Range": spec}})
+		wantError(t, r, http.StatusRequestedRangeNotSatisfiable, "RANGE_INVALID")
+		headerIs("Content-Range", "bytes */1234")(t, r)
+		headerIs("Location", "")(t, r)
+	}
+	r = e.do(req{method: "GET", path: path, header: map[string]string{"Range": "bytes=10-19"}})
+	wantStatus(t, r, http.StatusTemporaryRedirect)
+	headerIs("Content-Range", "")(t, r)
 
 	e = newEnvOn(t, redirectingDriver{Driver: base, unsupported: true})
 	r = e.get(path)

@@ -130,6 +130,8 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			if err == nil {
 				subject = id.Subject
 				r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+			} else {
+				askMountSource(r, err)
 			}
 		}
 		if err == nil {
@@ -175,6 +177,25 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			)
 		}
 	})
+}
+
+// askMountSource adds the pull of a mount's source repository to the
+// scope of a Bearer challenge refusing the mount (POST ...?mount=D&from=A),
+// so that a client asking for a token for the challenge's scope (crane,
+// regclient, the conformance runner) asks for both, as docker does by
+// itself. The source stays optional: a token without it is accepted, and
+// the mount then falls back to an upload (see mountAllowed).
+func askMountSource(r *http.Request, err error) {
+	ch, ok := errors.AsType[*auth.Challenge](err)
+	if !ok || ch.Scheme != "Bearer" || r.Method != http.MethodPost {
+		return
+	}
+	q := r.URL.Query()
+	from := q.Get("from")
+	if !q.Has("mount") || from == "" || manifest.ValidateName(from) != nil {
+		return
+	}
+	ch.Scope = append(ch.Scope, auth.Access{Type: auth.TypeRepository, Name: from, Actions: []string{auth.ActionPull}})
 }
 
 // identityKey is the request-context key of the *auth.Identity that serve
