@@ -14,7 +14,7 @@ import (
 var (
 	conformanceSummary     = regexp.MustCompile(`^conformance: (\d+) passed, (\d+) failed$`)
 	conformanceNextSummary = regexp.MustCompile(`^conformance-next: (\d+) passed, (\d+) failed, (\d+) skipped$`)
-	clientsSummary     = regexp.MustCompile(`^clients: (\d+) passed, (\d+) failed$`)
+	clientsSummary         = regexp.MustCompile(`^clients: (\d+) passed, (\d+) failed$`)
 )
 
 // TestConformance runs the OCI distribution-spec conformance suites (the
