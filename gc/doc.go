@@ -20,6 +20,17 @@
 // Tags are only removed by retention; a tag's manifest is a root, so a tag
 // never points at a missing manifest.
 //
+// # The referrers index
+//
+// Marking takes a manifest's subject from its body, never from the
+// referrers index, so an incomplete index cannot make a referrer go. Run
+// also completes that index: a manifest with a subject that the index of
+// its repository does not list (written by a registry that keeps no index,
+// such as CNCF Distribution) gets the entry its push would have written,
+// unless the run deletes it; a dry run does this too, as it only adds. An
+// entry written for a manifest deleted meanwhile is removed again
+// (store.IndexReferrer).
+//
 // # The safety contract
 //
 // Nothing here needs a lock service, a database, or a read-only window;

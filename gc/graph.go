@@ -23,6 +23,11 @@ type Repository struct {
 	// TagHistory lists, for each digest, the tags whose history (index
 	// links) names it; deleting the manifest removes those entries too.
 	TagHistory map[digest.Digest][]string
+	// Indexed lists the entries of the repository's referrers index:
+	// for each referrer, the subjects it is listed under. Marking does not
+	// use it (a manifest's subject comes from its body); Run completes the
+	// index from it.
+	Indexed map[digest.Digest][]digest.Digest
 }
 
 // Tag is where a tag points and when it was last pushed (the ModTime of its
@@ -160,8 +165,9 @@ func (m *Marks) note(b digest.Digest, repo string, d digest.Digest) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
+// sortedKeys returns the keys of m in order.
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}

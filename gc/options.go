@@ -105,6 +105,11 @@ type Report struct {
 	// the run went on.
 	Deleted Counts `json:"deleted"`
 	Spared  Counts `json:"spared"`
+
+	// ReferrersIndexed counts the referrers-index entries the run wrote
+	// for manifests whose subject the index did not list them under
+	// (content written by another registry); dry runs write them too.
+	ReferrersIndexed int `json:"referrersIndexed"`
 }
 
 // Counts counts items by kind.

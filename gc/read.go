@@ -66,13 +66,14 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 }
 
 // readRepository reads one repository's part of the graph: its manifests,
-// tags and layer links at once.
+// tags, layer links and referrers index at once.
 func readRepository(ctx context.Context, st *store.Store, name string) (Repository, error) {
 	r := Repository{
 		Manifests:  map[digest.Digest]Manifest{},
 		Tags:       map[string]Tag{},
 		Layers:     map[digest.Digest]time.Time{},
 		TagHistory: map[digest.Digest][]string{},
+		Indexed:    map[digest.Digest][]digest.Digest{},
 	}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
@@ -102,6 +103,16 @@ func readRepository(ctx context.Context, st *store.Store, name string) (Reposito
 		}
 		for _, l := range links {
 			r.Layers[l.Digest] = l.ModTime
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		entries, err := st.ReferrerEntries(ectx, name)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			r.Indexed[e.Referrer] = append(r.Indexed[e.Referrer], e.Subject)
 		}
 		return nil
 	})

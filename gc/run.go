@@ -92,6 +92,9 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 	}
 	log.Info("gc: planned", "tags", len(rep.Tags), "manifests", len(rep.Manifests), "blobs", len(rep.Blobs),
 		"reclaimableBytes", rep.ReclaimableBytes, "layerLinks", len(rep.LayerLinks), "uploads", len(rep.Uploads))
+	if err := indexReferrers(ctx, st, pl, &rep, log); err != nil {
+		return rep, err
+	}
 	if opts.DryRun {
 		rep.Deleted = Counts{Tags: len(rep.Tags), Manifests: len(rep.Manifests), Blobs: len(rep.Blobs),
 			Bytes: rep.ReclaimableBytes, LayerLinks: len(rep.LayerLinks), Uploads: len(rep.Uploads)}
@@ -149,6 +152,45 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		"deletedManifests", rep.Deleted.Manifests, "deletedLayerLinks", rep.Deleted.LayerLinks, "deletedTags", rep.Deleted.Tags,
 		"purgedUploads", rep.Deleted.Uploads, "spared", rep.Spared)
 	return rep, nil
+}
+
+// indexReferrers completes the referrers index of every repository: a
+// manifest with a subject that its index does not list under that subject
+// (pushed through CNCF Distribution, which keeps no index, before Berth
+// took the storage over) gets its entry, unless the run is about to delete
+// it. This only adds what a push would have written, so a dry run does it
+// too: after one collection the referrers API answers for all content.
+func indexReferrers(ctx context.Context, st *store.Store, pl sweepPlan, rep *Report, log *slog.Logger) error {
+	doomed := map[string]map[digest.Digest]bool{}
+	for _, it := range pl.items {
+		if it.Kind == store.ItemManifest {
+			if doomed[it.Repository] == nil {
+				doomed[it.Repository] = map[digest.Digest]bool{}
+			}
+			doomed[it.Repository][it.Digest] = true
+		}
+	}
+	for _, name := range sortedKeys(pl.graph.Repositories) {
+		r := pl.graph.Repositories[name]
+		for _, d := range sortedKeys(r.Manifests) {
+			subject := r.Manifests[d].Subject
+			if subject == "" || doomed[name][d] || slices.Contains(r.Indexed[d], subject) {
+				continue
+			}
+			ok, err := st.IndexReferrer(ctx, name, d)
+			if err != nil {
+				return fmt.Errorf("gc: indexing referrer %s@%s of %s: %w", name, d, subject, err)
+			}
+			if ok {
+				rep.ReferrersIndexed++
+				log.Debug("gc: indexed referrer", "repository", name, "referrer", d, "subject", subject)
+			}
+		}
+	}
+	if rep.ReferrersIndexed > 0 {
+		log.Info("gc: completed the referrers index", "entries", rep.ReferrersIndexed)
+	}
+	return nil
 }
 
 // sweepPlan is what the sweep rounds work through.

@@ -809,3 +809,50 @@ func TestSparseManifestsCollected(t *testing.T) {
 		}
 	})
 }
+
+// TestReferrersIndexCompleted: manifests with a subject that the referrers
+// index does not list (as in a root CNCF Distribution wrote: it keeps no
+// index) are indexed by a run, a dry run too, except those the run deletes.
+func TestReferrersIndexCompleted(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		st := newStore(d)
+		ctx := t.Context()
+		const repo = "adopted/app"
+		subject := pushImage(t, st, repo, "v1", nil, []byte("layer"))
+		sig := pushImage(t, st, repo, "", &subject, []byte("signature"))
+		orphan := pushImage(t, st, repo, "", nil, []byte("untagged"))
+		orphanSig := pushImage(t, st, repo, "", &orphan, []byte("signature of an untagged image"))
+		// What Distribution would have written: no index at all.
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/"+repo+"/_referrers"); err != nil {
+			t.Fatal(err)
+		}
+		if refs, err := st.Referrers(ctx, repo, subject.digest, ""); err != nil || len(refs) != 0 {
+			t.Fatalf("referrers before: %v, %v", refs, err)
+		}
+
+		rep := run(t, st, Options{DryRun: true, DeleteUntagged: true})
+		if rep.ReferrersIndexed != 1 {
+			t.Errorf("dry run indexed %d, want 1 (the untagged image's signature is planned for deletion)", rep.ReferrersIndexed)
+		}
+		refs, err := st.Referrers(ctx, repo, subject.digest, "")
+		if err != nil || len(refs) != 1 || refs[0].Digest != sig.digest || refs[0].Size != int64(sig.size) ||
+			refs[0].MediaType != ociManifest || refs[0].ArtifactType != "application/vnd.oci.image.config.v1+json" {
+			t.Errorf("referrers after a dry run: %+v, %v; want the signature's descriptor", refs, err)
+		}
+		if refs, _ := st.Referrers(ctx, repo, orphan.digest, ""); len(refs) != 0 {
+			t.Errorf("a referrer planned for deletion was indexed: %+v", refs)
+		}
+
+		// Without deleting untagged manifests, the other one is indexed
+		// too, and once indexed nothing is written again.
+		if rep := run(t, st, Options{}); rep.ReferrersIndexed != 1 {
+			t.Errorf("second run indexed %d, want 1", rep.ReferrersIndexed)
+		}
+		if refs, _ := st.Referrers(ctx, repo, orphan.digest, ""); len(refs) != 1 || refs[0].Digest != orphanSig.digest {
+			t.Errorf("referrers of the untagged image: %+v", refs)
+		}
+		if rep := run(t, st, Options{}); rep.ReferrersIndexed != 0 {
+			t.Errorf("third run indexed %d, want 0", rep.ReferrersIndexed)
+		}
+	})
+}

@@ -192,6 +192,8 @@ type gcReport struct {
 	Uploads    []struct{ Repository, ID string }     `json:"uploads"`
 	Deleted    gcCounts                              `json:"deleted"`
 	Spared     gcCounts                              `json:"spared"`
+	// ReferrersIndexed: entries added to the referrers index.
+	ReferrersIndexed int `json:"referrersIndexed"`
 }
 
 type gcCounts struct {
@@ -788,4 +790,54 @@ func TestGCDistributionAgrees(t *testing.T) {
 		"ignores index children and referrers; berth keeps them)", diverged.summary)
 	compareSets(t, "manifests docker-registry would delete after berth gc", diverged.manifests, wantManifests)
 	compareSets(t, "blobs docker-registry would delete after berth gc", diverged.blobs, wantBlobs)
+}
+
+// TestGCIndexesAdoptedReferrers: an artifact whose subject is an image,
+// pushed through docker-registry 2.8.2 (which keeps no referrers index), is
+// unknown to berth's referrers API on that root until one "berth gc" (a
+// dry run is enough) completes the index; a second run adds nothing.
+func TestGCIndexesAdoptedReferrers(t *testing.T) {
+	needIntegration(t)
+	needTools(t, toolEnv(t), "docker-registry")
+	root := t.TempDir()
+	peer := startServer(t, DockerRegistry, Filesystem, root)
+	img := newRawImage(t, "adopted/app", 4096)
+	img.push(t, peer.URL, peer.URL, 0)
+	putBlob(t, peer.URL, img.repo, img.empty)
+	putManifest(t, peer.URL, img.repo, img.referrerDigest, img.referrer)
+	stopServer(t, peer)
+
+	srv := startServer(t, Berth, Filesystem, root)
+	referrers := func() []string {
+		t.Helper()
+		_, body := httpDo(t, noRedirect, http.MethodGet, srv.URL+"/v2/"+img.repo+"/referrers/"+img.manifestDigest, nil, nil, http.StatusOK)
+		var idx struct {
+			Manifests []struct {
+				Digest       string `json:"digest"`
+				ArtifactType string `json:"artifactType"`
+			} `json:"manifests"`
+		}
+		if err := json.Unmarshal(body, &idx); err != nil {
+			t.Fatalf("referrers: %v: %s", err, body)
+		}
+		var out []string
+		for _, m := range idx.Manifests {
+			out = append(out, m.Digest+" "+m.ArtifactType)
+		}
+		return out
+	}
+	if got := referrers(); len(got) != 0 {
+		t.Fatalf("before gc the index cannot list the adopted referrer, yet it lists %q", got)
+	}
+	rep := mustBerthGC(t, "--root", root, "--dry-run")
+	if rep.ReferrersIndexed != 1 {
+		t.Errorf("dry run indexed %d referrers, want 1", rep.ReferrersIndexed)
+	}
+	want := []string{img.referrerDigest + " application/vnd.berth.test.signature"}
+	if got := referrers(); !slices.Equal(got, want) {
+		t.Errorf("referrers after gc: %q, want %q", got, want)
+	}
+	if rep := mustBerthGC(t, "--root", root); rep.ReferrersIndexed != 0 || rep.planned() != 0 {
+		t.Errorf("second run: indexed %d, planned %d; want nothing", rep.ReferrersIndexed, rep.planned())
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,14 +232,14 @@ func (img *rawImage) push(t *testing.T, postBase, patchBase string, chunk int) {
 	loc := resp.Header.Get("Location")
 	for off := 0; off < len(img.layer); off += chunk {
 		c := img.layer[off:min(off+chunk, len(img.layer))]
-		resp, _ := httpDo(t, noRedirect, http.MethodPatch, patchBase+loc, c, map[string]string{
+		resp, _ := httpDo(t, noRedirect, http.MethodPatch, at(patchBase, loc), c, map[string]string{
 			"Content-Type": "application/octet-stream", "Content-Range": fmt.Sprintf("%d-%d", off, off+len(c)-1),
 		}, http.StatusAccepted)
 		if l := resp.Header.Get("Location"); l != "" {
 			loc = l
 		}
 	}
-	httpDo(t, noRedirect, http.MethodPut, postBase+withQuery(loc, "digest", sha256Digest(img.layer)), nil, nil, http.StatusCreated)
+	httpDo(t, noRedirect, http.MethodPut, at(postBase, withQuery(loc, "digest", sha256Digest(img.layer))), nil, nil, http.StatusCreated)
 	putManifest(t, postBase, img.repo, "v1", img.manifest)
 }
 
@@ -345,7 +346,7 @@ func httpDo(t *testing.T, client *http.Client, method, url string, body []byte, 
 func putBlob(t *testing.T, base, repo string, b []byte) {
 	t.Helper()
 	resp, _ := httpDo(t, noRedirect, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil, nil, http.StatusAccepted)
-	httpDo(t, noRedirect, http.MethodPut, base+withQuery(resp.Header.Get("Location"), "digest", sha256Digest(b)), b,
+	httpDo(t, noRedirect, http.MethodPut, at(base, withQuery(resp.Header.Get("Location"), "digest", sha256Digest(b))), b,
 		map[string]string{"Content-Type": "application/octet-stream"}, http.StatusCreated)
 }
 
@@ -357,6 +358,15 @@ func putManifest(t *testing.T, base, repo, ref string, m []byte) *http.Response 
 }
 
 // withQuery adds key=value to the URL or path u.
+// at is the upload location loc on the registry at base: berth answers
+// with a path, docker-registry with an absolute URL, whose path is taken.
+func at(base, loc string) string {
+	if u, err := url.Parse(loc); err == nil && u.IsAbs() {
+		loc = u.RequestURI()
+	}
+	return base + loc
+}
+
 func withQuery(u, key, value string) string {
 	sep := "?"
 	if strings.Contains(u, "?") {

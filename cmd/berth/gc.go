@@ -314,6 +314,9 @@ func writeGCSummary(w io.Writer, rep gc.Report, explain bool) error {
 		fmt.Fprintln(w, "gc: spared, as clients relied on them during the run:")
 		writeCounts(w, s)
 	}
+	if rep.ReferrersIndexed > 0 {
+		fmt.Fprintf(w, "gc: indexed %d referrers the referrers index did not list (content written by another registry)\n", rep.ReferrersIndexed)
+	}
 	if !explain {
 		return nil
 	}

@@ -111,18 +111,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, wan
 		return PutResult{}, err
 	}
 	if m.Subject != nil {
-		desc := v1.Descriptor{
-			MediaType:    m.MediaType,
-			Digest:       d,
-			Size:         int64(len(body)),
-			ArtifactType: m.ArtifactType,
-			Annotations:  m.Annotations,
-		}
-		b, err := json.Marshal(desc)
-		if err != nil {
-			return PutResult{}, err
-		}
-		if err := storage.WriteAll(ctx, s.driver, referrerPath(repo, m.Subject.Digest, d), b); err != nil {
+		if err := s.writeReferrer(ctx, repo, d, m, len(body)); err != nil {
 			return PutResult{}, err
 		}
 	}
@@ -309,6 +298,90 @@ func (s *Store) Repositories(ctx context.Context) ([]string, error) {
 	}
 	sort.Strings(repos)
 	return repos, nil
+}
+
+// writeReferrer writes the entry of manifest m (digest d, size bytes long)
+// in repo's referrers index under its subject: the descriptor the
+// referrers API lists.
+func (s *Store) writeReferrer(ctx context.Context, repo string, d digest.Digest, m *manifest.Manifest, size int) error {
+	b, err := json.Marshal(v1.Descriptor{
+		MediaType:    m.MediaType,
+		Digest:       d,
+		Size:         int64(size),
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+	})
+	if err != nil {
+		return err
+	}
+	return storage.WriteAll(ctx, s.driver, referrerPath(repo, m.Subject.Digest, d), b)
+}
+
+// ReferrerEntry is one entry of a repository's referrers index: Referrer
+// is listed among the referrers of Subject.
+type ReferrerEntry struct {
+	Subject, Referrer digest.Digest
+}
+
+// ReferrerEntries returns every entry of repo's referrers index, in no
+// particular order, from one walk that reads no entry's content.
+func (s *Store) ReferrerEntries(ctx context.Context, repo string) ([]ReferrerEntry, error) {
+	root := repoPath(repo) + "/_referrers/"
+	var out []ReferrerEntry
+	err := s.driver.Walk(ctx, root[:len(root)-1], func(fi storage.FileInfo) error {
+		if fi.IsDir || path.Base(fi.Path) != "descriptor" {
+			return nil
+		}
+		// <alg>/<hex>/<alg>/<hex>/descriptor
+		rel := strings.Split(strings.TrimPrefix(fi.Path, root), "/")
+		if len(rel) != 5 {
+			return nil
+		}
+		subject := digest.NewDigestFromEncoded(digest.Algorithm(rel[0]), rel[1])
+		referrer := digest.NewDigestFromEncoded(digest.Algorithm(rel[2]), rel[3])
+		if subject.Validate() == nil && referrer.Validate() == nil {
+			out = append(out, ReferrerEntry{Subject: subject, Referrer: referrer})
+		}
+		return nil
+	})
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// IndexReferrer writes the referrers-index entry of manifest d of repo, as
+// its push would have: content written by another registry (CNCF
+// Distribution keeps no such index) becomes visible to the referrers API.
+// It reports whether it wrote one: not when d has no subject, and not when
+// d left repo meanwhile (a concurrent delete; the entry is removed again,
+// since the delete may have run before the write).
+func (s *Store) IndexReferrer(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	stored, err := s.GetManifest(ctx, repo, d)
+	if errors.Is(err, ErrManifestUnknown) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	m, err := manifest.Parse(stored.MediaType, stored.Body)
+	if err != nil {
+		return false, fmt.Errorf("manifest %s in %s: %w", d, repo, err)
+	}
+	if m.Subject == nil {
+		return false, nil
+	}
+	if err := s.writeReferrer(ctx, repo, d, m, len(stored.Body)); err != nil {
+		return false, err
+	}
+	ok, err := s.exists(ctx, revisionLinkPath(repo, d))
+	if err == nil && !ok {
+		err = s.driver.Delete(ctx, path.Dir(referrerPath(repo, m.Subject.Digest, d)))
+		if errors.Is(err, storage.ErrNotFound) {
+			err = nil
+		}
+	}
+	return ok, err
 }
 
 // Referrers returns the descriptors of the manifests in repo whose subject is

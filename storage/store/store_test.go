@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -643,4 +644,84 @@ func TestSparseManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestIndexReferrer: IndexReferrer writes what a push writes, and nothing
+// for a manifest without a subject or no longer in the repository.
+func TestIndexReferrer(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := t.Context()
+		s := store.New(d, store.Options{})
+		cd, ld := pushBlob(t, s, "r", []byte(`{}`)), pushBlob(t, s, "r", []byte("layer"))
+		subject, err := s.PutManifest(ctx, "r", []string{"v1"}, "", "", imageManifest(cd, ld, 2, 5, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := fmt.Sprintf(`,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":1}`, subject.Digest)
+		sig, err := s.PutManifest(ctx, "r", nil, "", "", imageManifest(cd, ld, 2, 5, sub+`,"annotations":{"k":"v"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed, err := s.Referrers(ctx, "r", subject.Digest, "")
+		if err != nil || len(pushed) != 1 {
+			t.Fatalf("referrers after the push: %v, %v", pushed, err)
+		}
+		entries, err := s.ReferrerEntries(ctx, "r")
+		if err != nil || len(entries) != 1 || entries[0] != (store.ReferrerEntry{Subject: subject.Digest, Referrer: sig.Digest}) {
+			t.Fatalf("ReferrerEntries = %v, %v", entries, err)
+		}
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/r/_referrers"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.IndexReferrer(ctx, "r", subject.Digest); ok || err != nil {
+			t.Errorf("IndexReferrer of a manifest without subject: %v, %v", ok, err)
+		}
+		if ok, err := s.IndexReferrer(ctx, "r", sig.Digest); !ok || err != nil {
+			t.Errorf("IndexReferrer: %v, %v", ok, err)
+		}
+		rebuilt, err := s.Referrers(ctx, "r", subject.Digest, "")
+		if err != nil || len(rebuilt) != 1 || rebuilt[0].Digest != pushed[0].Digest || rebuilt[0].Size != pushed[0].Size ||
+			rebuilt[0].ArtifactType != pushed[0].ArtifactType || rebuilt[0].Annotations["k"] != "v" {
+			t.Errorf("rebuilt entry %+v, want %+v", rebuilt, pushed)
+		}
+		// Deleted while the entry is written (after IndexReferrer read the
+		// manifest, and after the delete removed the entry): the entry
+		// written is removed again.
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/r/_referrers"); err != nil {
+			t.Fatal(err)
+		}
+		racing := store.New(deleteOnWrite{Driver: d, match: "/_referrers/", once: new(sync.Once), do: func() {
+			if err := s.DeleteManifest(ctx, "r", sig.Digest); err != nil {
+				t.Error(err)
+			}
+		}}, store.Options{})
+		if ok, err := racing.IndexReferrer(ctx, "r", sig.Digest); ok || err != nil {
+			t.Errorf("IndexReferrer racing a delete: %v, %v", ok, err)
+		}
+		if refs, _ := s.Referrers(ctx, "r", subject.Digest, ""); len(refs) != 0 {
+			t.Errorf("a manifest deleted while it was indexed is listed: %+v", refs)
+		}
+		if ok, err := s.IndexReferrer(ctx, "r", sig.Digest); ok || err != nil {
+			t.Errorf("IndexReferrer of a deleted manifest: %v, %v", ok, err)
+		}
+		if refs, _ := s.Referrers(ctx, "r", subject.Digest, ""); len(refs) != 0 {
+			t.Errorf("a deleted manifest is listed: %+v", refs)
+		}
+	})
+}
+
+// deleteOnWrite runs do before the first write to a path containing match
+// goes ahead: a concurrent client acting at that moment.
+type deleteOnWrite struct {
+	storage.Driver
+	match string
+	do    func()
+	once  *sync.Once
+}
+
+func (w deleteOnWrite) Writer(ctx context.Context, p string, append bool) (storage.FileWriter, error) {
+	if strings.Contains(p, w.match) {
+		w.once.Do(w.do)
+	}
+	return w.Driver.Writer(ctx, p, append)
 }
