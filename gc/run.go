@@ -93,7 +93,12 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 	log.Info("gc: planned", "tags", len(rep.Tags), "manifests", len(rep.Manifests), "blobs", len(rep.Blobs),
 		"reclaimableBytes", rep.ReclaimableBytes, "layerLinks", len(rep.LayerLinks), "uploads", len(rep.Uploads))
 	if err := indexReferrers(ctx, st, pl, &rep, log); err != nil {
-		return rep, err
+		// The index is a side job: a dry run may have read-only
+		// credentials, and the collection does not depend on it.
+		if ctx.Err() != nil {
+			return rep, err
+		}
+		log.Warn("gc: could not complete the referrers index; the next run tries again", "error", err)
 	}
 	if opts.DryRun {
 		rep.Deleted = Counts{Tags: len(rep.Tags), Manifests: len(rep.Manifests), Blobs: len(rep.Blobs),
