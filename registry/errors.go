@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
@@ -90,6 +91,23 @@ func classify(err error) errorClass {
 	return internalError
 }
 
+// withoutCodeText drops from msg a leading repeat of what its code already
+// says. Clients print the code's text before the message (docker:
+// "manifest unknown: <message>", crane: "MANIFEST_UNKNOWN: <message>"), and
+// an error wrapping the class's sentinel starts with the sentinel's text,
+// which says the same: "manifest unknown: manifest unknown: tag ..." becomes
+// "manifest unknown: tag ...". A message that is nothing but the sentinel's
+// text is kept.
+func withoutCodeText(msg string, c errorClass) string {
+	if c.err == nil {
+		return msg
+	}
+	if rest, ok := strings.CutPrefix(msg, c.err.Error()+": "); ok && rest != "" {
+		return rest
+	}
+	return msg
+}
+
 // maxMessage bounds the message sent to the client; the validators already
 // shorten hostile values, this is defence in depth.
 const maxMessage = 1024
@@ -113,7 +131,7 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	c := classify(err)
 	msg := c.message
 	if msg == "" {
-		msg = err.Error()
+		msg = withoutCodeText(err.Error(), c)
 		if len(msg) > maxMessage {
 			msg = msg[:maxMessage] + "..."
 		}

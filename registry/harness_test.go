@@ -162,6 +162,12 @@ func ociError(t *testing.T, r resp) string {
 	if env.Errors[0].Message == "" {
 		t.Errorf("error %s has no message", env.Errors[0].Code)
 	}
+	// Clients print the code's text first (docker: "manifest unknown: "):
+	// the message must not say it again.
+	codeText := strings.ToLower(strings.ReplaceAll(env.Errors[0].Code, "_", " "))
+	if m := strings.ToLower(env.Errors[0].Message); strings.HasPrefix(m, codeText+":") {
+		t.Errorf("error %s repeats its code's text: %q", env.Errors[0].Code, env.Errors[0].Message)
+	}
 	return env.Errors[0].Code
 }
 
