@@ -278,6 +278,9 @@ func (i *Issuer) checkRefresh(token string) (string, error) {
 	}
 	var c refreshClaims
 	tok, err := i.refresh.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if err := auth.CheckCritical(t.Header); err != nil {
+			return nil, err
+		}
 		if kid, _ := t.Header["kid"].(string); kid != i.signer.kid {
 			return nil, errors.New("unknown kid")
 		}
