@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
+	"github.com/berth-registry/berth/manifest"
 )
 
 // Defaults and bounds of Config.
@@ -330,12 +331,19 @@ type tokenResponse struct {
 }
 
 // issue signs an access token for what the policy grants g.subject of g.access, and a
-// refresh token if offline access was asked by an authenticated subject.
+// refresh token if offline access was asked by an authenticated subject. A repository
+// scope whose name the registry's grammar refuses (manifest.ValidateName: "a/../b",
+// "a//b", "A", "a%2fb", ...) is granted nothing, whatever the policy says.
 func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 	now := i.cfg.Now().UTC().Truncate(time.Second)
 	granted := []auth.Access{}
 	var scopes []string
 	for _, want := range g.access {
+		if want.Type == auth.TypeRepository && manifest.ValidateName(want.Name) != nil {
+			// Not a name the registry serves: other verifiers trust these
+			// tokens, and a glob of theirs could read "a/../b" as "b".
+			continue
+		}
 		a := i.cfg.Policy.Allowed(g.subject, want)
 		if len(a.Actions) == 0 {
 			continue
