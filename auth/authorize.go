@@ -105,20 +105,29 @@ func (a *TokenAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 
 // BasicAuthorizer accepts htpasswd users over HTTP Basic authentication.
 type BasicAuthorizer struct {
-	h     *Htpasswd
-	realm string
+	cfg BasicConfig
+}
+
+// BasicConfig configures a BasicAuthorizer.
+type BasicConfig struct {
+	// Users returns the current users, asked on every request: the htpasswd
+	// file is read again when it changes (cmd/berth wires internal/reload).
+	// Required; a nil *Htpasswd admits nobody.
+	Users func() *Htpasswd
+	// Realm is the protection space named in the Basic challenge.
+	Realm string
 }
 
 // NewBasicAuthorizer returns an Authorizer for htpasswd mode: any authenticated user is
 // granted every access; anyone else gets a 401 Basic challenge.
-func NewBasicAuthorizer(h *Htpasswd, realm string) *BasicAuthorizer {
-	return &BasicAuthorizer{h: h, realm: realm}
+func NewBasicAuthorizer(cfg BasicConfig) *BasicAuthorizer {
+	return &BasicAuthorizer{cfg: cfg}
 }
 
 // Authorize implements Authorizer; need is not consulted, everything is granted.
 func (a *BasicAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, error) {
 	challenge := func(cause error) *Challenge {
-		return &Challenge{Scheme: "Basic", Realm: a.realm, Status: http.StatusUnauthorized, Cause: cause}
+		return &Challenge{Scheme: "Basic", Realm: a.cfg.Realm, Status: http.StatusUnauthorized, Cause: cause}
 	}
 	if _, ok := authorization(r); !ok {
 		return nil, challenge(errHeaderTooLarge)
@@ -127,7 +136,7 @@ func (a *BasicAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 	if !ok {
 		return nil, challenge(errNoCredentials)
 	}
-	if !a.h.Check(user, password) {
+	if users := a.cfg.Users(); users == nil || !users.Check(user, password) {
 		return nil, challenge(errBadCredentials)
 	}
 	return &Identity{Subject: user, all: true}, nil

@@ -3,6 +3,7 @@ package issuer
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -37,13 +38,17 @@ const (
 
 // Config configures an Issuer.
 type Config struct {
-	Issuer       string             // required: the "iss" of every token
-	Service      string             // required: the service tokens are for ("aud"); requests naming another get 400
-	Key          crypto.Signer      // required: ECDSA P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA)
-	Users        *auth.Htpasswd     // nil: nobody can log in, only anonymous tokens are issued
-	Policy       *auth.Policy       // required: what each subject is granted
+	Issuer  string        // required: the "iss" of every token
+	Service string        // required: the service tokens are for ("aud"); requests naming another get 400
+	Key     crypto.Signer // required: ECDSA P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA)
+	// Users returns the current users, asked once per request (cmd/berth reloads the
+	// htpasswd file when it changes). nil, or a nil result: nobody can log in, only
+	// anonymous tokens are issued.
+	Users func() *auth.Htpasswd
+	// Policy returns the current policy, asked once per request; required.
+	Policy       func() *auth.Policy
 	TTL          time.Duration      // access token lifetime; 0: DefaultTTL; at least MinTTL
-	RefreshTTL   time.Duration      // refresh token lifetime; 0: DefaultRefreshTTL
+	RefreshTTL   time.Duration      // refresh token lifetime; 0: DefaultRefreshTTL; at least TTL
 	Now          func() time.Time   // nil: time.Now
 	FailedLogins prometheus.Counter // optional: incremented on every rejected password or refresh token
 	Log          *slog.Logger       // optional: failed logins (user name and address, never secrets); nil: discarded
@@ -112,11 +117,14 @@ func New(cfg Config) (*Issuer, error) {
 // verifier for the service refuses a refresh token presented as an access token.
 func refreshAudience(service string) string { return service + "#refresh" }
 
-// refreshClaims are the claims of a refresh token: no access list, its own audience and
-// a token_use marker.
+// refreshClaims are the claims of a refresh token: no access list, its own audience, a
+// token_use marker, and the fingerprint of the subject's htpasswd entry when it was
+// issued (auth.Htpasswd.Fingerprint), so that removing the user or changing the
+// password ends the token.
 type refreshClaims struct {
 	jwt.RegisteredClaims
-	TokenUse string `json:"token_use"`
+	TokenUse   string `json:"token_use"`
+	Credential string `json:"cred"`
 }
 
 // tokenError is a failed token request; writeError renders it in the style of the flow.
@@ -137,6 +145,7 @@ var errBadCredentials = &tokenError{http.StatusUnauthorized, "invalid_grant", "i
 // grant is what a successful request yields.
 type grant struct {
 	subject string
+	cred    string // the subject's htpasswd fingerprint, for a refresh token
 	access  []auth.Access
 	offline bool
 }
@@ -174,22 +183,24 @@ func (i *Issuer) serveGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	subject := ""
+	users := i.users()
+	g := grant{access: access}
 	user, password, hasBasic := r.BasicAuth()
 	if !hasBasic && r.Header.Get("Authorization") != "" {
 		return i.failed(r, "", "unsupported Authorization scheme")
 	}
 	if hasBasic {
-		if !i.checkPassword(user, password) {
+		if !checkPassword(users, user, password) {
 			return i.failed(r, user, "bad password or unknown user")
 		}
-		subject = user
+		g.subject = user
+		g.cred, _ = users.Fingerprint(user)
 	}
-	if account := q.Get("account"); account != "" && account != subject {
+	if account := q.Get("account"); account != "" && account != g.subject {
 		return badRequest("invalid_request", "account does not match the credentials")
 	}
-	offline := q.Get("offline_token") == "true" && subject != ""
-	resp, err := i.issue(grant{subject: subject, access: access, offline: offline})
+	g.offline = q.Get("offline_token") == "true" && g.subject != ""
+	resp, err := i.issue(g)
 	if err != nil {
 		return err
 	}
@@ -219,20 +230,22 @@ func (i *Issuer) servePost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	users := i.users()
 	g := grant{access: access, offline: f.Get("access_type") == "offline"}
 	switch f.Get("grant_type") {
 	case "password":
 		user := f.Get("username")
-		if user == "" || !i.checkPassword(user, f.Get("password")) {
+		if !checkPassword(users, user, f.Get("password")) {
 			return i.failed(r, user, "bad password or unknown user")
 		}
 		g.subject = user
+		g.cred, _ = users.Fingerprint(user)
 	case "refresh_token":
-		sub, err := i.checkRefresh(f.Get("refresh_token"))
+		sub, cred, err := i.checkRefresh(users, f.Get("refresh_token"))
 		if err != nil {
-			return i.failed(r, "", err.Error())
+			return i.failed(r, sub, err.Error())
 		}
-		g.subject = sub
+		g.subject, g.cred = sub, cred
 	case "":
 		return badRequest("invalid_request", "grant_type is required")
 	default:
@@ -258,8 +271,16 @@ func (i *Issuer) checkService(service string, required bool) error {
 	return badRequest("invalid_request", "unknown service %q", service)
 }
 
-func (i *Issuer) checkPassword(user, password string) bool {
-	return i.cfg.Users != nil && user != "" && i.cfg.Users.Check(user, password)
+// users returns the current users; nil admits nobody.
+func (i *Issuer) users() *auth.Htpasswd {
+	if i.cfg.Users == nil {
+		return nil
+	}
+	return i.cfg.Users()
+}
+
+func checkPassword(users *auth.Htpasswd, user, password string) bool {
+	return user != "" && users.Check(user, password)
 }
 
 // failed counts and logs a rejected login and returns the 401 to send. reason must not
@@ -272,10 +293,13 @@ func (i *Issuer) failed(r *http.Request, user, reason string) error {
 	return errBadCredentials
 }
 
-// checkRefresh verifies a refresh token and returns its subject.
-func (i *Issuer) checkRefresh(token string) (string, error) {
+// checkRefresh verifies a refresh token and that its subject's htpasswd entry is
+// still the one it was issued for, and returns the subject and that entry's
+// fingerprint. A token that verifies but whose user left or changed password
+// still yields the subject, for the log.
+func (i *Issuer) checkRefresh(users *auth.Htpasswd, token string) (subject, cred string, err error) {
 	if token == "" {
-		return "", errors.New("missing refresh token")
+		return "", "", errors.New("missing refresh token")
 	}
 	var c refreshClaims
 	tok, err := i.refresh.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
@@ -288,12 +312,19 @@ func (i *Issuer) checkRefresh(token string) (string, error) {
 		return i.signer.public(), nil
 	})
 	if err != nil {
-		return "", errors.New("invalid refresh token")
+		return "", "", errors.New("invalid refresh token")
 	}
 	if typ, _ := tok.Header["typ"].(string); typ != refreshTyp || c.TokenUse != "refresh" || c.Subject == "" {
-		return "", errors.New("not a refresh token")
+		return "", "", errors.New("not a refresh token")
 	}
-	return c.Subject, nil
+	fp, ok := users.Fingerprint(c.Subject)
+	if !ok {
+		return c.Subject, "", errors.New("refresh token of a user no longer in the htpasswd file")
+	}
+	if subtle.ConstantTimeCompare([]byte(fp), []byte(c.Credential)) != 1 {
+		return c.Subject, "", errors.New("refresh token issued before the user's password changed")
+	}
+	return c.Subject, fp, nil
 }
 
 // parseScopes parses scope strings and merges entries for the same resource, keeping the
@@ -336,6 +367,7 @@ type tokenResponse struct {
 // "a//b", "A", "a%2fb", ...) is granted nothing, whatever the policy says.
 func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 	now := i.cfg.Now().UTC().Truncate(time.Second)
+	policy := i.cfg.Policy()
 	granted := []auth.Access{}
 	var scopes []string
 	for _, want := range g.access {
@@ -344,7 +376,7 @@ func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 			// tokens, and a glob of theirs could read "a/../b" as "b".
 			continue
 		}
-		a := i.cfg.Policy.Allowed(g.subject, want)
+		a := policy.Allowed(g.subject, want)
 		if len(a.Actions) == 0 {
 			continue
 		}
@@ -377,7 +409,7 @@ func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 		ExpiresIn:   int(i.cfg.TTL / time.Second),
 		IssuedAt:    now.Format(time.RFC3339),
 	}
-	if g.offline && g.subject != "" {
+	if g.offline && g.subject != "" && g.cred != "" {
 		if jti, err = randomID(); err != nil {
 			return nil, err
 		}
@@ -391,7 +423,8 @@ func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 				IssuedAt:  jwt.NewNumericDate(now),
 				ID:        jti,
 			},
-			TokenUse: "refresh",
+			TokenUse:   "refresh",
+			Credential: g.cred,
 		})
 		if err != nil {
 			return nil, err

@@ -64,7 +64,7 @@ func TestMalformedNamesGrantNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := New(Config{Issuer: testIssuer, Service: testService, Key: key, Users: users, Policy: policy})
+	iss, err := New(Config{Issuer: testIssuer, Service: testService, Key: key, Users: func() *auth.Htpasswd { return users }, Policy: func() *auth.Policy { return policy }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/auth/issuer"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/reload"
 )
 
 // basicRealm is the protection space of the Basic challenge in htpasswd mode.
@@ -26,18 +28,20 @@ const (
 
 // newAuth builds what cfg.Auth.Mode asks for: the registry's authorizer (nil
 // in mode none) and, in token mode with the built-in issuer, the issuer
-// (nil otherwise). Files are read here; a bad one fails the start.
-func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry) (auth.Authorizer, *issuer.Issuer, error) {
+// (nil otherwise). Files are read here; a bad one fails the start. The
+// htpasswd and policy files are read again when they change (looked at on
+// use, at most once a second by the clock now), as the TLS pair is.
+func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (auth.Authorizer, *issuer.Issuer, error) {
 	a := cfg.Auth
 	switch a.Mode {
 	case config.AuthNone:
 		return nil, nil, nil
 	case config.AuthHtpasswd:
-		users, err := auth.LoadHtpasswd(a.Htpasswd)
+		users, err := watchHtpasswd(a.Htpasswd, logger, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.htpasswd: %w", err)
 		}
-		return auth.NewBasicAuthorizer(users, basicRealm), nil, nil
+		return auth.NewBasicAuthorizer(auth.BasicConfig{Users: users.Get, Realm: basicRealm}), nil, nil
 	case config.AuthToken:
 	default:
 		return nil, nil, fmt.Errorf("auth.mode: unknown mode %q", a.Mode)
@@ -50,7 +54,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.issuer.key: %w", err)
 		}
-		if iss, err = newIssuer(cfg, key, logger, metrics); err != nil {
+		if iss, err = newIssuer(cfg, key, logger, metrics, now); err != nil {
 			return nil, nil, err
 		}
 		keys = append(keys, key.Public())
@@ -88,13 +92,15 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 
 // newIssuer builds the built-in token issuer signing with key: users, policy,
 // and the failed-logins counter on metrics.
-func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry) (*issuer.Issuer, error) {
+func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*issuer.Issuer, error) {
 	a := cfg.Auth
-	users, err := auth.LoadHtpasswd(a.Htpasswd)
+	users, err := watchHtpasswd(a.Htpasswd, logger, now)
 	if err != nil {
 		return nil, fmt.Errorf("auth.htpasswd: %w", err)
 	}
-	policy, err := auth.LoadPolicy(a.Issuer.Policy)
+	policy, err := reload.New([]string{a.Issuer.Policy},
+		func() (*auth.Policy, error) { return auth.LoadPolicy(a.Issuer.Policy) },
+		reload.Options[*auth.Policy]{What: "policy file", Log: logger, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer.policy: %w", err)
 	}
@@ -109,9 +115,11 @@ func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metri
 		Issuer:       a.Token.Issuer,
 		Service:      a.Token.Service,
 		Key:          key,
-		Users:        users,
-		Policy:       policy,
+		Users:        users.Get,
+		Policy:       policy.Get,
 		TTL:          a.Issuer.TTL,
+		RefreshTTL:   a.Issuer.RefreshTTL,
+		Now:          now,
 		FailedLogins: failed,
 		Log:          logger,
 	})
@@ -119,6 +127,14 @@ func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metri
 		return nil, fmt.Errorf("auth.issuer: %w", err)
 	}
 	return iss, nil
+}
+
+// watchHtpasswd loads the htpasswd file at path, and again when it changes.
+func watchHtpasswd(path string, logger *slog.Logger, now func() time.Time) (*reload.Value[*auth.Htpasswd], error) {
+	return reload.New([]string{path},
+		func() (*auth.Htpasswd, error) { return auth.LoadHtpasswd(path) },
+		reload.Options[*auth.Htpasswd]{What: "htpasswd file", Log: logger, Now: now,
+			Describe: func(h *auth.Htpasswd) []any { return []any{"users", h.Len()} }})
 }
 
 // withIssuer serves the issuer's two paths and everything else with next.
