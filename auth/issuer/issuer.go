@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
@@ -46,12 +45,17 @@ type Config struct {
 	// anonymous tokens are issued.
 	Users func() *auth.Htpasswd
 	// Policy returns the current policy, asked once per request; required.
-	Policy       func() *auth.Policy
-	TTL          time.Duration      // access token lifetime; 0: DefaultTTL; at least MinTTL
-	RefreshTTL   time.Duration      // refresh token lifetime; 0: DefaultRefreshTTL; at least TTL
-	Now          func() time.Time   // nil: time.Now
-	FailedLogins prometheus.Counter // optional: incremented on every rejected password or refresh token
-	Log          *slog.Logger       // optional: failed logins (user name and address, never secrets); nil: discarded
+	Policy     func() *auth.Policy
+	TTL        time.Duration    // access token lifetime; 0: DefaultTTL; at least MinTTL
+	RefreshTTL time.Duration    // refresh token lifetime; 0: DefaultRefreshTTL; at least TTL
+	Now        func() time.Time // nil: time.Now
+	// Throttle counts failed logins (a wrong password or refresh token) and refuses,
+	// with 429 and Retry-After, passwords from a user or client address that failed too
+	// often, before checking them; nil: no throttling and no count.
+	Throttle *auth.Throttle
+	// Proxies say whose X-Forwarded-For gives the client address; nil: the TCP peer.
+	Proxies *auth.TrustedProxies
+	Log     *slog.Logger // optional: refused logins at debug level (user and address, never secrets); nil: discarded
 }
 
 // Issuer serves the token endpoint. It is an http.Handler for /auth/token and is safe for
@@ -129,18 +133,31 @@ type refreshClaims struct {
 
 // tokenError is a failed token request; writeError renders it in the style of the flow.
 type tokenError struct {
-	status int
-	code   string // OAuth2 error code (RFC 6749 5.2)
-	desc   string // safe to show: never contains a password or token
+	status     int
+	code       string // OAuth2 error code (RFC 6749 5.2)
+	desc       string // safe to show: never contains a password or token
+	retryAfter int    // seconds, for a 429
 }
 
 func (e *tokenError) Error() string { return e.code + ": " + e.desc }
 
 func badRequest(code, format string, args ...any) error {
-	return &tokenError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
+	return &tokenError{status: http.StatusBadRequest, code: code, desc: fmt.Sprintf(format, args...)}
 }
 
-var errBadCredentials = &tokenError{http.StatusUnauthorized, "invalid_grant", "invalid credentials"}
+var errBadCredentials = &tokenError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid credentials"}
+
+// throttled is the answer to a login that the throttle refused: 429 with Retry-After.
+// The OAuth2 code is temporarily_unavailable; the GET flow's Docker-style body says
+// TOOMANYREQUESTS, as the registry does.
+func throttled(err error) error {
+	te, ok := errors.AsType[*auth.ThrottledError](err)
+	if !ok {
+		return err
+	}
+	return &tokenError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+		desc: fmt.Sprintf("too many failed logins: retry in %d seconds", te.Seconds()), retryAfter: te.Seconds()}
+}
 
 // grant is what a successful request yields.
 type grant struct {
@@ -163,7 +180,7 @@ func (i *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = i.servePost(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		err = &tokenError{http.StatusMethodNotAllowed, "invalid_request", "method not allowed"}
+		err = &tokenError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "method not allowed"}
 	}
 	if err != nil {
 		i.writeError(w, r, err)
@@ -187,12 +204,17 @@ func (i *Issuer) serveGet(w http.ResponseWriter, r *http.Request) error {
 	g := grant{access: access}
 	user, password, hasBasic := r.BasicAuth()
 	if !hasBasic && r.Header.Get("Authorization") != "" {
-		return i.failed(r, "", "unsupported Authorization scheme")
+		return i.failed(r, "", false, "unsupported Authorization scheme")
 	}
 	if hasBasic {
-		if !checkPassword(users, user, password) {
-			return i.failed(r, user, "bad password or unknown user")
+		client := i.cfg.Proxies.ClientAddr(r)
+		if err := i.cfg.Throttle.Check(user, client); err != nil {
+			return throttled(err)
 		}
+		if !checkPassword(users, user, password) {
+			return i.failed(r, user, true, "bad password or unknown user")
+		}
+		i.cfg.Throttle.Succeeded(user, client)
 		g.subject = user
 		g.cred, _ = users.Fingerprint(user)
 	}
@@ -235,15 +257,25 @@ func (i *Issuer) servePost(w http.ResponseWriter, r *http.Request) error {
 	switch f.Get("grant_type") {
 	case "password":
 		user := f.Get("username")
-		if !checkPassword(users, user, f.Get("password")) {
-			return i.failed(r, user, "bad password or unknown user")
+		client := i.cfg.Proxies.ClientAddr(r)
+		if err := i.cfg.Throttle.Check(user, client); err != nil {
+			return throttled(err)
 		}
+		if !checkPassword(users, user, f.Get("password")) {
+			return i.failed(r, user, true, "bad password or unknown user")
+		}
+		i.cfg.Throttle.Succeeded(user, client)
 		g.subject = user
 		g.cred, _ = users.Fingerprint(user)
 	case "refresh_token":
+		// No password is guessed with a signed token: checked and counted by client
+		// address only, and a success clears nothing.
+		if err := i.cfg.Throttle.Check("", i.cfg.Proxies.ClientAddr(r)); err != nil {
+			return throttled(err)
+		}
 		sub, cred, err := i.checkRefresh(users, f.Get("refresh_token"))
 		if err != nil {
-			return i.failed(r, sub, err.Error())
+			return i.failed(r, sub, false, err.Error())
 		}
 		g.subject, g.cred = sub, cred
 	case "":
@@ -283,13 +315,17 @@ func checkPassword(users *auth.Htpasswd, user, password string) bool {
 	return user != "" && users.Check(user, password)
 }
 
-// failed counts and logs a rejected login and returns the 401 to send. reason must not
-// contain secrets.
-func (i *Issuer) failed(r *http.Request, user, reason string) error {
-	if i.cfg.FailedLogins != nil {
-		i.cfg.FailedLogins.Inc()
+// failed records a refused login with the throttle, against user when it was a
+// password of that user, and returns the 401 to send. It is logged at debug level
+// only: the throttle logs each burst of failures once. reason must not contain
+// secrets.
+func (i *Issuer) failed(r *http.Request, user string, password bool, reason string) error {
+	client := i.cfg.Proxies.ClientAddr(r)
+	i.cfg.Log.Debug("token request refused", "user", user, "client", client.String(), "reason", reason)
+	if !password {
+		user = ""
 	}
-	i.cfg.Log.Warn("token request rejected", "user", user, "remote", r.RemoteAddr, "reason", reason)
+	i.cfg.Throttle.Failed(user, client)
 	return errBadCredentials
 }
 
@@ -447,13 +483,19 @@ func (i *Issuer) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var te *tokenError
 	if !errors.As(err, &te) {
 		i.cfg.Log.Error("token request failed", "err", err)
-		te = &tokenError{http.StatusInternalServerError, "server_error", "internal error"}
+		te = &tokenError{status: http.StatusInternalServerError, code: "server_error", desc: "internal error"}
+	}
+	if te.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(te.retryAfter))
 	}
 	if r.Method == http.MethodPost {
 		writeJSON(w, te.status, map[string]string{"error": te.code, "error_description": te.desc})
 		return
 	}
 	code := strings.ToUpper(te.code)
+	if te.status == http.StatusTooManyRequests {
+		code = "TOOMANYREQUESTS"
+	}
 	if te.status == http.StatusUnauthorized {
 		code = "UNAUTHORIZED"
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+strconv.Quote(i.cfg.Service))

@@ -41,7 +41,12 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.htpasswd: %w", err)
 		}
-		return auth.NewBasicAuthorizer(auth.BasicConfig{Users: users.Get, Realm: basicRealm}), nil, nil
+		proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		return auth.NewBasicAuthorizer(auth.BasicConfig{Users: users.Get, Realm: basicRealm,
+			Throttle: throttle, Proxies: proxies}), nil, nil
 	case config.AuthToken:
 	default:
 		return nil, nil, fmt.Errorf("auth.mode: unknown mode %q", a.Mode)
@@ -91,7 +96,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 }
 
 // newIssuer builds the built-in token issuer signing with key: users, policy,
-// and the failed-logins counter on metrics.
+// and the login throttle with its counters on metrics.
 func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*issuer.Issuer, error) {
 	a := cfg.Auth
 	users, err := watchHtpasswd(a.Htpasswd, logger, now)
@@ -104,29 +109,58 @@ func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metri
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer.policy: %w", err)
 	}
-	failed := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "berth_auth_failed_logins_total",
-		Help: "Token requests refused for a wrong user name, password or refresh token.",
-	})
-	if err := metrics.Register(failed); err != nil {
+	proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+	if err != nil {
 		return nil, err
 	}
 	iss, err := issuer.New(issuer.Config{
-		Issuer:       a.Token.Issuer,
-		Service:      a.Token.Service,
-		Key:          key,
-		Users:        users.Get,
-		Policy:       policy.Get,
-		TTL:          a.Issuer.TTL,
-		RefreshTTL:   a.Issuer.RefreshTTL,
-		Now:          now,
-		FailedLogins: failed,
-		Log:          logger,
+		Issuer:     a.Token.Issuer,
+		Service:    a.Token.Service,
+		Key:        key,
+		Users:      users.Get,
+		Policy:     policy.Get,
+		TTL:        a.Issuer.TTL,
+		RefreshTTL: a.Issuer.RefreshTTL,
+		Now:        now,
+		Throttle:   throttle,
+		Proxies:    proxies,
+		Log:        logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer: %w", err)
 	}
 	return iss, nil
+}
+
+// newLoginThrottle builds the throttle of failed logins of cfg.Auth.Mode
+// (htpasswd: the registry's Basic auth; token: the built-in issuer), with
+// its two counters on metrics labelled by the mode, and the trusted proxies
+// that give it the client address.
+func newLoginThrottle(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*auth.TrustedProxies, *auth.Throttle, error) {
+	proxies, err := auth.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return nil, nil, fmt.Errorf("http.trustedProxies: %w", err)
+	}
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_auth_failed_logins_total",
+		Help: "Logins refused for a wrong user name, password or refresh token, by auth mode (htpasswd: registry requests; token: the built-in issuer).",
+	}, []string{"mode"})
+	throttled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_auth_throttled_logins_total",
+		Help: "Logins refused with 429 Too Many Requests, unchecked, because their user or client address failed too often, by auth mode.",
+	}, []string{"mode"})
+	for _, c := range []prometheus.Collector{failed, throttled} {
+		if err := metrics.Register(c); err != nil {
+			return nil, nil, err
+		}
+	}
+	mode := cfg.Auth.Mode
+	return proxies, auth.NewThrottle(auth.ThrottleConfig{
+		Failures:  failed.WithLabelValues(mode),
+		Throttled: throttled.WithLabelValues(mode),
+		Log:       logger,
+		Now:       now,
+	}), nil
 }
 
 // watchHtpasswd loads the htpasswd file at path, and again when it changes.

@@ -77,11 +77,10 @@ func (f *authFiles) users(pairs ...string) {
 }
 
 // newAuthServer wires auth from cfg as serve does, over an in-memory
-// registry, with the files' clock; logs go to logs.
-func newAuthServer(t *testing.T, cfg *config.Config, f *authFiles, logs *syncBuffer) http.Handler {
+// registry, with the files' clock; logs go to logs, metrics to metrics.
+func newAuthServer(t *testing.T, cfg *config.Config, f *authFiles, logs *syncBuffer, metrics *prometheus.Registry) http.Handler {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	metrics := prometheus.NewRegistry()
 	authorizer, iss, err := newAuth(cfg, logger, metrics, f.now)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +111,7 @@ func TestHtpasswdReload(t *testing.T) {
 	cfg := config.Default()
 	cfg.Auth.Mode, cfg.Auth.Htpasswd = config.AuthHtpasswd, f.htpasswd
 	var logs syncBuffer
-	h := newAuthServer(t, &cfg, f, &logs)
+	h := newAuthServer(t, &cfg, f, &logs, prometheus.NewRegistry())
 	status := func(user, password string) int { return basicGet(t, h, "/v2/", user, password) }
 
 	if got := status("alice", "alice-pw"); got != http.StatusOK {
@@ -174,7 +173,7 @@ func TestIssuerReload(t *testing.T) {
 	cfg.Auth.Mode, cfg.Auth.Htpasswd = config.AuthToken, f.htpasswd
 	cfg.Auth.Issuer.Policy, cfg.Auth.Issuer.Key = f.policy, filepath.Join(f.dir, "key.pem")
 	var logs syncBuffer
-	h := newAuthServer(t, &cfg, f, &logs)
+	h := newAuthServer(t, &cfg, f, &logs, prometheus.NewRegistry())
 
 	post := func(form url.Values) (int, map[string]any) {
 		t.Helper()
@@ -277,5 +276,87 @@ func TestIssuerReload(t *testing.T) {
 	if !strings.Contains(logs.String(), `level=ERROR msg="htpasswd file changed but does not load: keeping the current one"`) ||
 		!strings.Contains(logs.String(), `user \"bob\" appears twice`) {
 		t.Errorf("no error line with the reason:\n%s", logs.String())
+	}
+}
+
+// counterValue returns the value of the counter name{mode=mode}.
+func counterValue(t *testing.T, metrics *prometheus.Registry, name, mode string) float64 {
+	t.Helper()
+	families, err := metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "mode" && l.GetValue() == mode {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{mode=%q}", name, mode)
+	return 0
+}
+
+// TestLoginThrottleWired: both modes throttle failed logins by the client
+// address that http.trustedProxies lets X-Forwarded-For name, count them in
+// berth_auth_failed_logins_total and berth_auth_throttled_logins_total with
+// the mode as label, and log the burst once.
+func TestLoginThrottleWired(t *testing.T) {
+	for _, mode := range []string{config.AuthHtpasswd, config.AuthToken} {
+		t.Run(mode, func(t *testing.T) {
+			f := newAuthFiles(t)
+			f.users("alice:alice-pw")
+			f.write(f.policy, strings.Replace(reloadPolicy, "%s", "pull", 1))
+			cfg := config.Default()
+			cfg.HTTP.TrustedProxies = []string{"10.0.0.0/8"}
+			cfg.Auth.Mode, cfg.Auth.Htpasswd = mode, f.htpasswd
+			cfg.Auth.Issuer.Policy, cfg.Auth.Issuer.Key = f.policy, filepath.Join(f.dir, "key.pem")
+			var logs syncBuffer
+			metrics := prometheus.NewRegistry()
+			h := newAuthServer(t, &cfg, f, &logs, metrics)
+			login := func(password, client string) *httptest.ResponseRecorder {
+				t.Helper()
+				r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+				if mode == config.AuthToken {
+					r = httptest.NewRequest(http.MethodGet, tokenPath+"?service="+cfg.Auth.Token.Service, nil)
+				}
+				r.SetBasicAuth("alice", password)
+				r.RemoteAddr = "10.1.1.1:4000"
+				r.Header.Set("X-Forwarded-For", client)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				return w
+			}
+			for range 5 {
+				if w := login("wrong", "203.0.113.5"); w.Code != http.StatusUnauthorized {
+					t.Fatalf("wrong password: %d", w.Code)
+				}
+			}
+			w := login("alice-pw", "203.0.113.5")
+			if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" {
+				t.Fatalf("after 5 failures: %d, Retry-After %q; want 429 and 1", w.Code, w.Header().Get("Retry-After"))
+			}
+			if w := login("alice-pw", "203.0.113.6"); w.Code != http.StatusTooManyRequests {
+				t.Errorf("alice from another client: %d, want 429 (her name is blocked too)", w.Code)
+			}
+			if got := counterValue(t, metrics, "berth_auth_failed_logins_total", mode); got != 5 {
+				t.Errorf("failed logins = %v, want 5", got)
+			}
+			if got := counterValue(t, metrics, "berth_auth_throttled_logins_total", mode); got != 2 {
+				t.Errorf("throttled logins = %v, want 2", got)
+			}
+			if n := strings.Count(logs.String(), `msg="repeated failed logins: throttling" user=alice client=203.0.113.5`); n != 1 {
+				t.Errorf("%d warnings for the burst, want 1:\n%s", n, logs.String())
+			}
+			f.clock = f.clock.Add(time.Second)
+			if w := login("alice-pw", "203.0.113.5"); w.Code != http.StatusOK {
+				t.Errorf("after Retry-After: %d, want 200", w.Code)
+			}
+		})
 	}
 }
