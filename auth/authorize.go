@@ -33,7 +33,8 @@ func (id *Identity) Allowed(need Access) bool {
 }
 
 // Authorizer decides whether a request may perform the access it needs (see Required).
-// It returns the identity, or a *Challenge error.
+// It returns the identity, or a *Challenge error, or a *ThrottledError for credentials
+// refused unchecked after repeated failures.
 type Authorizer interface {
 	Authorize(r *http.Request, need []Access) (*Identity, error)
 }
@@ -105,20 +106,36 @@ func (a *TokenAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 
 // BasicAuthorizer accepts htpasswd users over HTTP Basic authentication.
 type BasicAuthorizer struct {
-	h     *Htpasswd
-	realm string
+	cfg BasicConfig
+}
+
+// BasicConfig configures a BasicAuthorizer.
+type BasicConfig struct {
+	// Users returns the current users, asked on every request: the htpasswd
+	// file is read again when it changes (cmd/berth wires internal/reload).
+	// Required; a nil *Htpasswd admits nobody.
+	Users func() *Htpasswd
+	// Realm is the protection space named in the Basic challenge.
+	Realm string
+	// Throttle slows down password guessing; nil: no throttling.
+	Throttle *Throttle
+	// Proxies say whose X-Forwarded-For gives the client address the
+	// throttle counts by; nil: the TCP peer is the client.
+	Proxies *TrustedProxies
 }
 
 // NewBasicAuthorizer returns an Authorizer for htpasswd mode: any authenticated user is
-// granted every access; anyone else gets a 401 Basic challenge.
-func NewBasicAuthorizer(h *Htpasswd, realm string) *BasicAuthorizer {
-	return &BasicAuthorizer{h: h, realm: realm}
+// granted every access; anyone else gets a 401 Basic challenge. With a Throttle,
+// credentials from a user or client address that failed too often are refused with a
+// *ThrottledError (429) before they are checked.
+func NewBasicAuthorizer(cfg BasicConfig) *BasicAuthorizer {
+	return &BasicAuthorizer{cfg: cfg}
 }
 
 // Authorize implements Authorizer; need is not consulted, everything is granted.
 func (a *BasicAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, error) {
 	challenge := func(cause error) *Challenge {
-		return &Challenge{Scheme: "Basic", Realm: a.realm, Status: http.StatusUnauthorized, Cause: cause}
+		return &Challenge{Scheme: "Basic", Realm: a.cfg.Realm, Status: http.StatusUnauthorized, Cause: cause}
 	}
 	if _, ok := authorization(r); !ok {
 		return nil, challenge(errHeaderTooLarge)
@@ -127,8 +144,14 @@ func (a *BasicAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 	if !ok {
 		return nil, challenge(errNoCredentials)
 	}
-	if !a.h.Check(user, password) {
+	client := a.cfg.Proxies.ClientAddr(r)
+	if err := a.cfg.Throttle.Check(user, client); err != nil {
+		return nil, err
+	}
+	if users := a.cfg.Users(); users == nil || !users.Check(user, password) {
+		a.cfg.Throttle.Failed(user, client)
 		return nil, challenge(errBadCredentials)
 	}
+	a.cfg.Throttle.Succeeded(user, client)
 	return &Identity{Subject: user, all: true}, nil
 }

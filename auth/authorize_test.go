@@ -135,7 +135,7 @@ func TestBasicAuthorizer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewBasicAuthorizer(h, "berth")
+	a := NewBasicAuthorizer(BasicConfig{Users: func() *Htpasswd { return h }, Realm: "berth"})
 	need := Required("DELETE", manifestRoute, "a/b")
 	basic := func(user, pw string) string {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)

@@ -3,6 +3,8 @@ package auth
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"strings"
@@ -71,12 +73,44 @@ func isBcrypt(hash string) bool {
 }
 
 // Check reports whether password is user's. An unknown user still costs one bcrypt
-// comparison, against a dummy hash, so timing does not tell which users exist.
+// comparison, against a dummy hash, so timing does not tell which users exist. A nil
+// *Htpasswd has no users.
 func (h *Htpasswd) Check(user, password string) bool {
+	if h == nil {
+		return false
+	}
 	hash, ok := h.users[user]
 	if !ok {
 		hash = h.dummy
 	}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
 	return ok && err == nil
+}
+
+// Len returns the number of users.
+func (h *Htpasswd) Len() int {
+	if h == nil {
+		return 0
+	}
+	return len(h.users)
+}
+
+// Fingerprint returns a short digest of user's entry, name and bcrypt hash, or
+// false if there is no such user. It changes when the password does (a new
+// hash has a new salt), so the issuer binds refresh tokens to it: removing a
+// user or changing the password ends them. It reveals nothing usable about
+// the hash: the digest covers the hash's random 128-bit salt, so no password
+// can be tried against it without the file.
+func (h *Htpasswd) Fingerprint(user string) (string, bool) {
+	if h == nil {
+		return "", false
+	}
+	hash, ok := h.users[user]
+	if !ok {
+		return "", false
+	}
+	d := sha256.New()
+	d.Write([]byte("berth htpasswd entry\x00" + user + "\x00"))
+	d.Write(hash)
+	return base64.RawURLEncoding.EncodeToString(d.Sum(nil)[:16]), true
 }

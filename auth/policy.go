@@ -245,9 +245,12 @@ func (p *Policy) applies(s subjects, subject string) bool {
 // subject "" is an anonymous request. A requested "*" is granted only by a rule granting
 // "*"; a rule granting "*" grants every action. registry:catalog:* is granted to the
 // catalog subjects; any other type yields no actions. Actions is never nil, so an empty
-// grant encodes as [] in a token.
+// grant encodes as [] in a token. A nil *Policy grants nothing.
 func (p *Policy) Allowed(subject string, want Access) Access {
 	got := Access{Type: want.Type, Name: want.Name, Actions: []string{}}
+	if p == nil {
+		return got
+	}
 	var granted []string
 	switch want.Type {
 	case TypeRegistry:

@@ -124,7 +124,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 //     equal material), and a kid next to it must be that key's thumbprint;
 //   - kid: the RFC 7638 thumbprint of a configured key.
 //
-// A jku or x5u header makes the token invalid: keys are never fetched. The alg must be
+// A jku or x5u header makes the token invalid: keys are never fetched; so does a
+// "crit" header naming anything (see CheckCritical). The alg must be
 // the one pinned to the chosen key's type. exp is required; iss must equal the issuer;
 // aud must contain the audience; exp, nbf and iat are checked with the leeway.
 // Every error wraps ErrInvalidToken and never contains the token.
@@ -138,6 +139,9 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 
 // key is the jwt.Keyfunc: it selects the verification key from the header and pins alg.
 func (v *Verifier) key(t *jwt.Token) (any, error) {
+	if err := CheckCritical(t.Header); err != nil {
+		return nil, err
+	}
 	if _, ok := t.Header["jku"]; ok {
 		return nil, errKeyURL
 	}

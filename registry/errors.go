@@ -72,6 +72,7 @@ var errorTable = []errorClass{
 	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
 	{err: errPaginationNumberInvalid, code: "PAGINATION_NUMBER_INVALID", status: http.StatusBadRequest},
 	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
+	{err: auth.ErrTooManyRequests, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, message: "too many failed logins: retry later"},
 	// Fixed messages: a challenge's cause says why a token was refused, which is for the log.
 	{err: auth.ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized, message: "authentication required"},
 	{err: auth.ErrDenied, code: "DENIED", status: http.StatusForbidden, message: "requested access to the resource is denied"},
@@ -159,6 +160,9 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if ch, ok := errors.AsType[*auth.Challenge](err); ok {
 		h.Set("WWW-Authenticate", ch.Header())
+	}
+	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
+		h.Set("Retry-After", strconv.Itoa(te.Seconds()))
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

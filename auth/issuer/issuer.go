@@ -3,6 +3,7 @@ package issuer
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
+	"github.com/berth-registry/berth/manifest"
 )
 
 // Defaults and bounds of Config.
@@ -36,16 +37,25 @@ const (
 
 // Config configures an Issuer.
 type Config struct {
-	Issuer       string             // required: the "iss" of every token
-	Service      string             // required: the service tokens are for ("aud"); requests naming another get 400
-	Key          crypto.Signer      // required: ECDSA P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA)
-	Users        *auth.Htpasswd     // nil: nobody can log in, only anonymous tokens are issued
-	Policy       *auth.Policy       // required: what each subject is granted
-	TTL          time.Duration      // access token lifetime; 0: DefaultTTL; at least MinTTL
-	RefreshTTL   time.Duration      // refresh token lifetime; 0: DefaultRefreshTTL
-	Now          func() time.Time   // nil: time.Now
-	FailedLogins prometheus.Counter // optional: incremented on every rejected password or refresh token
-	Log          *slog.Logger       // optional: failed logins (user name and address, never secrets); nil: discarded
+	Issuer  string        // required: the "iss" of every token
+	Service string        // required: the service tokens are for ("aud"); requests naming another get 400
+	Key     crypto.Signer // required: ECDSA P-256 (ES256), RSA (RS256) or Ed25519 (EdDSA)
+	// Users returns the current users, asked once per request (cmd/berth reloads the
+	// htpasswd file when it changes). nil, or a nil result: nobody can log in, only
+	// anonymous tokens are issued.
+	Users func() *auth.Htpasswd
+	// Policy returns the current policy, asked once per request; required.
+	Policy     func() *auth.Policy
+	TTL        time.Duration    // access token lifetime; 0: DefaultTTL; at least MinTTL
+	RefreshTTL time.Duration    // refresh token lifetime; 0: DefaultRefreshTTL; at least TTL
+	Now        func() time.Time // nil: time.Now
+	// Throttle counts failed logins (a wrong password or refresh token) and refuses,
+	// with 429 and Retry-After, passwords from a user or client address that failed too
+	// often, before checking them; nil: no throttling and no count.
+	Throttle *auth.Throttle
+	// Proxies say whose X-Forwarded-For gives the client address; nil: the TCP peer.
+	Proxies *auth.TrustedProxies
+	Log     *slog.Logger // optional: refused logins at debug level (user and address, never secrets); nil: discarded
 }
 
 // Issuer serves the token endpoint. It is an http.Handler for /auth/token and is safe for
@@ -111,31 +121,48 @@ func New(cfg Config) (*Issuer, error) {
 // verifier for the service refuses a refresh token presented as an access token.
 func refreshAudience(service string) string { return service + "#refresh" }
 
-// refreshClaims are the claims of a refresh token: no access list, its own audience and
-// a token_use marker.
+// refreshClaims are the claims of a refresh token: no access list, its own audience, a
+// token_use marker, and the fingerprint of the subject's htpasswd entry when it was
+// issued (auth.Htpasswd.Fingerprint), so that removing the user or changing the
+// password ends the token.
 type refreshClaims struct {
 	jwt.RegisteredClaims
-	TokenUse string `json:"token_use"`
+	TokenUse   string `json:"token_use"`
+	Credential string `json:"cred"`
 }
 
 // tokenError is a failed token request; writeError renders it in the style of the flow.
 type tokenError struct {
-	status int
-	code   string // OAuth2 error code (RFC 6749 5.2)
-	desc   string // safe to show: never contains a password or token
+	status     int
+	code       string // OAuth2 error code (RFC 6749 5.2)
+	desc       string // safe to show: never contains a password or token
+	retryAfter int    // seconds, for a 429
 }
 
 func (e *tokenError) Error() string { return e.code + ": " + e.desc }
 
 func badRequest(code, format string, args ...any) error {
-	return &tokenError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
+	return &tokenError{status: http.StatusBadRequest, code: code, desc: fmt.Sprintf(format, args...)}
 }
 
-var errBadCredentials = &tokenError{http.StatusUnauthorized, "invalid_grant", "invalid credentials"}
+var errBadCredentials = &tokenError{status: http.StatusUnauthorized, code: "invalid_grant", desc: "invalid credentials"}
+
+// throttled is the answer to a login that the throttle refused: 429 with Retry-After.
+// The OAuth2 code is temporarily_unavailable; the GET flow's Docker-style body says
+// TOOMANYREQUESTS, as the registry does.
+func throttled(err error) error {
+	te, ok := errors.AsType[*auth.ThrottledError](err)
+	if !ok {
+		return err
+	}
+	return &tokenError{status: http.StatusTooManyRequests, code: "temporarily_unavailable",
+		desc: fmt.Sprintf("too many failed logins: retry in %d seconds", te.Seconds()), retryAfter: te.Seconds()}
+}
 
 // grant is what a successful request yields.
 type grant struct {
 	subject string
+	cred    string // the subject's htpasswd fingerprint, for a refresh token
 	access  []auth.Access
 	offline bool
 }
@@ -153,7 +180,7 @@ func (i *Issuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = i.servePost(w, r)
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		err = &tokenError{http.StatusMethodNotAllowed, "invalid_request", "method not allowed"}
+		err = &tokenError{status: http.StatusMethodNotAllowed, code: "invalid_request", desc: "method not allowed"}
 	}
 	if err != nil {
 		i.writeError(w, r, err)
@@ -173,22 +200,29 @@ func (i *Issuer) serveGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	subject := ""
+	users := i.users()
+	g := grant{access: access}
 	user, password, hasBasic := r.BasicAuth()
 	if !hasBasic && r.Header.Get("Authorization") != "" {
-		return i.failed(r, "", "unsupported Authorization scheme")
+		return i.failed(r, "", false, "unsupported Authorization scheme")
 	}
 	if hasBasic {
-		if !i.checkPassword(user, password) {
-			return i.failed(r, user, "bad password or unknown user")
+		client := i.cfg.Proxies.ClientAddr(r)
+		if err := i.cfg.Throttle.Check(user, client); err != nil {
+			return throttled(err)
 		}
-		subject = user
+		if !checkPassword(users, user, password) {
+			return i.failed(r, user, true, "bad password or unknown user")
+		}
+		i.cfg.Throttle.Succeeded(user, client)
+		g.subject = user
+		g.cred, _ = users.Fingerprint(user)
 	}
-	if account := q.Get("account"); account != "" && account != subject {
+	if account := q.Get("account"); account != "" && account != g.subject {
 		return badRequest("invalid_request", "account does not match the credentials")
 	}
-	offline := q.Get("offline_token") == "true" && subject != ""
-	resp, err := i.issue(grant{subject: subject, access: access, offline: offline})
+	g.offline = q.Get("offline_token") == "true" && g.subject != ""
+	resp, err := i.issue(g)
 	if err != nil {
 		return err
 	}
@@ -218,20 +252,32 @@ func (i *Issuer) servePost(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	users := i.users()
 	g := grant{access: access, offline: f.Get("access_type") == "offline"}
 	switch f.Get("grant_type") {
 	case "password":
 		user := f.Get("username")
-		if user == "" || !i.checkPassword(user, f.Get("password")) {
-			return i.failed(r, user, "bad password or unknown user")
+		client := i.cfg.Proxies.ClientAddr(r)
+		if err := i.cfg.Throttle.Check(user, client); err != nil {
+			return throttled(err)
 		}
+		if !checkPassword(users, user, f.Get("password")) {
+			return i.failed(r, user, true, "bad password or unknown user")
+		}
+		i.cfg.Throttle.Succeeded(user, client)
 		g.subject = user
+		g.cred, _ = users.Fingerprint(user)
 	case "refresh_token":
-		sub, err := i.checkRefresh(f.Get("refresh_token"))
-		if err != nil {
-			return i.failed(r, "", err.Error())
+		// No password is guessed with a signed token: checked and counted by client
+		// address only, and a success clears nothing.
+		if err := i.cfg.Throttle.Check("", i.cfg.Proxies.ClientAddr(r)); err != nil {
+			return throttled(err)
 		}
-		g.subject = sub
+		sub, cred, err := i.checkRefresh(users, f.Get("refresh_token"))
+		if err != nil {
+			return i.failed(r, sub, false, err.Error())
+		}
+		g.subject, g.cred = sub, cred
 	case "":
 		return badRequest("invalid_request", "grant_type is required")
 	default:
@@ -257,39 +303,64 @@ func (i *Issuer) checkService(service string, required bool) error {
 	return badRequest("invalid_request", "unknown service %q", service)
 }
 
-func (i *Issuer) checkPassword(user, password string) bool {
-	return i.cfg.Users != nil && user != "" && i.cfg.Users.Check(user, password)
+// users returns the current users; nil admits nobody.
+func (i *Issuer) users() *auth.Htpasswd {
+	if i.cfg.Users == nil {
+		return nil
+	}
+	return i.cfg.Users()
 }
 
-// failed counts and logs a rejected login and returns the 401 to send. reason must not
-// contain secrets.
-func (i *Issuer) failed(r *http.Request, user, reason string) error {
-	if i.cfg.FailedLogins != nil {
-		i.cfg.FailedLogins.Inc()
+func checkPassword(users *auth.Htpasswd, user, password string) bool {
+	return user != "" && users.Check(user, password)
+}
+
+// failed records a refused login with the throttle, against user when it was a
+// password of that user, and returns the 401 to send. It is logged at debug level
+// only: the throttle logs each burst of failures once. reason must not contain
+// secrets.
+func (i *Issuer) failed(r *http.Request, user string, password bool, reason string) error {
+	client := i.cfg.Proxies.ClientAddr(r)
+	i.cfg.Log.Debug("token request refused", "user", user, "client", client.String(), "reason", reason)
+	if !password {
+		user = ""
 	}
-	i.cfg.Log.Warn("token request rejected", "user", user, "remote", r.RemoteAddr, "reason", reason)
+	i.cfg.Throttle.Failed(user, client)
 	return errBadCredentials
 }
 
-// checkRefresh verifies a refresh token and returns its subject.
-func (i *Issuer) checkRefresh(token string) (string, error) {
+// checkRefresh verifies a refresh token and that its subject's htpasswd entry is
+// still the one it was issued for, and returns the subject and that entry's
+// fingerprint. A token that verifies but whose user left or changed password
+// still yields the subject, for the log.
+func (i *Issuer) checkRefresh(users *auth.Htpasswd, token string) (subject, cred string, err error) {
 	if token == "" {
-		return "", errors.New("missing refresh token")
+		return "", "", errors.New("missing refresh token")
 	}
 	var c refreshClaims
 	tok, err := i.refresh.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if err := auth.CheckCritical(t.Header); err != nil {
+			return nil, err
+		}
 		if kid, _ := t.Header["kid"].(string); kid != i.signer.kid {
 			return nil, errors.New("unknown kid")
 		}
 		return i.signer.public(), nil
 	})
 	if err != nil {
-		return "", errors.New("invalid refresh token")
+		return "", "", errors.New("invalid refresh token")
 	}
 	if typ, _ := tok.Header["typ"].(string); typ != refreshTyp || c.TokenUse != "refresh" || c.Subject == "" {
-		return "", errors.New("not a refresh token")
+		return "", "", errors.New("not a refresh token")
 	}
-	return c.Subject, nil
+	fp, ok := users.Fingerprint(c.Subject)
+	if !ok {
+		return c.Subject, "", errors.New("refresh token of a user no longer in the htpasswd file")
+	}
+	if subtle.ConstantTimeCompare([]byte(fp), []byte(c.Credential)) != 1 {
+		return c.Subject, "", errors.New("refresh token issued before the user's password changed")
+	}
+	return c.Subject, fp, nil
 }
 
 // parseScopes parses scope strings and merges entries for the same resource, keeping the
@@ -327,13 +398,21 @@ type tokenResponse struct {
 }
 
 // issue signs an access token for what the policy grants g.subject of g.access, and a
-// refresh token if offline access was asked by an authenticated subject.
+// refresh token if offline access was asked by an authenticated subject. A repository
+// scope whose name the registry's grammar refuses (manifest.ValidateName: "a/../b",
+// "a//b", "A", "a%2fb", ...) is granted nothing, whatever the policy says.
 func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 	now := i.cfg.Now().UTC().Truncate(time.Second)
+	policy := i.cfg.Policy()
 	granted := []auth.Access{}
 	var scopes []string
 	for _, want := range g.access {
-		a := i.cfg.Policy.Allowed(g.subject, want)
+		if want.Type == auth.TypeRepository && manifest.ValidateName(want.Name) != nil {
+			// Not a name the registry serves: other verifiers trust these
+			// tokens, and a glob of theirs could read "a/../b" as "b".
+			continue
+		}
+		a := policy.Allowed(g.subject, want)
 		if len(a.Actions) == 0 {
 			continue
 		}
@@ -366,7 +445,7 @@ func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 		ExpiresIn:   int(i.cfg.TTL / time.Second),
 		IssuedAt:    now.Format(time.RFC3339),
 	}
-	if g.offline && g.subject != "" {
+	if g.offline && g.subject != "" && g.cred != "" {
 		if jti, err = randomID(); err != nil {
 			return nil, err
 		}
@@ -380,7 +459,8 @@ func (i *Issuer) issue(g grant) (*tokenResponse, error) {
 				IssuedAt:  jwt.NewNumericDate(now),
 				ID:        jti,
 			},
-			TokenUse: "refresh",
+			TokenUse:   "refresh",
+			Credential: g.cred,
 		})
 		if err != nil {
 			return nil, err
@@ -403,13 +483,19 @@ func (i *Issuer) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var te *tokenError
 	if !errors.As(err, &te) {
 		i.cfg.Log.Error("token request failed", "err", err)
-		te = &tokenError{http.StatusInternalServerError, "server_error", "internal error"}
+		te = &tokenError{status: http.StatusInternalServerError, code: "server_error", desc: "internal error"}
+	}
+	if te.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(te.retryAfter))
 	}
 	if r.Method == http.MethodPost {
 		writeJSON(w, te.status, map[string]string{"error": te.code, "error_description": te.desc})
 		return
 	}
 	code := strings.ToUpper(te.code)
+	if te.status == http.StatusTooManyRequests {
+		code = "TOOMANYREQUESTS"
+	}
 	if te.status == http.StatusUnauthorized {
 		code = "UNAUTHORIZED"
 		w.Header().Set("WWW-Authenticate", `Basic realm=`+strconv.Quote(i.cfg.Service))

@@ -78,7 +78,8 @@ func newFixture(t *testing.T) *fixture {
 	failed := prometheus.NewCounter(prometheus.CounterOpts{Name: "failed_logins_total"})
 	iss, err := New(Config{
 		Issuer: testIssuer, Service: testService, Key: key,
-		Users: users, Policy: policy, FailedLogins: failed,
+		Users: func() *auth.Htpasswd { return users }, Policy: func() *auth.Policy { return policy },
+		Throttle: auth.NewThrottle(auth.ThrottleConfig{Failures: failed}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/auth/issuer"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/reload"
 )
 
 // basicRealm is the protection space of the Basic challenge in htpasswd mode.
@@ -26,18 +28,25 @@ const (
 
 // newAuth builds what cfg.Auth.Mode asks for: the registry's authorizer (nil
 // in mode none) and, in token mode with the built-in issuer, the issuer
-// (nil otherwise). Files are read here; a bad one fails the start.
-func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry) (auth.Authorizer, *issuer.Issuer, error) {
+// (nil otherwise). Files are read here; a bad one fails the start. The
+// htpasswd and policy files are read again when they change (looked at on
+// use, at most once a second by the clock now), as the TLS pair is.
+func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (auth.Authorizer, *issuer.Issuer, error) {
 	a := cfg.Auth
 	switch a.Mode {
 	case config.AuthNone:
 		return nil, nil, nil
 	case config.AuthHtpasswd:
-		users, err := auth.LoadHtpasswd(a.Htpasswd)
+		users, err := watchHtpasswd(a.Htpasswd, logger, now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.htpasswd: %w", err)
 		}
-		return auth.NewBasicAuthorizer(users, basicRealm), nil, nil
+		proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		return auth.NewBasicAuthorizer(auth.BasicConfig{Users: users.Get, Realm: basicRealm,
+			Throttle: throttle, Proxies: proxies}), nil, nil
 	case config.AuthToken:
 	default:
 		return nil, nil, fmt.Errorf("auth.mode: unknown mode %q", a.Mode)
@@ -50,7 +59,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.issuer.key: %w", err)
 		}
-		if iss, err = newIssuer(cfg, key, logger, metrics); err != nil {
+		if iss, err = newIssuer(cfg, key, logger, metrics, now); err != nil {
 			return nil, nil, err
 		}
 		keys = append(keys, key.Public())
@@ -87,38 +96,79 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 }
 
 // newIssuer builds the built-in token issuer signing with key: users, policy,
-// and the failed-logins counter on metrics.
-func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry) (*issuer.Issuer, error) {
+// and the login throttle with its counters on metrics.
+func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*issuer.Issuer, error) {
 	a := cfg.Auth
-	users, err := auth.LoadHtpasswd(a.Htpasswd)
+	users, err := watchHtpasswd(a.Htpasswd, logger, now)
 	if err != nil {
 		return nil, fmt.Errorf("auth.htpasswd: %w", err)
 	}
-	policy, err := auth.LoadPolicy(a.Issuer.Policy)
+	policy, err := reload.New([]string{a.Issuer.Policy},
+		func() (*auth.Policy, error) { return auth.LoadPolicy(a.Issuer.Policy) },
+		reload.Options[*auth.Policy]{What: "policy file", Log: logger, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer.policy: %w", err)
 	}
-	failed := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "berth_auth_failed_logins_total",
-		Help: "Token requests refused for a wrong user name, password or refresh token.",
-	})
-	if err := metrics.Register(failed); err != nil {
+	proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+	if err != nil {
 		return nil, err
 	}
 	iss, err := issuer.New(issuer.Config{
-		Issuer:       a.Token.Issuer,
-		Service:      a.Token.Service,
-		Key:          key,
-		Users:        users,
-		Policy:       policy,
-		TTL:          a.Issuer.TTL,
-		FailedLogins: failed,
-		Log:          logger,
+		Issuer:     a.Token.Issuer,
+		Service:    a.Token.Service,
+		Key:        key,
+		Users:      users.Get,
+		Policy:     policy.Get,
+		TTL:        a.Issuer.TTL,
+		RefreshTTL: a.Issuer.RefreshTTL,
+		Now:        now,
+		Throttle:   throttle,
+		Proxies:    proxies,
+		Log:        logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer: %w", err)
 	}
 	return iss, nil
+}
+
+// newLoginThrottle builds the throttle of failed logins of cfg.Auth.Mode
+// (htpasswd: the registry's Basic auth; token: the built-in issuer), with
+// its two counters on metrics labelled by the mode, and the trusted proxies
+// that give it the client address.
+func newLoginThrottle(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*auth.TrustedProxies, *auth.Throttle, error) {
+	proxies, err := auth.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return nil, nil, fmt.Errorf("http.trustedProxies: %w", err)
+	}
+	failed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_auth_failed_logins_total",
+		Help: "Logins refused for a wrong user name, password or refresh token, by auth mode (htpasswd: registry requests; token: the built-in issuer).",
+	}, []string{"mode"})
+	throttled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "berth_auth_throttled_logins_total",
+		Help: "Logins refused with 429 Too Many Requests, unchecked, because their user or client address failed too often, by auth mode.",
+	}, []string{"mode"})
+	for _, c := range []prometheus.Collector{failed, throttled} {
+		if err := metrics.Register(c); err != nil {
+			return nil, nil, err
+		}
+	}
+	mode := cfg.Auth.Mode
+	return proxies, auth.NewThrottle(auth.ThrottleConfig{
+		Failures:  failed.WithLabelValues(mode),
+		Throttled: throttled.WithLabelValues(mode),
+		Log:       logger,
+		Now:       now,
+	}), nil
+}
+
+// watchHtpasswd loads the htpasswd file at path, and again when it changes.
+func watchHtpasswd(path string, logger *slog.Logger, now func() time.Time) (*reload.Value[*auth.Htpasswd], error) {
+	return reload.New([]string{path},
+		func() (*auth.Htpasswd, error) { return auth.LoadHtpasswd(path) },
+		reload.Options[*auth.Htpasswd]{What: "htpasswd file", Log: logger, Now: now,
+			Describe: func(h *auth.Htpasswd) []any { return []any{"users", h.Len()} }})
 }
 
 // withIssuer serves the issuer's two paths and everything else with next.

@@ -110,7 +110,7 @@ func (a *app) serve(cfg *config.Config) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	authorizer, iss, err := newAuth(cfg, logger, metrics)
+	authorizer, iss, err := newAuth(cfg, logger, metrics, time.Now)
 	if err != nil {
 		return err
 	}

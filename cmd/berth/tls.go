@@ -3,14 +3,14 @@ package main
 import (
 	"crypto/tls"
 	"log/slog"
-	"os"
-	"sync"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reload"
 )
 
 // certCheckInterval is how often, at most, a handshake looks at the
 // certificate files.
-const certCheckInterval = time.Second
+const certCheckInterval = reload.DefaultInterval
 
 // certReloader serves the TLS certificate in certFile and keyFile and loads
 // them again when either file changes (a renewal by certbot or
@@ -18,93 +18,42 @@ const certCheckInterval = time.Second
 // half-written file, a key that does not match) is logged and the previous
 // one is kept. It is safe for concurrent use.
 type certReloader struct {
-	certFile, keyFile string
-	log               *slog.Logger
-	now               func() time.Time // time.Now; tests move it
-
-	mu        sync.Mutex
-	cert      *tls.Certificate
-	certStamp fileStamp
-	keyStamp  fileStamp
-	checked   time.Time // last look at the files
-}
-
-// fileStamp is what tells that a file changed.
-type fileStamp struct {
-	modTime time.Time
-	size    int64
-}
-
-func stampOf(path string) (fileStamp, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{modTime: fi.ModTime(), size: fi.Size()}, nil
+	now  func() time.Time // time.Now; tests move it before the first handshake
+	pair *reload.Value[*tls.Certificate]
 }
 
 // newCertReloader loads the pair, which must be valid.
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, log: log, now: time.Now}
-	cs, ks, serr := r.stamps() // before loading: a change meanwhile is seen at the next check
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	r := &certReloader{now: time.Now}
+	load := func() (*tls.Certificate, error) {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err // "open FILE: ...", as serve has always said
+		}
+		return &cert, nil
+	}
+	pair, err := reload.New([]string{certFile, keyFile}, load, reload.Options[*tls.Certificate]{
+		What:     "TLS certificate",
+		Log:      log,
+		Now:      func() time.Time { return r.now() },
+		Interval: certCheckInterval,
+		Describe: func(c *tls.Certificate) []any {
+			if c.Leaf == nil {
+				return nil
+			}
+			return []any{"subject", c.Leaf.Subject.String(), "notAfter", c.Leaf.NotAfter.UTC().Format(time.RFC3339)}
+		},
+	})
 	if err != nil {
-		return nil, err // "open FILE: ...", as serve has always said
+		return nil, err
 	}
-	if serr != nil {
-		return nil, serr
-	}
-	r.cert, r.certStamp, r.keyStamp, r.checked = &cert, cs, ks, r.now()
+	r.pair = pair
 	return r, nil
-}
-
-func (r *certReloader) stamps() (cert, key fileStamp, err error) {
-	if cert, err = stampOf(r.certFile); err != nil {
-		return
-	}
-	key, err = stampOf(r.keyFile)
-	return
 }
 
 // GetCertificate is tls.Config.GetCertificate: the current pair, after a
 // reload if a file changed since the last look, at most once per
 // certCheckInterval.
 func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now := r.now(); now.Sub(r.checked) >= certCheckInterval || now.Before(r.checked) {
-		r.checked = now
-		r.reloadIfChanged()
-	}
-	return r.cert, nil
-}
-
-// reloadIfChanged loads the pair again if either file's stamp changed.
-// Called with r.mu held.
-func (r *certReloader) reloadIfChanged() {
-	cs, ks, err := r.stamps()
-	if err != nil {
-		// Mid-replacement, perhaps: look again next time.
-		r.log.Warn("TLS certificate files unreadable: keeping the current certificate", "error", err)
-		return
-	}
-	if cs == r.certStamp && ks == r.keyStamp {
-		return
-	}
-	// Remembered even if the pair fails to load: one warning per change,
-	// and the next write to either file is tried again.
-	r.certStamp, r.keyStamp = cs, ks
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	if err != nil {
-		r.log.Warn("TLS certificate files changed but do not load: keeping the current certificate",
-			"certificate", r.certFile, "key", r.keyFile, "error", err)
-		return
-	}
-	r.cert = &cert
-	attrs := []any{"certificate", r.certFile}
-	if cert.Leaf != nil {
-		attrs = append(attrs, "subject", cert.Leaf.Subject.String(),
-			"notAfter", cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
-	r.log.Info("reloaded TLS certificate", attrs...)
+	return r.pair.Get(), nil
 }

@@ -83,13 +83,13 @@ func TestCertReloader(t *testing.T) {
 			t.Errorf("%s: not serving the previous pair", name)
 		}
 	}
-	if n := strings.Count(logs.String(), "do not load"); n != 2 {
+	if n := strings.Count(logs.String(), "does not load"); n != 2 {
 		t.Errorf("%d warnings for two bad pairs, want 2:\n%s", n, logs.String())
 	}
 	// Unchanged bad files are not loaded (nor warned about) again.
 	clock = clock.Add(certCheckInterval)
 	get()
-	if n := strings.Count(logs.String(), "do not load"); n != 2 {
+	if n := strings.Count(logs.String(), "does not load"); n != 2 {
 		t.Errorf("%d warnings after a check without changes, want 2", n)
 	}
 

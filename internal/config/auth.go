@@ -73,6 +73,11 @@ type Issuer struct {
 	// TTL is the lifetime of the access tokens issued: at least 1m.
 	// Default: 5m.
 	TTL time.Duration `yaml:"ttl"`
+	// RefreshTTL is the lifetime of the refresh tokens issued to clients
+	// that ask for offline access (docker login keeps one as its
+	// identitytoken): at least TTL. A refresh token also ends when its user
+	// leaves the htpasswd file or changes password. Default: 720h (30 days).
+	RefreshTTL time.Duration `yaml:"refreshTTL"`
 }
 
 // minIssuerTTL is the shortest access-token lifetime the issuer accepts.
@@ -86,9 +91,10 @@ func defaultAuth() Auth {
 			Issuer:  "berth",
 		},
 		Issuer: Issuer{
-			Enabled: true,
-			Key:     "./data/auth-key.pem",
-			TTL:     5 * time.Minute,
+			Enabled:    true,
+			Key:        "./data/auth-key.pem",
+			TTL:        5 * time.Minute,
+			RefreshTTL: 30 * 24 * time.Hour,
 		},
 	}
 }
@@ -149,6 +155,9 @@ func (c *Config) validateAuth(report reportFunc) {
 		}
 		if a.Issuer.TTL < minIssuerTTL {
 			report("auth.issuer.ttl", "%s is below the minimum %s", a.Issuer.TTL, minIssuerTTL)
+		}
+		if a.Issuer.RefreshTTL < a.Issuer.TTL {
+			report("auth.issuer.refreshTTL", "%s is below auth.issuer.ttl (%s)", a.Issuer.RefreshTTL, a.Issuer.TTL)
 		}
 		if a.Token.Realm == "" {
 			host, port, err := net.SplitHostPort(c.HTTP.Addr)

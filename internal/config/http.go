@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -27,6 +28,13 @@ type HTTP struct {
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
 	// TLS turns on HTTPS.
 	TLS TLS `yaml:"tls"`
+	// TrustedProxies lists the reverse proxies in front of berth, as IP
+	// addresses or CIDR prefixes (10.0.0.5, 10.0.0.0/8, fd00::/8). A request
+	// whose TCP peer is one of them comes from the right-most
+	// X-Forwarded-For entry that is not itself listed; X-Forwarded-For from
+	// any other peer is ignored. Failed logins are throttled per client
+	// address. Default: [] (the TCP peer is the client).
+	TrustedProxies []string `yaml:"trustedProxies"`
 }
 
 // TLS names a PEM certificate chain and its private key. Set both to serve
@@ -49,6 +57,7 @@ func defaultHTTP() HTTP {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		DrainTimeout:      5 * time.Minute,
+		TrustedProxies:    []string{},
 	}
 }
 
@@ -69,5 +78,13 @@ func (h *HTTP) validate(report reportFunc) {
 	}
 	if (h.TLS.Certificate == "") != (h.TLS.Key == "") {
 		report("http.tls", "set both certificate and key, or neither")
+	}
+	for _, p := range h.TrustedProxies {
+		if _, err := netip.ParseAddr(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParsePrefix(p); err != nil {
+			report("http.trustedProxies", "%q is not an IP address or a CIDR prefix such as 10.0.0.0/8", p)
+		}
 	}
 }
