@@ -60,6 +60,31 @@ func (a Access) String() string {
 	return a.Type + ":" + a.Name + ":" + strings.Join(a.Actions, ",")
 }
 
+// Phrase says in words what a grants, for messages to people:
+// `push to repository "a/b"`, `pull from and push to repository "a/b"`,
+// `list the catalog`.
+func (a Access) Phrase() string {
+	if a.Type == TypeRegistry && a.Name == "catalog" {
+		return "list the catalog"
+	}
+	verbs := make([]string, 0, len(a.Actions))
+	for _, act := range a.Actions {
+		switch act {
+		case ActionPull:
+			verbs = append(verbs, "pull from")
+		case ActionPush:
+			verbs = append(verbs, "push to")
+		case ActionDelete:
+			verbs = append(verbs, "delete from")
+		case ActionAll:
+			verbs = append(verbs, "administer")
+		default:
+			verbs = append(verbs, fmt.Sprintf("%q", act))
+		}
+	}
+	return strings.Join(verbs, " and ") + " " + a.Type + " " + fmt.Sprintf("%q", a.Name)
+}
+
 // Required returns the access a request needs, following the Docker token specification
 // and distribution's mapping:
 //

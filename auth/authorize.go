@@ -96,12 +96,34 @@ func (a *TokenAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 	if err != nil {
 		return nil, challenge(ErrorInvalidToken, err)
 	}
-	for _, n := range need {
-		if !Allowed(claims.Access, n) {
-			return nil, challenge(ErrorInsufficientScope, errInsufficientScope)
-		}
+	if refused := missing(claims.Access, need); len(refused) > 0 {
+		ch := challenge(ErrorInsufficientScope, errInsufficientScope)
+		ch.Subject, ch.Refused = claims.Subject, refused
+		return nil, ch
 	}
 	return &Identity{Subject: claims.Subject, Access: claims.Access}, nil
+}
+
+// missing returns what of need granted does not cover: each needed resource with the
+// actions not granted, in need's order.
+func missing(granted, need []Access) []Access {
+	var out []Access
+	for _, n := range need {
+		if Allowed(granted, n) {
+			continue
+		}
+		m := Access{Type: n.Type, Name: n.Name}
+		for _, act := range n.Actions {
+			if !grants(granted, n.Type, n.Name, act) {
+				m.Actions = append(m.Actions, act)
+			}
+		}
+		if len(m.Actions) == 0 { // a need without actions is never allowed
+			m.Actions = n.Actions
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // BasicAuthorizer accepts htpasswd users over HTTP Basic authentication.

@@ -46,3 +46,33 @@ func TestChallengeIs(t *testing.T) {
 }
 
 func wrap(err error) error { return errors.Join(errors.New("context"), err) }
+
+// TestChallengeMessage: what each kind of refusal tells the person.
+func TestChallengeMessage(t *testing.T) {
+	repo := Access{Type: TypeRepository, Name: "a/b", Actions: []string{ActionPull, ActionPush}}
+	for _, tc := range []struct {
+		name string
+		c    Challenge
+		want string
+	}{
+		{"anonymous", Challenge{Scheme: "Bearer", Scope: []Access{repo}, Cause: errNoCredentials},
+			`log in to pull from and push to repository "a/b"`},
+		{"anonymous at /v2/", Challenge{Scheme: "Bearer", Cause: errNoCredentials}, "authentication required: log in"},
+		{"invalid token", Challenge{Scheme: "Bearer", Scope: []Access{repo}, Code: ErrorInvalidToken, Cause: ErrInvalidToken},
+			"the token is not valid here (expired, or issued for another registry): log in again"},
+		{"known user refused", Challenge{Scheme: "Bearer", Scope: []Access{repo}, Code: ErrorInsufficientScope, Subject: "alice",
+			Refused: []Access{{Type: TypeRepository, Name: "a/b", Actions: []string{ActionPush}}, {Type: TypeRegistry, Name: "catalog", Actions: []string{ActionAll}}}},
+			`user "alice" may not push to repository "a/b", nor list the catalog`},
+		{"anonymous token refused", Challenge{Scheme: "Bearer", Scope: []Access{repo}, Code: ErrorInsufficientScope},
+			`the token does not grant pull from and push to repository "a/b": log in as a user who may`},
+		{"wrong password", Challenge{Scheme: "Basic", Cause: errBadCredentials}, "wrong user name or password"},
+		{"basic, no credentials", Challenge{Scheme: "Basic", Cause: errNoCredentials}, "authentication required: log in"},
+	} {
+		if got := tc.c.Message(); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+		if got := errors.Is(&tc.c, ErrInsufficientScope); got != (tc.c.Subject != "") {
+			t.Errorf("%s: errors.Is(ErrInsufficientScope) = %v", tc.name, got)
+		}
+	}
+}

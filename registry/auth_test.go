@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -89,9 +90,16 @@ func (e *env) as(token string, r req) resp {
 	return e.do(r)
 }
 
+// wantChallenge checks a 401 with the WWW-Authenticate header want: the
+// code is DENIED when the challenge says insufficient_scope (the test
+// tokens all name a user), else UNAUTHORIZED.
 func wantChallenge(t *testing.T, r resp, want string) {
 	t.Helper()
-	wantError(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
+	code := "UNAUTHORIZED"
+	if strings.Contains(want, `error="insufficient_scope"`) {
+		code = "DENIED"
+	}
+	wantError(t, r, http.StatusUnauthorized, code)
 	if got := r.header.Get("WWW-Authenticate"); got != want {
 		t.Errorf("WWW-Authenticate = %q, want %q", got, want)
 	}
@@ -188,4 +196,65 @@ func TestAuthMount(t *testing.T) {
 	wantStatus(t, e.as(both, req{method: "POST",
 		path: "/v2/mine/app/blobs/uploads/?mount=" + b.digest.String() + "&from=private/app"}), http.StatusCreated)
 	wantStatus(t, e.as(both, req{method: "GET", path: "/v2/mine/app/blobs/" + b.digest.String()}), http.StatusOK)
+}
+
+// TestAuthRefusalsSayWhy: a refused request tells the person what to do:
+// an anonymous one to log in for what it asked, a known user who lacks the
+// access who was refused what (DENIED, still a 401 insufficient_scope
+// challenge for the token flow), and the access log and a warning name
+// that user and the refused scope.
+func TestAuthRefusalsSayWhy(t *testing.T) {
+	opt, tk := withTokenAuth(t)
+	e := newEnv(t, opt, withAccessLog)
+	message := func(r resp) string {
+		t.Helper()
+		var env struct {
+			Errors []struct{ Code, Message string } `json:"errors"`
+		}
+		if err := json.Unmarshal(r.body, &env); err != nil || len(env.Errors) != 1 {
+			t.Fatalf("error body %s: %v", r.body, err)
+		}
+		return env.Errors[0].Message
+	}
+	b := newBlob([]byte("layer"))
+	upload := req{method: "POST", path: "/v2/team/app/blobs/uploads/?digest=" + b.digest.String(), body: bytes.NewReader(b.data)}
+
+	r := e.do(upload)
+	wantError(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
+	if got, want := message(r), `log in to pull from and push to repository "team/app"`; got != want {
+		t.Errorf("anonymous push: %q, want %q", got, want)
+	}
+	r = e.as("not-a-token", req{method: "GET", path: "/v2/team/app/tags/list"})
+	wantError(t, r, http.StatusUnauthorized, "UNAUTHORIZED")
+	if got := message(r); !strings.Contains(got, "log in again") {
+		t.Errorf("bad token: %q does not say to log in again", got)
+	}
+
+	upload.body = bytes.NewReader(b.data)
+	r = e.as(tk.token("alice", "repository:team/app:pull"), upload)
+	wantChallenge(t, r, `Bearer realm="https://auth.example/token",service="berth",scope="repository:team/app:pull,push",error="insufficient_scope"`)
+	if got, want := message(r), `user "alice" may not push to repository "team/app"`; got != want {
+		t.Errorf("push without the grant: %q, want %q", got, want)
+	}
+	r = e.as(tk.token("bob", "repository:team/app:pull"), req{method: "DELETE", path: "/v2/team/app/manifests/latest"})
+	if got, want := message(r), `user "bob" may not delete from repository "team/app"`; got != want {
+		t.Errorf("delete without the grant: %q, want %q", got, want)
+	}
+
+	var denied, logged bool
+	for line := range strings.Lines(e.logs.String()) {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch {
+		case l["msg"] == "access denied" && l["subject"] == "alice" && l["refused"] == "repository:team/app:push" && l["level"] == "WARN":
+			denied = true
+		case l["msg"] == "request" && l["subject"] == "alice" && l["status"] == float64(401) && l["method"] == "POST":
+			logged = true
+		}
+	}
+	if !denied || !logged {
+		t.Errorf("warning naming alice and push: %v; access-log line with subject alice: %v\n%s", denied, logged, e.logs.String())
+	}
 }

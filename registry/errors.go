@@ -74,6 +74,11 @@ var errorTable = []errorClass{
 	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
 	{err: auth.ErrTooManyRequests, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, message: "too many failed logins: retry later"},
 	// Fixed messages: a challenge's cause says why a token was refused, which is for the log.
+	// A known user lacking the access: still 401 with the Bearer challenge,
+	// so that the client asks for a token with it, but DENIED, since
+	// logging in again cannot help; the challenge's Message says who was
+	// refused what.
+	{err: auth.ErrInsufficientScope, code: "DENIED", status: http.StatusUnauthorized},
 	{err: auth.ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized, message: "authentication required"},
 	{err: auth.ErrDenied, code: "DENIED", status: http.StatusForbidden, message: "requested access to the resource is denied"},
 	{err: errRouteUnknown, code: "NOT_FOUND", status: http.StatusNotFound},
@@ -131,6 +136,10 @@ type errorBody struct {
 func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	c := classify(err)
 	msg := c.message
+	ch, isChallenge := errors.AsType[*auth.Challenge](err)
+	if isChallenge {
+		msg = ch.Message()
+	}
 	if msg == "" {
 		msg = withoutCodeText(err.Error(), c)
 		if len(msg) > maxMessage {
@@ -144,6 +153,17 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	case c.status >= 500:
 		reg.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Int("status", c.status), slog.Any("error", err))
+	case isChallenge && errors.Is(err, auth.ErrInsufficientScope):
+		// A known user turned away: worth an operator's attention (a
+		// missing policy rule, or someone probing), unlike the 401 that
+		// starts every token flow.
+		refused := make([]string, 0, len(ch.Refused))
+		for _, a := range ch.Refused {
+			refused = append(refused, a.String())
+		}
+		reg.log.LogAttrs(r.Context(), slog.LevelWarn, "access denied", slog.String("subject", ch.Subject),
+			slog.String("refused", strings.Join(refused, " ")), slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.String("client", reg.client(r)))
 	default:
 		reg.log.LogAttrs(r.Context(), slog.LevelDebug, "request refused", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.String("code", c.code), slog.Any("error", err))
@@ -158,7 +178,7 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 			delete(h, k)
 		}
 	}
-	if ch, ok := errors.AsType[*auth.Challenge](err); ok {
+	if isChallenge {
 		h.Set("WWW-Authenticate", ch.Header())
 	}
 	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {

@@ -28,6 +28,9 @@ type Options struct {
 	// GC is the collection policy the storage-usage report counts
 	// reclaimable bytes with.
 	GC GCPolicy
+	// Proxies are the proxies whose X-Forwarded-For names the client in
+	// the access log and refusal warnings; nil: the TCP peer is the client.
+	Proxies *auth.TrustedProxies
 }
 
 // GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
@@ -47,6 +50,7 @@ type Registry struct {
 	deleteEnabled bool
 	authorizer    auth.Authorizer // nil: no authentication
 	gcPolicy      GCPolicy
+	proxies       *auth.TrustedProxies
 	router        *mux.Router
 }
 
@@ -63,6 +67,7 @@ func New(opts Options) (*Registry, error) {
 		deleteEnabled: opts.DeleteEnabled,
 		authorizer:    opts.Authorizer,
 		gcPolicy:      opts.GC,
+		proxies:       opts.Proxies,
 	}
 	if reg.log == nil {
 		reg.log = slog.Default()
@@ -132,6 +137,9 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 			} else {
 				askMountSource(r, err)
+				if ch, ok := errors.AsType[*auth.Challenge](err); ok {
+					subject = ch.Subject // who was refused, if known
+				}
 			}
 		}
 		if err == nil {
@@ -173,6 +181,7 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				slog.Int64("bytes_out", rw.written),
 				slog.Duration("duration", elapsed),
 				slog.String("remote", r.RemoteAddr),
+				slog.String("client", reg.client(r)),
 				slog.String("user_agent", r.UserAgent()),
 			)
 		}
@@ -196,6 +205,15 @@ func askMountSource(r *http.Request, err error) {
 		return
 	}
 	ch.Scope = append(ch.Scope, auth.Access{Type: auth.TypeRepository, Name: from, Actions: []string{auth.ActionPull}})
+}
+
+// client is the address of the client behind r: the TCP peer, or the one a
+// trusted proxy names in X-Forwarded-For.
+func (reg *Registry) client(r *http.Request) string {
+	if a := reg.proxies.ClientAddr(r); a.IsValid() {
+		return a.String()
+	}
+	return ""
 }
 
 // identityKey is the request-context key of the *auth.Identity that serve

@@ -149,11 +149,12 @@ func TestUsageAuth(t *testing.T) {
 		name   string
 		token  string // "" sends none
 		status int
+		code   string
 	}{
-		{"no token", "", http.StatusUnauthorized},
-		{"bad token", "not-a-token", http.StatusUnauthorized},
-		{"repository access only", push, http.StatusUnauthorized},
-		{"catalog access", tk.token("admin", "registry:catalog:*"), http.StatusOK},
+		{"no token", "", http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"bad token", "not-a-token", http.StatusUnauthorized, "UNAUTHORIZED"},
+		{"repository access only", push, http.StatusUnauthorized, "DENIED"},
+		{"catalog access", tk.token("admin", "registry:catalog:*"), http.StatusOK, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			send := func(path string) resp {
@@ -167,7 +168,7 @@ func TestUsageAuth(t *testing.T) {
 				t.Fatalf("catalog %d, usage %d, want both %d (usage body %s)", catalog.status, usage.status, tc.status, usage.body)
 			}
 			if tc.status != http.StatusOK {
-				wantError(t, usage, tc.status, "UNAUTHORIZED")
+				wantError(t, usage, tc.status, tc.code)
 				if usage.header.Get("WWW-Authenticate") == "" {
 					t.Errorf("no WWW-Authenticate challenge")
 				}

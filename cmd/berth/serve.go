@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/registry"
 	"github.com/berth-registry/berth/storage"
@@ -118,7 +119,12 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := auth.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("http.trustedProxies: %w", err)
+	}
 	reg, err := registry.New(registry.Options{
+		Proxies:       proxies,
 		Store:         st,
 		Logger:        logger,
 		Metrics:       metrics,
