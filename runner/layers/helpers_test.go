@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -245,6 +244,3 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
-
-// goCmd runs the go tool (for the dependency fence).
-func goCmd(args ...string) ([]byte, error) { return exec.Command("go", args...).CombinedOutput() }
