@@ -157,6 +157,19 @@ var (
 	_ storage.BatchDeleter  = (*Driver)(nil)
 )
 
+// directoryRace tells the retryer to try again a write that an S3-compatible
+// store backed by a filesystem refused because a concurrent delete was
+// removing the emptied directory the new object goes into (versitygw answers
+// 409 ExistingObjectIsDirectory): the layout has no key that is a prefix of
+// another, so the conflict is always transient. AWS S3 never answers so.
+func directoryRace(err error) aws.Ternary {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "ExistingObjectIsDirectory" {
+		return aws.TrueTernary
+	}
+	return aws.UnknownTernary
+}
+
 // New returns a Driver for the bucket cfg names, after checking with
 // HeadBucket that it is there and that the credentials may use it.
 func New(ctx context.Context, cfg Config) (*Driver, error) {
@@ -177,6 +190,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 				// SlowDown) every request should back off and retry,
 				// not fail fast once a shared token bucket is empty.
 				o.RateLimiter = ratelimit.None
+				o.Retryables = append(o.Retryables, retry.IsErrorRetryableFunc(directoryRace))
 			})
 		}),
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 
 	"github.com/berth-registry/berth/internal/versitygw"
 	"github.com/berth-registry/berth/storage"
@@ -811,4 +812,19 @@ func BenchmarkDriver(b *testing.B) {
 		}
 		return d
 	})
+}
+
+// TestDirectoryRaceRetried: the 409 a filesystem-backed store answers for
+// a write racing the removal of its directory is retried; other errors are
+// left to the standard retryer.
+func TestDirectoryRaceRetried(t *testing.T) {
+	wrapped := fmt.Errorf("putting: %w", &smithy.GenericAPIError{Code: "ExistingObjectIsDirectory"})
+	if got := directoryRace(wrapped); got != aws.TrueTernary {
+		t.Errorf("ExistingObjectIsDirectory: %v, want retry", got)
+	}
+	for _, err := range []error{&smithy.GenericAPIError{Code: "AccessDenied"}, errors.New("plain")} {
+		if got := directoryRace(err); got != aws.UnknownTernary {
+			t.Errorf("%v: %v, want no opinion", err, got)
+		}
+	}
 }
