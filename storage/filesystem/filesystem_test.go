@@ -417,3 +417,54 @@ func TestWritebackChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackgroundSyncs writes enough for background syncs to run, then ends
+// the writer each way it can end, and checks what is left.
+func TestBackgroundSyncs(t *testing.T) {
+	data := make([]byte, 50<<20+7)
+	rand.Read(data)
+	write := func(t *testing.T, d *filesystem.Driver, p string, appending bool) storage.FileWriter {
+		w, err := d.Writer(t.Context(), p, appending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for pos := 0; pos < len(data); pos += 1 << 20 {
+			if _, err := w.Write(data[pos:min(pos+1<<20, len(data))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return w
+	}
+	t.Run("commit", func(t *testing.T) {
+		d := newDriver(t, t.TempDir())
+		if err := write(t, d, "/a/data", false).Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(t, d, "/a/data", true).Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := storage.ReadAll(t.Context(), d, "/a/data")
+		if err != nil || !slices.Equal(got, append(slices.Clone(data), data...)) {
+			t.Errorf("read back %d bytes, %v; want the %d bytes written", len(got), err, 2*len(data))
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		root := t.TempDir()
+		d := newDriver(t, root)
+		if err := write(t, d, "/a/data", false).Cancel(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		w := write(t, d, "/a/data", false)
+		cancel()
+		if err := w.Commit(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Commit with a done context: %v", err)
+		}
+		if _, err := d.Stat(t.Context(), "/a/data"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Stat after Cancel and a failed Commit: %v, want ErrNotFound", err)
+		}
+		if left, _ := os.ReadDir(filepath.Join(root, tmpDir)); len(left) != 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	})
+}
