@@ -160,9 +160,23 @@ type UploadJanitor interface {
 // redirect URL); the caller falls back to a way every driver supports.
 var ErrUnsupported = errors.New("storage: operation not supported by this driver")
 
-// ReadAll reads the whole content at path. Meant for small files (links,
-// manifests) only; blobs are streamed with Reader.
+// SmallReader is an optional driver ability: reading the whole content of
+// a small file (a link, a manifest) in fewer steps than through Reader; the
+// filesystem driver needs no stat and no *os.File. Wrappers of a Driver must
+// forward it. ReadSmall returns what ReadAll over Reader would: the content,
+// or an error wrapping ErrNotFound when no file is at path (nothing, or a
+// directory).
+type SmallReader interface {
+	ReadSmall(ctx context.Context, path string) ([]byte, error)
+}
+
+// ReadAll reads the whole content at path, through the driver's ReadSmall
+// where it has one. Meant for small files (links, manifests) only; blobs
+// are streamed with Reader.
 func ReadAll(ctx context.Context, d Driver, path string) ([]byte, error) {
+	if sr, ok := d.(SmallReader); ok {
+		return sr.ReadSmall(ctx, path)
+	}
 	r, err := d.Reader(ctx, path, 0)
 	if err != nil {
 		return nil, err

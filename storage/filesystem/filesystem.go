@@ -200,6 +200,33 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	return f, nil
 }
 
+// smallReadSize is what ReadSmall reads at first: more than a link file
+// holds, less than most manifests.
+const smallReadSize = 512
+
+var _ storage.SmallReader = (*Driver)(nil)
+
+// ReadSmall reads the whole file at path with an open, reads until one
+// returns nothing, and a close: no stat, and no *os.File to set up and tear
+// down (a manifest GET by tag reads its tag's link this way).
+func (d *Driver) ReadSmall(ctx context.Context, p string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	name, err := d.name(p)
+	if err != nil {
+		return nil, err
+	}
+	b, err := readSmallFile(name, smallReadSize)
+	if errors.Is(err, syscall.EISDIR) {
+		return nil, notFound(p)
+	}
+	if err != nil {
+		return nil, pathError(p, err)
+	}
+	return b, nil
+}
+
 // Writer returns a writer for path; see storage.Driver.
 func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
 	if err := ctx.Err(); err != nil {
@@ -257,11 +284,11 @@ func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	if err != nil {
 		return storage.FileInfo{}, err
 	}
-	fi, err := os.Stat(name)
+	fi, err := statFile(p, name)
 	if err != nil {
 		return storage.FileInfo{}, pathError(p, err)
 	}
-	return fileInfo(p, fi), nil
+	return fi, nil
 }
 
 // List returns the sorted paths of the directory's direct children.
