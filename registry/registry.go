@@ -47,7 +47,7 @@ type Registry struct {
 	deleteEnabled bool
 	authorizer    auth.Authorizer // nil: no authentication
 	gcPolicy      GCPolicy
-	router        *mux.Router
+	router        http.Handler // routes' result
 }
 
 // New returns a Registry serving opts.Store. It fails if the metrics cannot
