@@ -70,11 +70,10 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if mediaType == "" {
 		mediaType = "application/octet-stream"
 	}
+	// The four values in one allocation, under keys in canonical form.
+	v := []string{mediaType, strconv.Itoa(len(m.Body)), m.Digest.String(), `"` + m.Digest.String() + `"`}
 	h := w.Header()
-	h.Set("Content-Type", mediaType)
-	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
-	h.Set("Docker-Content-Digest", m.Digest.String())
-	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	h["Content-Type"], h["Content-Length"], h["Docker-Content-Digest"], h["Etag"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		if _, err := w.Write(m.Body); err != nil {
