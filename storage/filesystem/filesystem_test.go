@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -467,4 +468,52 @@ func TestBackgroundSyncs(t *testing.T) {
 			t.Errorf("temporary files left: %v", left)
 		}
 	})
+}
+
+// TestVersions: a file's version stays while it is unchanged, is that of
+// what ReadVersion read, and changes when the file is replaced, even with
+// the same content.
+func TestVersions(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("versions are supported on Linux only")
+	}
+	ctx := t.Context()
+	d := newDriver(t, t.TempDir())
+	const p = "/a/link"
+	content := []byte("sha256:0123")
+	if err := storage.WriteAll(ctx, d, p, content); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := d.Version(ctx, p)
+	if err != nil || v1 == (storage.Version{}) {
+		t.Fatalf("Version: %v, %v", v1, err)
+	}
+	b, v, err := d.ReadVersion(ctx, p)
+	if err != nil || string(b) != string(content) || v != v1 {
+		t.Fatalf("ReadVersion: %q, %v, %v; want %q and the version %v", b, v, err, content, v1)
+	}
+	if v, err := d.Version(ctx, p); err != nil || v != v1 {
+		t.Fatalf("Version of the unchanged file: %v, %v; want %v", v, err, v1)
+	}
+	for range 3 {
+		if err := storage.WriteAll(ctx, d, p, content); err != nil {
+			t.Fatal(err)
+		}
+		v2, err := d.Version(ctx, p)
+		if err != nil || v2 == v1 {
+			t.Fatalf("Version after the file was replaced: %v, %v; want another than %v", v2, err, v1)
+		}
+		v1 = v2
+	}
+	for _, q := range []string{"/a", "/a/none", "/a/link/x"} {
+		if _, err := d.Version(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Version(%q): %v, want ErrNotFound", q, err)
+		}
+		if _, _, err := d.ReadVersion(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReadVersion(%q): %v, want ErrNotFound", q, err)
+		}
+	}
+	if err := d.Delete(ctx, "/a"); err != nil {
+		t.Fatal(err)
+	}
 }

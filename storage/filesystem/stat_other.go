@@ -3,6 +3,7 @@
 package filesystem
 
 import (
+	"context"
 	"os"
 
 	"github.com/berth-registry/berth/storage"
@@ -16,4 +17,14 @@ func statFile(p, name string) (storage.FileInfo, error) {
 		return storage.FileInfo{}, err
 	}
 	return fileInfo(p, fi), nil
+}
+
+// Version is not supported off Linux.
+func (d *Driver) Version(ctx context.Context, p string) (storage.Version, error) {
+	return storage.Version{}, storage.ErrUnsupported
+}
+
+// ReadVersion is not supported off Linux.
+func (d *Driver) ReadVersion(ctx context.Context, p string) ([]byte, storage.Version, error) {
+	return nil, storage.Version{}, storage.ErrUnsupported
 }

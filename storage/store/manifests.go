@@ -30,8 +30,12 @@ type PutResult struct {
 }
 
 // ResolveTag returns the digest tag points at in repo, or ErrManifestUnknown.
+// Where the driver versions files (storage.Versioner), a tag read in the
+// last tagRecheck is checked by its link's version instead of read again
+// (see tagCache).
 func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
-	d, err := s.readLink(ctx, tagCurrentLinkPath(repo, tag))
+	p := tagCurrentLinkPath(repo, tag)
+	d, err := s.tags.resolve(ctx, s.driver, p, s.readLink)
 	if errors.Is(err, storage.ErrNotFound) {
 		return "", fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
 	}

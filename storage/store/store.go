@@ -40,6 +40,7 @@ type Store struct {
 	driver    storage.Driver
 	log       *slog.Logger
 	manifests *manifestCache
+	tags      tagCache       // recently read tags, checked by their links' versions
 	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
 	// leaseAfter is Options.LeaseAfter; leaseMemo rate-limits HEAD leases.
 	leaseAfter time.Duration
@@ -87,6 +88,11 @@ func (s *Store) readLink(ctx context.Context, p string) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
+	return parseLink(p, b)
+}
+
+// parseLink parses the content b of the link file at p.
+func parseLink(p string, b []byte) (digest.Digest, error) {
 	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
 		return "", fmt.Errorf("link %s holds %q: %w", p, b, err)

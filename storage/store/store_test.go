@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -561,4 +562,73 @@ func BenchmarkPutBlob(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// versionCounter forwards a driver's Versioner and counts the link reads.
+type versionCounter struct {
+	storage.Driver
+	v     storage.Versioner
+	reads atomic.Int64
+}
+
+func (c *versionCounter) ReadVersion(ctx context.Context, p string) ([]byte, storage.Version, error) {
+	c.reads.Add(1)
+	return c.v.ReadVersion(ctx, p)
+}
+
+func (c *versionCounter) Version(ctx context.Context, p string) (storage.Version, error) {
+	return c.v.Version(ctx, p)
+}
+
+// TestTagsSeenAcrossReplicas: two stores over one filesystem root (two
+// replicas) resolve a tag; a tag moved or deleted through one is seen by the
+// next resolve through the other, although the other checks a recently read
+// tag by its link's version instead of reading the link again.
+func TestTagsSeenAcrossReplicas(t *testing.T) {
+	root := t.TempDir()
+	newStore := func() (*store.Store, *versionCounter) {
+		d, err := filesystem.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &versionCounter{Driver: d, v: d}
+		return store.New(c, store.Options{}), c
+	}
+	a, _ := newStore()
+	b, counted := newStore()
+	ctx := context.Background()
+	cd, ld := pushBlob(t, a, "r", []byte("{}")), pushBlob(t, a, "r", []byte("layer"))
+	put := func(extra string) digest.Digest {
+		res, err := a.PutManifest(ctx, "r", "v1", "", "", imageManifest(cd, ld, 2, 5, extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Digest
+	}
+	resolve := func(want digest.Digest) {
+		t.Helper()
+		got, err := b.ResolveTag(ctx, "r", "v1")
+		if err != nil || got != want {
+			t.Fatalf("ResolveTag through the other replica: %s, %v; want %s", got, err, want)
+		}
+	}
+	first := put("")
+	resolve(first)
+	reads := counted.reads.Load()
+	resolve(first)
+	if n := counted.reads.Load(); n != reads {
+		t.Errorf("an unchanged tag was read again (%d reads, then %d)", reads, n)
+	}
+	for i := range 5 {
+		next := put(fmt.Sprintf(`,"annotations":{"n":"%d"}`, i))
+		resolve(next)
+		resolve(next)
+	}
+	if err := a.DeleteTag(ctx, "r", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ResolveTag(ctx, "r", "v1"); !errors.Is(err, store.ErrManifestUnknown) {
+		t.Fatalf("ResolveTag after the tag was deleted through the other replica: %v", err)
+	}
+	resolve(put(""))
 }
