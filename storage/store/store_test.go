@@ -632,3 +632,62 @@ func TestTagsSeenAcrossReplicas(t *testing.T) {
 	}
 	resolve(put(""))
 }
+
+// failingDriver's writers fail once the upload data they write reaches
+// limit bytes (a full disk), while fail is set.
+type failingDriver struct {
+	storage.Driver
+	limit int64
+	fail  atomic.Bool
+}
+
+func (d *failingDriver) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
+	w, err := d.Driver.Writer(ctx, p, appending)
+	if err != nil || !d.fail.Load() || !strings.HasSuffix(p, "/data") {
+		return w, err
+	}
+	return &failingWriter{FileWriter: w, limit: d.limit}, nil
+}
+
+type failingWriter struct {
+	storage.FileWriter
+	limit int64
+}
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	if room := w.limit - w.Size(); int64(len(b)) > room {
+		n, _ := w.FileWriter.Write(b[:max(room, 0)])
+		return n, errors.New("disk full")
+	}
+	return w.FileWriter.Write(b)
+}
+
+// TestFailedWriteResumes: a chunk whose write fails midway keeps what was
+// written, and the upload resumed from there verifies: the hash state saved
+// covers exactly the bytes written, in a body of one buffer or of many.
+func TestFailedWriteResumes(t *testing.T) {
+	for _, limit := range []int64{30_000, 5<<20 + 12345} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			ctx := context.Background()
+			d := &failingDriver{Driver: inmemory.New(), limit: limit}
+			s := store.New(d, store.Options{})
+			content := randomBytes(t, 8<<20)
+			u, err := s.StartUpload(ctx, "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.fail.Store(true)
+			u, err = s.AppendUpload(ctx, "r", u.ID, 0, bytes.NewReader(content))
+			if err == nil || u.Size != limit {
+				t.Fatalf("AppendUpload onto a full disk: size %d, %v; want %d and an error", u.Size, err, limit)
+			}
+			d.fail.Store(false)
+			if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[limit:]), digest.FromBytes(content)); err != nil {
+				t.Fatal(err)
+			}
+			if got := readBlob(t, s, "r", digest.FromBytes(content)); !bytes.Equal(got, content) {
+				t.Fatal("the blob differs from what was pushed")
+			}
+		})
+	}
+}
