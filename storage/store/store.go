@@ -34,8 +34,9 @@ type Options struct {
 
 // Store keeps registry content in a storage.Driver. It is safe for concurrent
 // use, including by several processes over the same driver (replicas over one
-// bucket): all state lives in the driver, and the in-memory caches hold only
-// immutable content.
+// bucket): all state lives in the driver, and the in-memory caches hold
+// immutable content (manifests by digest) or content checked against the
+// driver on every use (tags, by their link's version: see tagCache).
 type Store struct {
 	driver    storage.Driver
 	log       *slog.Logger
