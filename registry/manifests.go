@@ -56,13 +56,12 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	d := ref.digest
-	if d == "" {
-		if d, err = reg.store.ResolveTag(ctx, repo, ref.tag); err != nil {
-			return err
-		}
+	var m store.Manifest
+	if ref.digest != "" {
+		m, err = reg.store.GetManifest(ctx, repo, ref.digest)
+	} else {
+		m, err = reg.store.GetManifestByTag(ctx, repo, ref.tag)
 	}
-	m, err := reg.store.GetManifest(ctx, repo, d)
 	if err != nil {
 		return err
 	}

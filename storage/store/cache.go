@@ -93,46 +93,64 @@ type tagEntry struct {
 	version storage.Version
 	digest  digest.Digest
 	read    time.Time
+	// revision: the manifest was found in the repository (its revision
+	// link) after the link was read (see GetManifestByTag).
+	revision bool
 }
 
 // resolve returns the digest in the link at p: from the cache if the
 // link's version is unchanged and the entry recent, else read with read
-// (or, on a driver with versions, with its version, then cached).
-func (c *tagCache) resolve(ctx context.Context, d storage.Driver, p string, read func(context.Context, string) (digest.Digest, error)) (digest.Digest, error) {
+// (or, on a driver with versions, with its version, then cached). It also
+// returns the cache entry the digest came from or went to (nil if none).
+func (c *tagCache) resolve(ctx context.Context, d storage.Driver, p string, read func(context.Context, string) (digest.Digest, error)) (digest.Digest, *tagEntry, error) {
 	v, ok := d.(storage.Versioner)
 	if !ok {
-		return read(ctx, p)
+		dg, err := read(ctx, p)
+		return dg, nil, err
 	}
 	if e, ok := c.entries.Load(p); ok {
 		e := e.(*tagEntry)
 		if time.Since(e.read) < tagRecheck {
 			ver, err := v.Version(ctx, p)
 			if err == nil && ver == e.version {
-				return e.digest, nil
+				return e.digest, e, nil
 			}
 			if err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return "", err
+				return "", nil, err
 			}
 		}
 	}
 	b, ver, err := v.ReadVersion(ctx, p)
 	if errors.Is(err, storage.ErrUnsupported) {
-		return read(ctx, p)
+		dg, err := read(ctx, p)
+		return dg, nil, err
 	}
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			c.entries.Delete(p)
 		}
-		return "", err
+		return "", nil, err
 	}
 	dg, err := parseLink(p, b)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if c.n.Add(1) > tagCacheSize {
 		c.entries.Clear()
 		c.n.Store(1)
 	}
-	c.entries.Store(p, &tagEntry{version: ver, digest: dg, read: time.Now()})
-	return dg, nil
+	e := &tagEntry{version: ver, digest: dg, read: time.Now()}
+	c.entries.Store(p, e)
+	return dg, e, nil
+}
+
+// sawRevision records that the manifest of entry e (at p) was found in its
+// repository, unless the entry was replaced meanwhile.
+func (c *tagCache) sawRevision(p string, e *tagEntry) {
+	if e == nil || e.revision {
+		return
+	}
+	seen := *e
+	seen.revision = true
+	c.entries.CompareAndSwap(p, e, &seen)
 }

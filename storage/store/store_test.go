@@ -564,11 +564,17 @@ func BenchmarkPutBlob(b *testing.B) {
 	}
 }
 
-// versionCounter forwards a driver's Versioner and counts the link reads.
+// versionCounter forwards a driver's Versioner and counts the link reads
+// and the stats.
 type versionCounter struct {
 	storage.Driver
-	v     storage.Versioner
-	reads atomic.Int64
+	v            storage.Versioner
+	reads, stats atomic.Int64
+}
+
+func (c *versionCounter) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
+	c.stats.Add(1)
+	return c.Driver.Stat(ctx, p)
 }
 
 func (c *versionCounter) ReadVersion(ctx context.Context, p string) ([]byte, storage.Version, error) {
@@ -630,7 +636,33 @@ func TestTagsSeenAcrossReplicas(t *testing.T) {
 	if _, err := b.ResolveTag(ctx, "r", "v1"); !errors.Is(err, store.ErrManifestUnknown) {
 		t.Fatalf("ResolveTag after the tag was deleted through the other replica: %v", err)
 	}
-	resolve(put(""))
+	last := put("")
+	resolve(last)
+
+	// GetManifestByTag looks for the manifest in the repository once per
+	// read of the tag, and sees it deleted through the other replica.
+	get := func() (digest.Digest, error) {
+		m, err := b.GetManifestByTag(ctx, "r", "v1")
+		return m.Digest, err
+	}
+	for range 3 {
+		if got, err := get(); err != nil || got != last {
+			t.Fatalf("GetManifestByTag: %s, %v; want %s", got, err, last)
+		}
+	}
+	stats := counted.stats.Load()
+	if got, err := get(); err != nil || got != last {
+		t.Fatalf("GetManifestByTag: %s, %v; want %s", got, err, last)
+	}
+	if n := counted.stats.Load(); n != stats {
+		t.Errorf("GetManifestByTag of a checked tag looked for its manifest again (%d stats)", n-stats)
+	}
+	if err := a.DeleteManifest(ctx, "r", last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(); !errors.Is(err, store.ErrManifestUnknown) {
+		t.Fatalf("GetManifestByTag after the manifest was deleted through the other replica: %v", err)
+	}
 }
 
 // failingDriver's writers fail once the upload data they write reaches
