@@ -6,8 +6,10 @@
 #                (conformance, real clients, test images, layout compatibility with
 #                docker-registry, berth on S3, two replicas on one bucket); prints
 #                timings; what `.ci/run` does
-#   make bench   berth next to Debian's docker-registry: blob push/pull, manifest GETs;
-#                then berth on S3 (versitygw) with redirect on and off; then berth gc
+#   make bench   berth next to CNCF Distribution v3 and Debian's docker-registry:
+#                blob push/pull, manifest GETs, with dd conv=fdatasync as the push
+#                baseline and Go's http.FileServer as the pull baseline; then
+#                berth on S3 (versitygw) with redirect on and off; then berth gc
 #                against docker-registry garbage-collect on 2,000 images; then berth
 #                run against runc and crun, berth pull against skopeo + umoci
 #   make bench-gc   only berth gc against docker-registry garbage-collect
@@ -16,7 +18,8 @@
 #   make lint    gofmt -l and go vet
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
-# the S3 server the tests run the S3 driver against, is installed in $(BERTH_TOOLS).
+# the S3 server the tests run the S3 driver against, and Distribution v3, a
+# peer of make bench, are installed in $(BERTH_TOOLS).
 HARNESS ?= ../shared/harness
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -30,6 +33,9 @@ BERTH_TOOLS ?= $(HOME)/.cache/berth-tools
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW_BIN := $(BERTH_TOOLS)/versitygw
 S3_TEST_ENV := BERTH_REQUIRE_S3=1 VERSITYGW=$(VERSITYGW_BIN) BERTH_REQUIRE_RUNNER=1
+# CNCF Distribution v3 (its cmd/registry), make bench's second peer.
+DISTRIBUTION_VERSION := v3.1.2
+DISTRIBUTION_BIN := $(BERTH_TOOLS)/registry
 
 export PATH := $(PATH):/usr/local/go/bin
 SHELL := bash
@@ -39,11 +45,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw vet unit integration bench bench-gc bench-run bench-run-tools lint wrk help
+.PHONY: build test prereqs versitygw distribution vet unit integration bench bench-gc bench-run bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -84,6 +90,17 @@ versitygw:
 	  GOBIN="$(BERTH_TOOLS)" $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); \
 	fi
 
+# Installed through the Go module proxy like versitygw, unless the binary
+# there already is that version.
+distribution:
+	@have=$$($(GO) version -m "$(DISTRIBUTION_BIN)" 2>/dev/null | awk '$$1 == "mod" && $$2 == "github.com/distribution/distribution/v3" { print $$3 }' || true); \
+	if [ "$$have" = "$(DISTRIBUTION_VERSION)" ]; then \
+	  echo "distribution $$have: $(DISTRIBUTION_BIN)"; \
+	else \
+	  echo "installing distribution $(DISTRIBUTION_VERSION) into $(BERTH_TOOLS) (found: $${have:-none})"; \
+	  GOBIN="$(BERTH_TOOLS)" $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(DISTRIBUTION_VERSION); \
+	fi
+
 vet:
 	$(GO) vet ./...
 
@@ -104,9 +121,9 @@ lint:
 wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
-bench: build wrk versitygw bench-run-tools
+bench: build wrk versitygw distribution bench-run-tools
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
-	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -versitygw $(VERSITYGW_BIN) -harness $(HARNESS_DIR)
+	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -distribution $(DISTRIBUTION_BIN) -versitygw $(VERSITYGW_BIN) -harness $(HARNESS_DIR)
 
 bench-gc: build
 	@$(HARNESS_DIR)/install-clients.sh docker-registry

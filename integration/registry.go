@@ -19,6 +19,10 @@ import (
 const (
 	Berth          = "berth"
 	DockerRegistry = "docker-registry" // Debian's docker-registry (distribution 2.8.2)
+	// DistributionV3 is CNCF Distribution v3 (cmd/registry), for bench/:
+	// Options.Binary is required. It runs as its container image does,
+	// with OpenTelemetry trace export off.
+	DistributionV3 = "distribution-v3"
 	// VersityGW is not a registry but the S3 server Berth's s3 driver is
 	// tested on (github.com/versity/versitygw, posix backend over Root),
 	// for bench/; tests use internal/versitygw. Options.S3 gives the bucket
@@ -36,7 +40,7 @@ const (
 
 // Options describe one registry process.
 type Options struct {
-	Kind   string    // Berth, DockerRegistry or VersityGW
+	Kind   string    // Berth, DockerRegistry, DistributionV3 or VersityGW
 	Binary string    // the executable; default "docker-registry" for DockerRegistry
 	Driver string    // Filesystem (default), InMemory or S3
 	Root   string    // storage root for Filesystem; required with it
@@ -45,6 +49,9 @@ type Options struct {
 	Dir string
 	// Quiet turns the access log off and logs warnings only (for benchmarks).
 	Quiet bool
+	// Args are extra arguments for Berth's serve command (a hidden
+	// profiling flag, for benchmarks).
+	Args []string
 	// Auth is Berth's auth section, YAML without the "auth:" line, indented
 	// by two spaces ("  mode: token\n..."); "" for none.
 	Auth string
@@ -106,6 +113,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.Dir == "" {
 		return nil, errors.New("Options.Dir is required")
 	}
+	if o.Kind == DistributionV3 && o.Binary == "" {
+		return nil, errors.New("distribution v3 needs its binary")
+	}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		var s *Server
@@ -148,6 +158,11 @@ func start(ctx context.Context, o Options) (*Server, error) {
 	fmt.Fprintf(logf, "=== %s %s (%s)\n", bin, strings.Join(args, " "), time.Now().Format(time.RFC3339))
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if o.Kind == DistributionV3 {
+		// As its container image sets it: without it, every request's
+		// trace is sent to an OTLP collector that is not there.
+		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	}
 	if o.Driver == S3 {
 		// Credentials through the environment, as a deployment would keep
 		// them out of its config file.
@@ -185,7 +200,7 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 	case VersityGW:
 		return o.Binary, []string{"--access", o.S3.AccessKey, "--secret", o.S3.SecretKey, "--port", host,
 			"--quiet", "--keep-alive", "posix", o.Root}, ""
-	case DockerRegistry:
+	case DockerRegistry, DistributionV3:
 		bin = o.Binary
 		if bin == "" {
 			bin = "docker-registry"
@@ -203,7 +218,8 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 		} else {
 			fmt.Fprintf(&b, "  filesystem:\n    rootdirectory: %q\n", o.Root)
 		}
-		// As in Debian's /etc/docker/registry/config.yml.
+		// As in Debian's /etc/docker/registry/config.yml and in the
+		// config of Distribution v3's container image.
 		b.WriteString("  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\n")
 		fmt.Fprintf(&b, "http:\n  addr: %s\n", host)
 		return bin, []string{"serve", cfgPath}, b.String()
@@ -233,6 +249,7 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 		if o.Driver == Filesystem {
 			args = append(args, "--root", o.Root)
 		}
+		args = append(args, o.Args...)
 		return o.Binary, args, b.String()
 	}
 }

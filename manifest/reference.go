@@ -32,13 +32,14 @@ func ValidateName(name string) error {
 		return fmt.Errorf("%w: %s is %d characters long, at most %d are allowed",
 			ErrNameInvalid, quoteShort(name), len(name), maxNameLength)
 	}
-	components := strings.Split(name, "/")
-	for i, c := range components {
+	// Component by component without splitting: this runs on every request.
+	for i, rest := 0, name; ; i++ {
+		c, after, more := strings.Cut(rest, "/")
 		if c == "" {
-			switch i {
-			case 0:
+			switch {
+			case i == 0:
 				return fmt.Errorf("%w: %q starts with '/'", ErrNameInvalid, name)
-			case len(components) - 1:
+			case !more:
 				return fmt.Errorf("%w: %q ends with '/'", ErrNameInvalid, name)
 			default:
 				return fmt.Errorf("%w: %q has an empty path component (\"//\")", ErrNameInvalid, name)
@@ -47,8 +48,11 @@ func ValidateName(name string) error {
 		if p := nameComponentProblem(c); p != "" {
 			return fmt.Errorf("%w: %q: path component %q %s", ErrNameInvalid, name, c, p)
 		}
+		if !more {
+			return nil
+		}
+		rest = after
 	}
-	return nil
 }
 
 // nameComponentProblem says what is wrong with one path component of a repository name,

@@ -58,13 +58,12 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	d := ref.digest
-	if d == "" {
-		if d, err = reg.store.ResolveTag(ctx, repo, ref.tag); err != nil {
-			return err
-		}
+	var m store.Manifest
+	if ref.digest != "" {
+		m, err = reg.store.GetManifest(ctx, repo, ref.digest)
+	} else {
+		m, err = reg.store.GetManifestByTag(ctx, repo, ref.tag)
 	}
-	m, err := reg.store.GetManifest(ctx, repo, d)
 	if err != nil {
 		return err
 	}
@@ -72,11 +71,10 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if mediaType == "" {
 		mediaType = "application/octet-stream"
 	}
+	// The four values in one allocation, under keys in canonical form.
+	v := []string{mediaType, strconv.Itoa(len(m.Body)), m.Digest.String(), `"` + m.Digest.String() + `"`}
 	h := w.Header()
-	h.Set("Content-Type", mediaType)
-	h.Set("Content-Length", strconv.Itoa(len(m.Body)))
-	h.Set("Docker-Content-Digest", m.Digest.String())
-	h.Set("Etag", `"`+m.Digest.String()+`"`)
+	h["Content-Type"], h["Content-Length"], h["Docker-Content-Digest"], h["Etag"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		if _, err := w.Write(m.Body); err != nil {

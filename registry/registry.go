@@ -51,7 +51,7 @@ type Registry struct {
 	authorizer    auth.Authorizer // nil: no authentication
 	gcPolicy      GCPolicy
 	proxies       *auth.TrustedProxies
-	router        *mux.Router
+	router        http.Handler // routes' result
 }
 
 // New returns a Registry serving opts.Store. It fails if the metrics cannot

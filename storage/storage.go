@@ -160,9 +160,46 @@ type UploadJanitor interface {
 // redirect URL); the caller falls back to a way every driver supports.
 var ErrUnsupported = errors.New("storage: operation not supported by this driver")
 
-// ReadAll reads the whole content at path. Meant for small files (links,
-// manifests) only; blobs are streamed with Reader.
+// SmallReader is an optional driver ability: reading the whole content of
+// a small file (a link, a manifest) in fewer steps than through Reader; the
+// filesystem driver needs no stat and no *os.File. Wrappers of a Driver must
+// forward it. ReadSmall returns what ReadAll over Reader would: the content,
+// or an error wrapping ErrNotFound when no file is at path (nothing, or a
+// directory).
+type SmallReader interface {
+	ReadSmall(ctx context.Context, path string) ([]byte, error)
+}
+
+// Versioner is an optional driver ability: a version of the file at a path,
+// cheaper to get than its content, that changes whenever the file is
+// replaced or rewritten, so that a caller can keep what it read of a small
+// file and check it with one call (the filesystem driver: one stat).
+// Wrappers of a Driver must forward it.
+//
+// Both methods return an error wrapping ErrNotFound when no file is at path,
+// and one wrapping ErrUnsupported when the driver cannot version it (the
+// caller then reads it as any other file).
+type Versioner interface {
+	// ReadVersion reads the whole small file at path, as ReadAll does, and
+	// returns its content with the version of that content.
+	ReadVersion(ctx context.Context, path string) ([]byte, Version, error)
+	// Version returns the version of the file at path now.
+	Version(ctx context.Context, path string) (Version, error)
+}
+
+// Version is what a Versioner knows of one state of a file; two states with
+// the same Version hold the same content. The zero Version is never
+// returned. The fields mean what the driver says (the filesystem driver:
+// device, inode, size, modification and change times).
+type Version [5]int64
+
+// ReadAll reads the whole content at path, through the driver's ReadSmall
+// where it has one. Meant for small files (links, manifests) only; blobs
+// are streamed with Reader.
 func ReadAll(ctx context.Context, d Driver, path string) ([]byte, error) {
+	if sr, ok := d.(SmallReader); ok {
+		return sr.ReadSmall(ctx, path)
+	}
 	r, err := d.Reader(ctx, path, 0)
 	if err != nil {
 		return nil, err

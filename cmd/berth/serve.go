@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -31,7 +33,7 @@ import (
 const maxHeaderBytes = 1 << 20
 
 func (a *app) newServeCmd() *cobra.Command {
-	var configFile, addr, root string
+	var configFile, addr, root, cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:   "serve [--config FILE] [--addr HOST:PORT] [--root DIR]",
 		Short: "Run the registry's HTTP server",
@@ -69,13 +71,60 @@ Exit codes: 0 after a graceful stop, 2 for a bad flag or configuration
 			if err != nil {
 				return usageError(err)
 			}
-			return a.serve(cfg)
+			stopProfiles, err := startProfiles(cpuProfile, memProfile)
+			if err != nil {
+				return err
+			}
+			err = a.serve(cfg)
+			if perr := stopProfiles(); err == nil {
+				err = perr
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "YAML config `FILE` (none: defaults and environment only)")
 	cmd.Flags().StringVar(&addr, "addr", "", "listen on `HOST:PORT`, overriding http.addr (default 127.0.0.1:5000)")
 	cmd.Flags().StringVar(&root, "root", "", "store content under `DIR`, overriding storage.filesystem.root (default ./data)")
+	// For make bench's profiles; not part of the interface.
+	cmd.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to `FILE` (pprof)")
+	cmd.Flags().StringVar(&memProfile, "memprofile", "", "write an allocation profile to `FILE` (pprof) when the server stops")
+	_ = cmd.Flags().MarkHidden("cpuprofile")
+	_ = cmd.Flags().MarkHidden("memprofile")
 	return cmd
+}
+
+// startProfiles starts a CPU profile into cpuFile (if not empty) and
+// returns the function that ends it and writes the allocation profile to
+// memFile (if not empty).
+func startProfiles(cpuFile, memFile string) (stop func() error, err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			cpu.Close()
+			return nil, err
+		}
+	}
+	return func() error {
+		var errs []error
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			errs = append(errs, cpu.Close())
+		}
+		if memFile != "" {
+			f, err := os.Create(memFile)
+			if err == nil {
+				err = pprof.Lookup("allocs").WriteTo(f, 0)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	}, nil
 }
 
 // serve runs the registry described by cfg until a signal stops it.

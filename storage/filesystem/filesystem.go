@@ -33,6 +33,9 @@ const (
 	// cache before it asks the kernel to start writing them to disk, so
 	// that the fsync ending the writer waits for the last chunk only.
 	writebackChunk = 8 << 20
+	// syncChunk is how many more bytes a writer must have sent to disk
+	// before it syncs them in the background (see syncer).
+	syncChunk = 16 << 20
 
 	dirPerm  = 0o777 // less the umask
 	filePerm = 0o666 // less the umask
@@ -53,7 +56,9 @@ const (
 // place. Writers start the writeback of what they wrote every 8 MiB (on
 // Linux), so that the final fsync has little left to wait for. Directories
 // are created as content needs them and removed when Delete, Move or Cancel
-// leaves them empty; the root is never removed.
+// leaves them empty; the root is never removed. Every 16 MiB, a writer also
+// syncs what it sent to disk so far in the background, so that the disk's
+// own write cache is flushed while the content streams, not all at the end.
 //
 // Each method works on the name <root>/<path> directly, with no system call
 // per path component: Stat is one stat, Reader an open and an fstat, and
@@ -195,6 +200,33 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	return f, nil
 }
 
+// smallReadSize is what ReadSmall reads at first: more than a link file
+// holds, less than most manifests.
+const smallReadSize = 512
+
+var _ storage.SmallReader = (*Driver)(nil)
+
+// ReadSmall reads the whole file at path with an open, reads until one
+// returns nothing, and a close: no stat, and no *os.File to set up and tear
+// down (a manifest GET by tag reads its tag's link this way).
+func (d *Driver) ReadSmall(ctx context.Context, p string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	name, err := d.name(p)
+	if err != nil {
+		return nil, err
+	}
+	b, err := readSmallFile(name, smallReadSize)
+	if errors.Is(err, syscall.EISDIR) {
+		return nil, notFound(p)
+	}
+	if err != nil {
+		return nil, pathError(p, err)
+	}
+	return b, nil
+}
+
 // Writer returns a writer for path; see storage.Driver.
 func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
 	if err := ctx.Err(); err != nil {
@@ -217,7 +249,7 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 			f.Close()
 			return nil, fmt.Errorf("filesystem: %w", err)
 		}
-		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size()}, nil
+		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size(), synced: fi.Size()}, nil
 	}
 	tmp, f, err := d.createTemp()
 	if err != nil {
@@ -252,11 +284,11 @@ func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	if err != nil {
 		return storage.FileInfo{}, err
 	}
-	fi, err := os.Stat(name)
+	fi, err := statFile(p, name)
 	if err != nil {
 		return storage.FileInfo{}, pathError(p, err)
 	}
-	return fileInfo(p, fi), nil
+	return fi, nil
 }
 
 // List returns the sorted paths of the directory's direct children.
@@ -600,12 +632,16 @@ type writer struct {
 	f       *os.File
 	size    int64
 	started int64 // the content before this offset is written back or being written back
+	synced  int64 // the content before this offset is synced or being synced in the background
+	syncer  *syncer
 	closed  bool
 }
 
 // Write writes b straight to the file; there is no buffering to flush.
 // Each time a multiple of writebackChunk bytes is reached, it starts the
-// writeback of the chunks completed since the last time.
+// writeback of the chunks completed since the last time; once syncChunk
+// more bytes are on their way to disk, it has them synced in the
+// background.
 func (w *writer) Write(b []byte) (int, error) {
 	if w.closed {
 		return 0, w.errClosed()
@@ -615,6 +651,14 @@ func (w *writer) Write(b []byte) (int, error) {
 	if end := w.size &^ (writebackChunk - 1); end > w.started {
 		startWriteback(w.f, w.started, end-w.started)
 		w.started = end
+		if w.started-w.synced >= syncChunk {
+			if w.syncer == nil {
+				w.syncer = startSyncer(w.f)
+			}
+			if w.syncer.request() {
+				w.synced = w.started
+			}
+		}
 	}
 	if err != nil {
 		return n, fmt.Errorf("filesystem: %w", err)
@@ -671,7 +715,10 @@ func (w *writer) Cancel(ctx context.Context) error {
 
 // finish makes the content durable and puts it in place.
 func (w *writer) finish() error {
-	err := w.f.Sync()
+	err := w.stopSyncer()
+	if serr := w.f.Sync(); err == nil {
+		err = serr
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
@@ -689,10 +736,68 @@ func (w *writer) finish() error {
 
 // abandon closes the file and removes the temporary file, if any.
 func (w *writer) abandon() {
+	_ = w.stopSyncer()
 	_ = w.f.Close()
 	if w.tmp != "" {
 		_ = os.Remove(w.tmp)
 	}
+}
+
+// stopSyncer waits for the background sync under way, if any, and returns
+// the first error a background sync met.
+func (w *writer) stopSyncer() error {
+	if w.syncer == nil {
+		return nil
+	}
+	return w.syncer.stop()
+}
+
+// syncer syncs a writer's file in the background, on request: the file's
+// data reaches the disk, and the disk's volatile write cache is flushed,
+// while the writer goes on writing, so that the sync ending the writer has
+// only the last part left. At most one sync runs at a time and at most one
+// more waits; a request made while one waits is dropped (the waiting sync
+// covers it).
+//
+// A failed sync reports a write error once per open file (Linux: errseq),
+// so a later sync on the same file would not see it again: the syncer
+// keeps the first error for the writer to return.
+type syncer struct {
+	f    *os.File
+	reqs chan struct{}
+	done chan struct{}
+	err  error // read after done is closed
+}
+
+func startSyncer(f *os.File) *syncer {
+	s := &syncer{f: f, reqs: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for range s.reqs {
+			if err := syncData(s.f); err != nil && s.err == nil {
+				s.err = err
+			}
+		}
+	}()
+	return s
+}
+
+// request asks for a sync and reports whether one will start after it.
+func (s *syncer) request() bool {
+	select {
+	case s.reqs <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop waits for the pending syncs and ends the syncer; it returns the
+// first error they met.
+func (s *syncer) stop() error {
+	close(s.reqs)
+	<-s.done
+	return s.err
 }
 
 func (w *writer) errClosed() error {

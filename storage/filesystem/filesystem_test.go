@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -414,6 +415,105 @@ func TestWritebackChunks(t *testing.T) {
 		t.Errorf("read back %d bytes, %v; want the %d bytes written", len(got), err, len(data))
 	}
 	if err := d.Delete(ctx, "/big"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBackgroundSyncs writes enough for background syncs to run, then ends
+// the writer each way it can end, and checks what is left.
+func TestBackgroundSyncs(t *testing.T) {
+	data := make([]byte, 50<<20+7)
+	rand.Read(data)
+	write := func(t *testing.T, d *filesystem.Driver, p string, appending bool) storage.FileWriter {
+		w, err := d.Writer(t.Context(), p, appending)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for pos := 0; pos < len(data); pos += 1 << 20 {
+			if _, err := w.Write(data[pos:min(pos+1<<20, len(data))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return w
+	}
+	t.Run("commit", func(t *testing.T) {
+		d := newDriver(t, t.TempDir())
+		if err := write(t, d, "/a/data", false).Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := write(t, d, "/a/data", true).Close(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := storage.ReadAll(t.Context(), d, "/a/data")
+		if err != nil || !slices.Equal(got, append(slices.Clone(data), data...)) {
+			t.Errorf("read back %d bytes, %v; want the %d bytes written", len(got), err, 2*len(data))
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		root := t.TempDir()
+		d := newDriver(t, root)
+		if err := write(t, d, "/a/data", false).Cancel(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		w := write(t, d, "/a/data", false)
+		cancel()
+		if err := w.Commit(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Commit with a done context: %v", err)
+		}
+		if _, err := d.Stat(t.Context(), "/a/data"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Stat after Cancel and a failed Commit: %v, want ErrNotFound", err)
+		}
+		if left, _ := os.ReadDir(filepath.Join(root, tmpDir)); len(left) != 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	})
+}
+
+// TestVersions: a file's version stays while it is unchanged, is that of
+// what ReadVersion read, and changes when the file is replaced, even with
+// the same content.
+func TestVersions(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("versions are supported on Linux only")
+	}
+	ctx := t.Context()
+	d := newDriver(t, t.TempDir())
+	const p = "/a/link"
+	content := []byte("sha256:0123")
+	if err := storage.WriteAll(ctx, d, p, content); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := d.Version(ctx, p)
+	if err != nil || v1 == (storage.Version{}) {
+		t.Fatalf("Version: %v, %v", v1, err)
+	}
+	b, v, err := d.ReadVersion(ctx, p)
+	if err != nil || string(b) != string(content) || v != v1 {
+		t.Fatalf("ReadVersion: %q, %v, %v; want %q and the version %v", b, v, err, content, v1)
+	}
+	if v, err := d.Version(ctx, p); err != nil || v != v1 {
+		t.Fatalf("Version of the unchanged file: %v, %v; want %v", v, err, v1)
+	}
+	for range 3 {
+		if err := storage.WriteAll(ctx, d, p, content); err != nil {
+			t.Fatal(err)
+		}
+		v2, err := d.Version(ctx, p)
+		if err != nil || v2 == v1 {
+			t.Fatalf("Version after the file was replaced: %v, %v; want another than %v", v2, err, v1)
+		}
+		v1 = v2
+	}
+	for _, q := range []string{"/a", "/a/none", "/a/link/x"} {
+		if _, err := d.Version(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("Version(%q): %v, want ErrNotFound", q, err)
+		}
+		if _, _, err := d.ReadVersion(ctx, q); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReadVersion(%q): %v, want ErrNotFound", q, err)
+		}
+	}
+	if err := d.Delete(ctx, "/a"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -5,11 +5,25 @@ package filesystem
 import (
 	"io/fs"
 	"os"
+	"syscall"
 )
 
 // openFile opens name as os.OpenFile does.
 func openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
 	return os.OpenFile(name, flag, perm)
+}
+
+// readSmallFile reads the whole file name; a directory fails with an
+// error wrapping syscall.EISDIR.
+func readSmallFile(name string, size int) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir() {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: syscall.EISDIR}
+	}
+	return os.ReadFile(name)
 }
 
 // openDir opens directory name for reading its entries or syncing it.

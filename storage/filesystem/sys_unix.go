@@ -5,6 +5,7 @@ package filesystem
 import (
 	"io/fs"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -23,6 +24,41 @@ func openFile(name string, flag int, perm fs.FileMode) (*os.File, error) {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
 		return os.NewFile(uintptr(fd), name), nil
+	}
+}
+
+// readSmallFile reads the whole file name with an open, reads until one
+// returns nothing, and a close: no stat, and no *os.File to set up and tear
+// down. A directory fails with an error wrapping syscall.EISDIR.
+func readSmallFile(name string, size int) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
 	}
 }
 

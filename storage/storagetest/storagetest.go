@@ -46,6 +46,7 @@ var suite = []struct {
 	{"RoundTrip", testRoundTrip},
 	{"ReaderOffsets", testReaderOffsets},
 	{"ReaderMissing", testReaderMissing},
+	{"ReadAll", testReadAll},
 	{"WriterSize", testWriterSize},
 	{"WriterReplaces", testWriterReplaces},
 	{"AppendAfterClose", testAppendAfterClose},
@@ -277,6 +278,26 @@ func testReaderMissing(t *testing.T, d storage.Driver) {
 		}
 	}
 	remove(t, d, "/missing")
+}
+
+// testReadAll checks storage.ReadAll, which goes through the driver's
+// ReadSmall where it has one: whole files of sizes around the buffer sizes
+// a driver may start with, and ErrNotFound where no file is.
+func testReadAll(t *testing.T, d storage.Driver) {
+	for _, n := range []int{0, 1, 71, 511, 512, 513, 4096, 70_000} {
+		p := fmt.Sprintf("/readall/f%d", n)
+		data := bytes.Repeat([]byte("0123456789abcdef"), n/16+1)[:n]
+		write(t, d, p, data)
+		got, err := storage.ReadAll(t.Context(), d, p)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("ReadAll(%q): %d bytes, %v; want the %d written", p, len(got), err, n)
+		}
+	}
+	for _, p := range []string{"/readall/none", "/readall", "/readall/f1/g", "/"} {
+		_, err := storage.ReadAll(t.Context(), d, p)
+		wantErr(t, fmt.Sprintf("ReadAll(%q)", p), err, storage.ErrNotFound)
+	}
+	remove(t, d, "/readall")
 }
 
 func testWriterSize(t *testing.T, d storage.Driver) {

@@ -48,7 +48,7 @@ func blobDataPath(d digest.Digest) string {
 func repoPath(repo string) string { return repositoriesPath() + "/" + repo }
 
 func layerLinkPath(repo string, d digest.Digest) string {
-	return repoPath(repo) + "/_layers/" + string(d.Algorithm()) + "/" + d.Encoded() + "/link"
+	return rootPath + "/repositories/" + repo + "/_layers/" + string(d.Algorithm()) + "/" + d.Encoded() + "/link"
 }
 
 func manifestsPath(repo string) string { return repoPath(repo) + "/_manifests" }
@@ -57,8 +57,11 @@ func revisionDirPath(repo string, d digest.Digest) string {
 	return manifestsPath(repo) + "/revisions/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
+// revisionLinkPath, tagCurrentLinkPath and layerLinkPath, looked up on
+// every manifest or blob GET, are built in one concatenation (one
+// allocation) rather than from the paths above them.
 func revisionLinkPath(repo string, d digest.Digest) string {
-	return revisionDirPath(repo, d) + "/link"
+	return rootPath + "/repositories/" + repo + "/_manifests/revisions/" + string(d.Algorithm()) + "/" + d.Encoded() + "/link"
 }
 
 func tagsPath(repo string) string { return manifestsPath(repo) + "/tags" }
@@ -66,7 +69,7 @@ func tagsPath(repo string) string { return manifestsPath(repo) + "/tags" }
 func tagPath(repo, tag string) string { return tagsPath(repo) + "/" + tag }
 
 func tagCurrentLinkPath(repo, tag string) string {
-	return tagPath(repo, tag) + "/current/link"
+	return rootPath + "/repositories/" + repo + "/_manifests/tags/" + tag + "/current/link"
 }
 
 func tagIndexLinkPath(repo, tag string, d digest.Digest) string {

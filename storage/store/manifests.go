@@ -34,12 +34,47 @@ type PutResult struct {
 }
 
 // ResolveTag returns the digest tag points at in repo, or ErrManifestUnknown.
+// Where the driver versions files (storage.Versioner), a tag read in the
+// last tagRecheck is checked by its link's version instead of read again
+// (see tagCache).
 func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
-	d, err := s.readLink(ctx, tagCurrentLinkPath(repo, tag))
-	if errors.Is(err, storage.ErrNotFound) {
-		return "", fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
-	}
+	d, _, err := s.resolveTag(ctx, repo, tag)
 	return d, err
+}
+
+func (s *Store) resolveTag(ctx context.Context, repo, tag string) (digest.Digest, *tagEntry, error) {
+	d, e, err := s.tags.resolve(ctx, s.driver, tagCurrentLinkPath(repo, tag), s.readLink)
+	if errors.Is(err, storage.ErrNotFound) {
+		return "", nil, fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
+	}
+	return d, e, err
+}
+
+// GetManifestByTag returns the manifest tag points at in repo, or
+// ErrManifestUnknown: ResolveTag, then GetManifest, except that a tag
+// checked by its link's version (see tagCache) whose manifest was found in
+// the repository since its link was read is served without looking again.
+// The store writes a manifest's revision link before any tag link to it,
+// and deletes the tags of a manifest (changing their links' versions)
+// before its revision link, so while a tag link stays as read its manifest
+// stays in the repository. Only another program deleting a revision before
+// its tags (Distribution does) could have a GET serve the manifest for at
+// most tagRecheck after its revision went, as if the GET came first.
+func (s *Store) GetManifestByTag(ctx context.Context, repo, tag string) (Manifest, error) {
+	d, e, err := s.resolveTag(ctx, repo, tag)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if e != nil && e.revision {
+		if m, ok := s.manifests.get(d); ok {
+			return m, nil
+		}
+	}
+	m, err := s.GetManifest(ctx, repo, d)
+	if err == nil {
+		s.tags.sawRevision(tagCurrentLinkPath(repo, tag), e)
+	}
+	return m, err
 }
 
 // GetManifest returns manifest d of repo, or ErrManifestUnknown.

@@ -40,12 +40,14 @@ type Options struct {
 
 // Store keeps registry content in a storage.Driver. It is safe for concurrent
 // use, including by several processes over the same driver (replicas over one
-// bucket): all state lives in the driver, and the in-memory caches hold only
-// immutable content.
+// bucket): all state lives in the driver, and the in-memory caches hold
+// immutable content (manifests by digest) or content checked against the
+// driver on every use (tags, by their link's version: see tagCache).
 type Store struct {
 	driver    storage.Driver
 	log       *slog.Logger
 	manifests *manifestCache
+	tags      tagCache       // recently read tags, checked by their links' versions
 	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
 	// leaseAfter is Options.LeaseAfter; leaseMemo rate-limits HEAD leases.
 	leaseAfter time.Duration
@@ -94,6 +96,11 @@ func (s *Store) readLink(ctx context.Context, p string) (digest.Digest, error) {
 	if err != nil {
 		return "", err
 	}
+	return parseLink(p, b)
+}
+
+// parseLink parses the content b of the link file at p.
+func parseLink(p string, b []byte) (digest.Digest, error) {
 	d, err := digest.Parse(strings.TrimSpace(string(b)))
 	if err != nil {
 		return "", fmt.Errorf("link %s holds %q: %w", p, b, err)

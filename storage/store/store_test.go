@@ -10,6 +10,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -725,3 +726,164 @@ func (w deleteOnWrite) Writer(ctx context.Context, p string, append bool) (stora
 	}
 	return w.Driver.Writer(ctx, p, append)
 }
+
+// versionCounter forwards a driver's Versioner and counts the link reads
+// and the stats.
+type versionCounter struct {
+	storage.Driver
+	v            storage.Versioner
+	reads, stats atomic.Int64
+}
+
+func (c *versionCounter) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
+	c.stats.Add(1)
+	return c.Driver.Stat(ctx, p)
+}
+
+func (c *versionCounter) ReadVersion(ctx context.Context, p string) ([]byte, storage.Version, error) {
+	c.reads.Add(1)
+	return c.v.ReadVersion(ctx, p)
+}
+
+func (c *versionCounter) Version(ctx context.Context, p string) (storage.Version, error) {
+	return c.v.Version(ctx, p)
+}
+
+// TestTagsSeenAcrossReplicas: two stores over one filesystem root (two
+// replicas) resolve a tag; a tag moved or deleted through one is seen by the
+// next resolve through the other, although the other checks a recently read
+// tag by its link's version instead of reading the link again.
+func TestTagsSeenAcrossReplicas(t *testing.T) {
+	root := t.TempDir()
+	newStore := func() (*store.Store, *versionCounter) {
+		d, err := filesystem.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &versionCounter{Driver: d, v: d}
+		return store.New(c, store.Options{}), c
+	}
+	a, _ := newStore()
+	b, counted := newStore()
+	ctx := context.Background()
+	cd, ld := pushBlob(t, a, "r", []byte("{}")), pushBlob(t, a, "r", []byte("layer"))
+	put := func(extra string) digest.Digest {
+		res, err := a.PutManifest(ctx, "r", []string{"v1"}, "", "", imageManifest(cd, ld, 2, 5, extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Digest
+	}
+	resolve := func(want digest.Digest) {
+		t.Helper()
+		got, err := b.ResolveTag(ctx, "r", "v1")
+		if err != nil || got != want {
+			t.Fatalf("ResolveTag through the other replica: %s, %v; want %s", got, err, want)
+		}
+	}
+	first := put("")
+	resolve(first)
+	reads := counted.reads.Load()
+	resolve(first)
+	if n := counted.reads.Load(); n != reads {
+		t.Errorf("an unchanged tag was read again (%d reads, then %d)", reads, n)
+	}
+	for i := range 5 {
+		next := put(fmt.Sprintf(`,"annotations":{"n":"%d"}`, i))
+		resolve(next)
+		resolve(next)
+	}
+	if err := a.DeleteTag(ctx, "r", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ResolveTag(ctx, "r", "v1"); !errors.Is(err, store.ErrManifestUnknown) {
+		t.Fatalf("ResolveTag after the tag was deleted through the other replica: %v", err)
+	}
+	last := put("")
+	resolve(last)
+
+	// GetManifestByTag looks for the manifest in the repository once per
+	// read of the tag, and sees it deleted through the other replica.
+	get := func() (digest.Digest, error) {
+		m, err := b.GetManifestByTag(ctx, "r", "v1")
+		return m.Digest, err
+	}
+	for range 3 {
+		if got, err := get(); err != nil || got != last {
+			t.Fatalf("GetManifestByTag: %s, %v; want %s", got, err, last)
+		}
+	}
+	stats := counted.stats.Load()
+	if got, err := get(); err != nil || got != last {
+		t.Fatalf("GetManifestByTag: %s, %v; want %s", got, err, last)
+	}
+	if n := counted.stats.Load(); n != stats {
+		t.Errorf("GetManifestByTag of a checked tag looked for its manifest again (%d stats)", n-stats)
+	}
+	if err := a.DeleteManifest(ctx, "r", last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get(); !errors.Is(err, store.ErrManifestUnknown) {
+		t.Fatalf("GetManifestByTag after the manifest was deleted through the other replica: %v", err)
+	}
+}
+
+// failingDriver's writers fail once the upload data they write reaches
+// limit bytes (a full disk), while fail is set.
+type failingDriver struct {
+	storage.Driver
+	limit int64
+	fail  atomic.Bool
+}
+
+func (d *failingDriver) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
+	w, err := d.Driver.Writer(ctx, p, appending)
+	if err != nil || !d.fail.Load() || !strings.HasSuffix(p, "/data") {
+		return w, err
+	}
+	return &failingWriter{FileWriter: w, limit: d.limit}, nil
+}
+
+type failingWriter struct {
+	storage.FileWriter
+	limit int64
+}
+
+func (w *failingWriter) Write(b []byte) (int, error) {
+	if room := w.limit - w.Size(); int64(len(b)) > room {
+		n, _ := w.FileWriter.Write(b[:max(room, 0)])
+		return n, errors.New("disk full")
+	}
+	return w.FileWriter.Write(b)
+}
+
+// TestFailedWriteResumes: a chunk whose write fails midway keeps what was
+// written, and the upload resumed from there verifies: the hash state saved
+// covers exactly the bytes written, in a body of one buffer or of many.
+func TestFailedWriteResumes(t *testing.T) {
+	for _, limit := range []int64{30_000, 5<<20 + 12345} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			ctx := context.Background()
+			d := &failingDriver{Driver: inmemory.New(), limit: limit}
+			s := store.New(d, store.Options{})
+			content := randomBytes(t, 8<<20)
+			u, err := s.StartUpload(ctx, "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.fail.Store(true)
+			u, err = s.AppendUpload(ctx, "r", u.ID, 0, bytes.NewReader(content))
+			if err == nil || u.Size != limit {
+				t.Fatalf("AppendUpload onto a full disk: size %d, %v; want %d and an error", u.Size, err, limit)
+			}
+			d.fail.Store(false)
+			if _, err := s.FinishUpload(ctx, "r", u.ID, bytes.NewReader(content[limit:]), digest.FromBytes(content)); err != nil {
+				t.Fatal(err)
+			}
+			if got := readBlob(t, s, "r", digest.FromBytes(content)); !bytes.Equal(got, content) {
+				t.Fatal("the blob differs from what was pushed")
+			}
+		})
+	}
+}
+

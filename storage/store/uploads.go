@@ -31,11 +31,11 @@ type Upload struct {
 const streamAlgorithm = digest.SHA256
 
 // copyBufferSize is the size of the buffers bytes travel through between
-// the request body, the hash and the driver; pipelineDepth is how many of
-// them one upload may have in flight.
+// the request body, the driver and the hash; pipelineDepth is how many of
+// them one upload may have in flight (8 MiB per upload).
 const (
 	copyBufferSize = 1 << 20
-	pipelineDepth  = 4
+	pipelineDepth  = 8
 )
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
@@ -227,10 +227,12 @@ func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bo
 // partial chunk is never taken for a whole one.
 //
 // A body that fits one buffer is written and hashed in place. A bigger one
-// is pipelined: this goroutine receives and writes while a second one hashes
-// the buffers already written, so on two cores hashing costs no wall time.
-// When copyHashing returns, h has seen every byte written and no goroutine
-// touches it any more.
+// goes through three goroutines, each buffer from one to the next: this one
+// receives into buffers, a writer writes them, a hasher hashes what the
+// writer wrote. So the receiving never waits for a write (the client keeps
+// sending while the driver is busy), and on two cores hashing, the longest
+// of the three, costs no wall time. When copyHashing returns, h has seen
+// every byte written and no goroutine touches it or w any more.
 func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 	first := copyBuffers.Get().(*[]byte)
 	n, rerr := fill(r, *first)
@@ -251,49 +253,71 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 		buf *[]byte
 		n   int
 	}
+	// Every buffer is in exactly one of these channels or with one
+	// goroutine, so no send blocks.
 	free := make(chan *[]byte, pipelineDepth)
-	free <- first
 	for i := 1; i < pipelineDepth; i++ {
 		free <- copyBuffers.Get().(*[]byte)
 	}
-	written := make(chan chunk, pipelineDepth)
+	toWrite := make(chan chunk, pipelineDepth)
+	toHash := make(chan chunk, pipelineDepth)
+	failed := make(chan struct{}) // closed when a write fails
+	var werr error                // the failed write's error, read after toHash is closed
+	go func() {
+		defer close(toHash)
+		for c := range toWrite {
+			if werr != nil {
+				free <- c.buf
+				continue
+			}
+			m, err := w.Write((*c.buf)[:c.n])
+			toHash <- chunk{c.buf, m}
+			if err != nil {
+				werr = err
+				close(failed)
+			}
+		}
+	}()
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
-		for c := range written {
+		for c := range toHash {
 			h.Write((*c.buf)[:c.n])
 			free <- c.buf
 		}
 	}()
-	err := func() error {
-		buf := <-free // first, holding n bytes already read
-		for {
-			if n > 0 {
-				m, werr := w.Write((*buf)[:n])
-				written <- chunk{buf, m}
-				if werr != nil {
-					return werr
-				}
-			} else {
-				free <- buf
-			}
-			switch rerr {
-			case nil:
-			case io.EOF:
-				return nil
-			default:
-				return rerr
-			}
-			buf = <-free
-			n, rerr = fill(r, *buf)
+
+	buf := first // holding n bytes already read
+	for {
+		if n > 0 {
+			toWrite <- chunk{buf, n}
+		} else {
+			free <- buf
 		}
-	}()
-	close(written)
+		if rerr != nil {
+			break
+		}
+		select {
+		case <-failed:
+		case buf = <-free:
+			n, rerr = fill(r, *buf)
+			continue
+		}
+		break
+	}
+	close(toWrite)
 	<-hashed
-	for i := 0; i < pipelineDepth; i++ {
+	for range pipelineDepth {
 		copyBuffers.Put(<-free)
 	}
-	return err
+	switch {
+	case werr != nil:
+		return werr
+	case rerr == io.EOF, rerr == nil: // nil: stopped by a failed write
+		return nil
+	default:
+		return rerr
+	}
 }
 
 // fill reads from r until buf is full or r returns an error (io.EOF
