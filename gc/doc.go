@@ -79,6 +79,18 @@
 // "unknown" and the client uploads it again; the upload's finish waits
 // for the collector, so the bytes it leaves are never the ones deleted.
 //
+// Sparse manifests (the store's SparseManifests) accept a reference that
+// is absent, which would turn the MANIFEST_BLOB_UNKNOWN above into a 201
+// for a manifest whose blob a collector deleted between the client's HEAD
+// and its PUT (a slow push whose HEAD came before the cutoff's lease
+// window). So a round's doom list is not removed but kept as a tombstone
+// for store.TombstoneTTL (a day), a killed collector's once it is void
+// too, and the store accepts an absent reference only if neither a doom
+// list nor a tombstone names it: absent because never pushed, not because
+// collected. The collector writes its list before it deletes anything, so
+// a PUT that finds a deleted item absent finds the list (valid, or a
+// tombstone) as well.
+//
 // An upload in progress is never swept: only uploads with no file written
 // for UploadMaxAge (at least the grace) are purged, and a finished one
 // moves its bytes into place with a fresh modification time.

@@ -776,6 +776,12 @@ func runSoak(t *testing.T, a, b *Server, env []string) {
 		if bad := serverErrors(t, srv); len(bad) > 0 {
 			t.Errorf("%s (%s) answered %d requests with a 5xx:\n%s", srv.Host, srv.LogPath, len(bad), strings.Join(head(bad, 10), "\n"))
 		}
+		// The load pushes every blob before its manifest: a manifest
+		// accepted without one (sparse manifests are on) lacks what a
+		// collection deleted after the pusher's HEAD.
+		if sparse := grepLog(t, srv, `msg="sparse manifest accepted"`, 5); sparse != "" {
+			t.Errorf("%s accepted manifests without a blob the pusher had seen:\n%s", srv.Host, sparse)
+		}
 	}
 	fivexx := 0
 	for k, n := range s.statuses {

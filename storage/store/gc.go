@@ -42,6 +42,14 @@ import (
 //     again; HEAD and mount do not wait, they answer "unknown" at once (the
 //     client uploads instead). A list older than DoomTTL is void: the
 //     collector never deletes later than DoomTTL/4 after writing it.
+//   - When its round is over the collector moves its list to
+//     _berth/gc/deleted (Undoom), where it stays for TombstoneTTL as a
+//     tombstone: what it names may have been deleted lately. A void list a
+//     killed collector left is moved there too (CleanUpGC). A sparse
+//     manifest (Options.SparseManifests) is accepted without a reference
+//     only if no tombstone names it: a client that saw the blob before a
+//     collection deleted it (a HEAD, then its other layers, then the
+//     manifest) is refused as it would be without sparse manifests.
 //
 // Each side writes its flag before reading the other's, on storage with
 // read-after-write consistency (a filesystem; S3 since 2020), so at least
@@ -53,6 +61,11 @@ import (
 // leaves three quarters for clock skew between hosts and storage.
 const DoomTTL = time.Minute
 
+// TombstoneTTL is how long a finished doom list is kept as a tombstone
+// (see above): longer than any client takes from looking at a blob (HEAD)
+// to pushing the manifest that references it.
+const TombstoneTTL = 24 * time.Hour
+
 // DefaultLeaseAfter is the default Options.LeaseAfter.
 const DefaultLeaseAfter = 10 * time.Minute
 
@@ -61,6 +74,7 @@ const DefaultLeaseAfter = 10 * time.Minute
 func gcRoot() string     { return rootPath + "/_berth/gc" }
 func leasesPath() string { return gcRoot() + "/leases" }
 func doomedRoot() string { return gcRoot() + "/doomed" }
+func deletedRoot() string { return gcRoot() + "/deleted" }
 func clockPath() string  { return gcRoot() + "/clock" }
 
 // ItemKind says what an Item is.
@@ -386,14 +400,54 @@ func (s *Store) Doom(ctx context.Context, id string, items []Item) error {
 	return err
 }
 
-// Undoom removes the doom list id (after its round deleted or spared its
-// items); other lists stay.
+// Undoom ends the doom list id (after its round deleted or spared its
+// items): it moves it among the tombstones; other lists stay.
 func (s *Store) Undoom(ctx context.Context, id string) error {
-	err := s.driver.Delete(ctx, doomedRoot()+"/"+id)
+	err := s.driver.Move(ctx, doomedRoot()+"/"+id, deletedRoot()+"/"+id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
 	return err
+}
+
+// recentlyDeleted returns what the tombstones younger than TombstoneTTL
+// name: one listing, plus one read of each tombstone not seen before.
+func (s *Store) recentlyDeleted(ctx context.Context) (map[string]bool, error) {
+	names, err := s.driver.List(ctx, deletedRoot())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &s.tombstones
+	c.mu.Lock()
+	known := c.lists
+	c.mu.Unlock()
+	current := make(map[string]doomList, len(names))
+	out := map[string]bool{}
+	for _, name := range names {
+		l, ok := known[name]
+		if !ok {
+			if l, ok, err = s.readDoomList(ctx, name); err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+		}
+		if time.Since(l.written) >= TombstoneTTL {
+			continue
+		}
+		current[name] = l
+		for p := range l.paths {
+			out[p] = true
+		}
+	}
+	c.mu.Lock()
+	c.lists = current
+	c.mu.Unlock()
+	return out, nil
 }
 
 // Leases returns what the leases written at or after since name.
@@ -482,9 +536,10 @@ func (s *Store) deleteFiles(ctx context.Context, paths []string) []error {
 	return storage.DeleteFiles(ctx, s.driver, paths, 16)
 }
 
-// CleanUpGC removes the leases written before leaseCutoff and the doom
+// CleanUpGC removes the leases written before leaseCutoff and the
+// tombstones older than TombstoneTTL, and makes tombstones of the doom
 // lists that are no longer valid (left by a collector that was killed).
-// It returns how many it removed.
+// It returns how many it removed or moved.
 func (s *Store) CleanUpGC(ctx context.Context, leaseCutoff time.Time) (int, error) {
 	var paths []string
 	collect := func(root string, old func(storage.FileInfo) bool) error {
@@ -502,11 +557,31 @@ func (s *Store) CleanUpGC(ctx context.Context, leaseCutoff time.Time) (int, erro
 	if err := collect(leasesPath(), func(fi storage.FileInfo) bool { return fi.ModTime.Before(leaseCutoff) }); err != nil {
 		return 0, err
 	}
-	if err := collect(doomedRoot(), func(fi storage.FileInfo) bool { return time.Since(fi.ModTime) > DoomTTL }); err != nil {
+	if err := collect(deletedRoot(), func(fi storage.FileInfo) bool { return time.Since(fi.ModTime) > TombstoneTTL }); err != nil {
 		return 0, err
 	}
-	errs := s.deleteFiles(ctx, paths)
+	// A void doom list (its collector was killed) becomes a tombstone: its
+	// collector may have deleted what it names.
+	var void []string
+	err := s.driver.Walk(ctx, doomedRoot(), func(fi storage.FileInfo) error {
+		if !fi.IsDir && time.Since(fi.ModTime) > DoomTTL {
+			void = append(void, fi.Path)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return 0, err
+	}
+	var errs []error
 	n := 0
+	for _, p := range void {
+		if err := s.Undoom(ctx, path.Base(p)); err != nil {
+			errs = append(errs, err)
+		} else {
+			n++
+		}
+	}
+	errs = append(errs, s.deleteFiles(ctx, paths)...)
 	for _, err := range errs {
 		if err == nil {
 			n++

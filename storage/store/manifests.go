@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -202,6 +203,13 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 	}
 	doomed, err := s.settleDoomed(ctx, settled...)
 	missing := make([]bool, len(refs))
+	var deleted map[string]bool // tombstones, read once if needed
+	var deletedOnce sync.Once
+	var deletedErr error
+	recentlyDeleted := func(p string) (bool, error) {
+		deletedOnce.Do(func() { deleted, deletedErr = s.recentlyDeleted(ctx) })
+		return deleted[p], deletedErr
+	}
 	if err == nil && len(refs) > 0 {
 		err = parallel(ctx, len(refs), 8, func(ctx context.Context, i int) error {
 			r := refs[i]
@@ -218,6 +226,16 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection while this manifest was pushed; push it again", ErrManifestBlobUnknown, r.d, r.what)
 				case !s.sparse:
 					return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, r.d, r.what)
+				}
+				// Sparse, unless a collection deleted it lately: the
+				// client may have seen it before (a HEAD) and not
+				// pushed it for that reason.
+				gone, err := recentlyDeleted(p)
+				if err != nil {
+					return err
+				}
+				if gone {
+					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection lately; push it again", ErrManifestBlobUnknown, r.d, r.what)
 				}
 				missing[i] = true
 				return nil

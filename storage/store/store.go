@@ -53,6 +53,7 @@ type Store struct {
 	leaseAfter time.Duration
 	leaseMemo  leaseMemo
 	dooms      doomLists // the doom lists read so far
+	tombstones doomLists // the tombstones read so far
 	sparse     bool      // Options.SparseManifests
 }
 

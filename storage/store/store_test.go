@@ -644,6 +644,61 @@ func TestSparseManifests(t *testing.T) {
 		if err := s.Undoom(ctx, "run1-000000"); err != nil {
 			t.Fatal(err)
 		}
+		// After the round, its list is a tombstone: a push relying on
+		// what it deleted is still refused (the client may have seen the
+		// layer with a HEAD before the collection, and not pushed it).
+		_, err = s.PutManifest(ctx, "r", []string{"later"}, "", "", imageManifest(cd, ld, 2, 5, `,"annotations":{"a":"c"}`))
+		if !errors.Is(err, store.ErrManifestBlobUnknown) {
+			t.Errorf("push relying on a layer collected lately: %v, want MANIFEST_BLOB_UNKNOWN", err)
+		}
+		// Once the tombstone is older than TombstoneTTL, the layer is
+		// simply absent: sparse.
+		aged := store.New(agedDriver{Driver: d, by: store.TombstoneTTL + time.Minute, old: func(p string) bool {
+			return strings.Contains(p, "/_berth/gc/deleted/")
+		}}, store.Options{SparseManifests: true})
+		res, err = aged.PutManifest(ctx, "r", []string{"later"}, "", "", imageManifest(cd, ld, 2, 5, `,"annotations":{"a":"c"}`))
+		if err != nil || len(res.Absent) != 1 || res.Absent[0] != ld {
+			t.Errorf("push relying on a layer collected a day ago: %+v, %v; want accepted as sparse", res, err)
+		}
+		// CleanUpGC removes that old tombstone.
+		if _, err := aged.CleanUpGC(ctx, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if names, err := d.List(ctx, "/docker/registry/v2/_berth/gc/deleted"); err == nil && len(names) != 0 {
+			t.Errorf("tombstones left after CleanUpGC: %v", names)
+		}
+	})
+}
+
+// TestVoidDoomListBecomesTombstone: the doom list of a killed collector,
+// once void, is moved among the tombstones by CleanUpGC, so that a sparse
+// push relying on what that collector may have deleted is refused.
+func TestVoidDoomListBecomesTombstone(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := t.Context()
+		s := store.New(d, store.Options{SparseManifests: true})
+		cd, ld := pushBlob(t, s, "r", []byte(`{}`)), pushBlob(t, s, "r", []byte("layer"))
+		doomed := []store.Item{{Kind: store.ItemLayerLink, Repository: "r", Digest: ld}}
+		if err := s.Doom(ctx, "killed-000000", doomed); err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(s.DeleteItems(ctx, doomed)...); err != nil {
+			t.Fatal(err)
+		}
+		// The collector dies here; its list goes void.
+		aged := store.New(agedDriver{Driver: d, by: 2 * store.DoomTTL, old: func(p string) bool {
+			return strings.Contains(p, "/_berth/gc/doomed/")
+		}}, store.Options{SparseManifests: true})
+		if n, err := aged.CleanUpGC(ctx, time.Time{}); err != nil || n != 1 {
+			t.Fatalf("CleanUpGC: %d, %v; want the void list moved", n, err)
+		}
+		if names, _ := d.List(ctx, "/docker/registry/v2/_berth/gc/doomed"); len(names) != 0 {
+			t.Errorf("void doom lists left: %v", names)
+		}
+		_, err := s.PutManifest(ctx, "r", nil, "", "", imageManifest(cd, ld, 2, 5, ""))
+		if !errors.Is(err, store.ErrManifestBlobUnknown) {
+			t.Errorf("push relying on a layer a killed collector deleted: %v, want MANIFEST_BLOB_UNKNOWN", err)
+		}
 	})
 }
 
