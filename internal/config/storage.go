@@ -104,8 +104,8 @@ type Manifests struct {
 	// not in the repository: an index mirrored for some of its platforms,
 	// an image whose non-distributable layers live elsewhere. Pulling what
 	// is absent answers "unknown"; garbage collection keeps it once pushed.
-	// A reference a collection deleted while the push waited on it is
-	// always refused. False refuses every absent reference with the OCI
+	// A reference a collection deleted during the push or in the day
+	// before is always refused. False refuses every absent reference with the OCI
 	// code MANIFEST_BLOB_UNKNOWN. Default: true.
 	Sparse bool `yaml:"sparse"`
 }
