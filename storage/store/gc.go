@@ -71,11 +71,11 @@ const DefaultLeaseAfter = 10 * time.Minute
 
 // gcRoot is where the interlock's objects live, beside blobs/ and
 // repositories/ (Distribution never looks there).
-func gcRoot() string     { return rootPath + "/_berth/gc" }
-func leasesPath() string { return gcRoot() + "/leases" }
-func doomedRoot() string { return gcRoot() + "/doomed" }
+func gcRoot() string      { return rootPath + "/_berth/gc" }
+func leasesPath() string  { return gcRoot() + "/leases" }
+func doomedRoot() string  { return gcRoot() + "/doomed" }
 func deletedRoot() string { return gcRoot() + "/deleted" }
-func clockPath() string  { return gcRoot() + "/clock" }
+func clockPath() string   { return gcRoot() + "/clock" }
 
 // ItemKind says what an Item is.
 type ItemKind int
@@ -214,16 +214,22 @@ type doomLists struct {
 // doomedPaths returns what the valid doom lists name now: one listing,
 // plus one read of each list not seen before.
 func (s *Store) doomedPaths(ctx context.Context) (map[string]bool, error) {
-	names, err := s.driver.List(ctx, doomedRoot())
+	return s.listedPaths(ctx, doomedRoot(), &s.dooms, DoomTTL)
+}
+
+// listedPaths returns what the lists under root younger than ttl name: one
+// listing, plus one read of each list not in cache (which keeps those the
+// listing still shows).
+func (s *Store) listedPaths(ctx context.Context, root string, cache *doomLists, ttl time.Duration) (map[string]bool, error) {
+	names, err := s.driver.List(ctx, root)
 	if errors.Is(err, storage.ErrNotFound) {
 		names = nil
 	} else if err != nil {
 		return nil, err
 	}
-	c := &s.dooms
-	c.mu.Lock()
-	known := c.lists
-	c.mu.Unlock()
+	cache.mu.Lock()
+	known := cache.lists
+	cache.mu.Unlock()
 	current := make(map[string]doomList, len(names))
 	var out map[string]bool
 	for _, name := range names {
@@ -238,7 +244,7 @@ func (s *Store) doomedPaths(ctx context.Context) (map[string]bool, error) {
 			}
 		}
 		current[name] = l
-		if time.Since(l.written) >= DoomTTL {
+		if time.Since(l.written) >= ttl {
 			continue
 		}
 		if out == nil {
@@ -248,9 +254,9 @@ func (s *Store) doomedPaths(ctx context.Context) (map[string]bool, error) {
 			out[p] = true
 		}
 	}
-	c.mu.Lock()
-	c.lists = current
-	c.mu.Unlock()
+	cache.mu.Lock()
+	cache.lists = current
+	cache.mu.Unlock()
 	return out, nil
 }
 
@@ -413,41 +419,7 @@ func (s *Store) Undoom(ctx context.Context, id string) error {
 // recentlyDeleted returns what the tombstones younger than TombstoneTTL
 // name: one listing, plus one read of each tombstone not seen before.
 func (s *Store) recentlyDeleted(ctx context.Context) (map[string]bool, error) {
-	names, err := s.driver.List(ctx, deletedRoot())
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	c := &s.tombstones
-	c.mu.Lock()
-	known := c.lists
-	c.mu.Unlock()
-	current := make(map[string]doomList, len(names))
-	out := map[string]bool{}
-	for _, name := range names {
-		l, ok := known[name]
-		if !ok {
-			if l, ok, err = s.readDoomList(ctx, name); err != nil {
-				return nil, err
-			}
-			if !ok {
-				continue
-			}
-		}
-		if time.Since(l.written) >= TombstoneTTL {
-			continue
-		}
-		current[name] = l
-		for p := range l.paths {
-			out[p] = true
-		}
-	}
-	c.mu.Lock()
-	c.lists = current
-	c.mu.Unlock()
-	return out, nil
+	return s.listedPaths(ctx, deletedRoot(), &s.tombstones, TombstoneTTL)
 }
 
 // Leases returns what the leases written at or after since name.

@@ -941,4 +941,3 @@ func TestFailedWriteResumes(t *testing.T) {
 		})
 	}
 }
-
