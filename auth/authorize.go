@@ -109,19 +109,16 @@ func (a *TokenAuthorizer) Authorize(r *http.Request, need []Access) (*Identity, 
 func missing(granted, need []Access) []Access {
 	var out []Access
 	for _, n := range need {
-		if Allowed(granted, n) {
-			continue
-		}
 		m := Access{Type: n.Type, Name: n.Name}
 		for _, act := range n.Actions {
 			if !grants(granted, n.Type, n.Name, act) {
 				m.Actions = append(m.Actions, act)
 			}
 		}
-		if len(m.Actions) == 0 { // a need without actions is never allowed
-			m.Actions = n.Actions
+		// As Allowed: every action granted, and a need without actions never.
+		if len(m.Actions) > 0 || len(n.Actions) == 0 {
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	return out
 }

@@ -77,15 +77,8 @@ func runConformanceNext(t *testing.T, url string, env []string, allowSkip []stri
 	t.Helper()
 	report := t.TempDir()
 	env = append(env[:len(env):len(env)], "CONFORMANCE_REPORT_DIR="+report)
-	lines, err := runLogged(t, env, 10*time.Minute, filepath.Join(harnessDir(t), "conformance-next.sh"), url)
-	last := lastLine(lines)
-	m := conformanceNextSummary.FindStringSubmatch(last)
-	if m == nil {
-		t.Fatalf("conformance-next.sh did not end with its summary line (%v); last line: %q", err, last)
-	}
-	passed, _ := strconv.Atoi(m[1])
-	failed, _ := strconv.Atoi(m[2])
-	skipped, _ := strconv.Atoi(m[3])
+	n, last, err := runSummarized(t, env, 10*time.Minute, "conformance-next.sh", url, conformanceNextSummary)
+	passed, failed, skipped := n[0], n[1], n[2]
 	switch {
 	case failed != 0 || passed == 0:
 		t.Errorf("%s (the failing tests are listed above)", last)
@@ -118,20 +111,31 @@ func runConformanceNext(t *testing.T, url string, env []string, allowSkip []stri
 // ends with "N passed, 0 failed".
 func runPinnedConformance(t *testing.T, url string, env []string) {
 	t.Helper()
-	h := harnessDir(t)
-	lines, err := runLogged(t, env, 15*time.Minute, filepath.Join(h, "conformance.sh"), url)
-	last := lastLine(lines)
-	m := conformanceSummary.FindStringSubmatch(last)
-	if m == nil {
-		t.Fatalf("conformance.sh did not end with its summary line (%v); last line: %q", err, last)
-	}
-	passed, _ := strconv.Atoi(m[1])
-	failed, _ := strconv.Atoi(m[2])
+	n, last, err := runSummarized(t, env, 15*time.Minute, "conformance.sh", url, conformanceSummary)
+	passed, failed := n[0], n[1]
 	if failed != 0 || passed == 0 {
 		t.Errorf("%s (the failing specs are listed above)", last)
 	} else if err != nil {
 		t.Errorf("conformance.sh: %v after %q", err, last)
 	}
+}
+
+// runSummarized runs the harness script against url with env and returns
+// the numbers of its last line, which summary must match (t fails at once
+// otherwise), the line, and the script's error.
+func runSummarized(t *testing.T, env []string, timeout time.Duration, script, url string, summary *regexp.Regexp) ([]int, string, error) {
+	t.Helper()
+	lines, err := runLogged(t, env, timeout, filepath.Join(harnessDir(t), script), url)
+	last := lastLine(lines)
+	m := summary.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("%s did not end with its summary line (%v); last line: %q", script, err, last)
+	}
+	n := make([]int, len(m)-1)
+	for i, s := range m[1:] {
+		n[i], _ = strconv.Atoi(s)
+	}
+	return n, last, err
 }
 
 // runClients runs clients.sh against the registry at url and fails t unless

@@ -123,7 +123,8 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if r.ContentLength > manifest.MaxSize {
 		return fmt.Errorf("%w: Content-Length is %d", manifest.ErrTooLarge, r.ContentLength)
 	}
-	tags, err := pushTags(ref, r.URL.Query()["tag"])
+	tagParams := r.URL.Query()["tag"]
+	tags, err := pushTags(ref, tagParams)
 	if err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if res.Manifest != nil && res.Manifest.Subject != nil {
 		h.Set("Oci-Subject", res.Manifest.Subject.Digest.String())
 	}
-	if len(r.URL.Query()["tag"]) > 0 {
+	if len(tagParams) > 0 {
 		h.Set("Oci-Tag", strings.Join(tags, ", "))
 	}
 	h.Set("Content-Length", "0")

@@ -135,11 +135,9 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			if err == nil {
 				subject = id.Subject
 				r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
-			} else {
-				askMountSource(r, err)
-				if ch, ok := errors.AsType[*auth.Challenge](err); ok {
-					subject = ch.Subject // who was refused, if known
-				}
+			} else if ch, ok := errors.AsType[*auth.Challenge](err); ok {
+				askMountSource(r, ch)
+				subject = ch.Subject // who was refused, if known
 			}
 		}
 		if err == nil {
@@ -194,9 +192,8 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 // regclient, the conformance runner) asks for both, as docker does by
 // itself. The source stays optional: a token without it is accepted, and
 // the mount then falls back to an upload (see mountAllowed).
-func askMountSource(r *http.Request, err error) {
-	ch, ok := errors.AsType[*auth.Challenge](err)
-	if !ok || ch.Scheme != "Bearer" || r.Method != http.MethodPost {
+func askMountSource(r *http.Request, ch *auth.Challenge) {
+	if ch.Scheme != "Bearer" || r.Method != http.MethodPost {
 		return
 	}
 	q := r.URL.Query()

@@ -30,8 +30,9 @@ const (
 // in mode none) and, in token mode with the built-in issuer, the issuer
 // (nil otherwise). Files are read here; a bad one fails the start. The
 // htpasswd and policy files are read again when they change (looked at on
-// use, at most once a second by the clock now), as the TLS pair is.
-func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (auth.Authorizer, *issuer.Issuer, error) {
+// use, at most once a second by the clock now), as the TLS pair is. The
+// login throttle counts clients by the address proxies give them.
+func newAuth(cfg *config.Config, proxies *auth.TrustedProxies, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (auth.Authorizer, *issuer.Issuer, error) {
 	a := cfg.Auth
 	switch a.Mode {
 	case config.AuthNone:
@@ -41,7 +42,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.htpasswd: %w", err)
 		}
-		proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+		throttle, err := newLoginThrottle(cfg, logger, metrics, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -59,7 +60,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 		if err != nil {
 			return nil, nil, fmt.Errorf("auth.issuer.key: %w", err)
 		}
-		if iss, err = newIssuer(cfg, key, logger, metrics, now); err != nil {
+		if iss, err = newIssuer(cfg, key, proxies, logger, metrics, now); err != nil {
 			return nil, nil, err
 		}
 		keys = append(keys, key.Public())
@@ -97,7 +98,7 @@ func newAuth(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Regist
 
 // newIssuer builds the built-in token issuer signing with key: users, policy,
 // and the login throttle with its counters on metrics.
-func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*issuer.Issuer, error) {
+func newIssuer(cfg *config.Config, key crypto.Signer, proxies *auth.TrustedProxies, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*issuer.Issuer, error) {
 	a := cfg.Auth
 	users, err := watchHtpasswd(a.Htpasswd, logger, now)
 	if err != nil {
@@ -109,7 +110,7 @@ func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metri
 	if err != nil {
 		return nil, fmt.Errorf("auth.issuer.policy: %w", err)
 	}
-	proxies, throttle, err := newLoginThrottle(cfg, logger, metrics, now)
+	throttle, err := newLoginThrottle(cfg, logger, metrics, now)
 	if err != nil {
 		return nil, err
 	}
@@ -132,15 +133,20 @@ func newIssuer(cfg *config.Config, key crypto.Signer, logger *slog.Logger, metri
 	return iss, nil
 }
 
-// newLoginThrottle builds the throttle of failed logins of cfg.Auth.Mode
-// (htpasswd: the registry's Basic auth; token: the built-in issuer), with
-// its two counters on metrics labelled by the mode, and the trusted proxies
-// that give it the client address.
-func newLoginThrottle(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*auth.TrustedProxies, *auth.Throttle, error) {
+// trustedProxies parses http.trustedProxies: the proxies whose
+// X-Forwarded-For names the client, for the login throttle and the logs.
+func trustedProxies(cfg *config.Config) (*auth.TrustedProxies, error) {
 	proxies, err := auth.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
 	if err != nil {
-		return nil, nil, fmt.Errorf("http.trustedProxies: %w", err)
+		return nil, fmt.Errorf("http.trustedProxies: %w", err)
 	}
+	return proxies, nil
+}
+
+// newLoginThrottle builds the throttle of failed logins of cfg.Auth.Mode
+// (htpasswd: the registry's Basic auth; token: the built-in issuer), with
+// its two counters on metrics labelled by the mode.
+func newLoginThrottle(cfg *config.Config, logger *slog.Logger, metrics *prometheus.Registry, now func() time.Time) (*auth.Throttle, error) {
 	failed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_auth_failed_logins_total",
 		Help: "Logins refused for a wrong user name, password or refresh token, by auth mode (htpasswd: registry requests; token: the built-in issuer).",
@@ -151,11 +157,11 @@ func newLoginThrottle(cfg *config.Config, logger *slog.Logger, metrics *promethe
 	}, []string{"mode"})
 	for _, c := range []prometheus.Collector{failed, throttled} {
 		if err := metrics.Register(c); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	mode := cfg.Auth.Mode
-	return proxies, auth.NewThrottle(auth.ThrottleConfig{
+	return auth.NewThrottle(auth.ThrottleConfig{
 		Failures:  failed.WithLabelValues(mode),
 		Throttled: throttled.WithLabelValues(mode),
 		Log:       logger,

@@ -81,12 +81,16 @@ func (f *authFiles) users(pairs ...string) {
 func newAuthServer(t *testing.T, cfg *config.Config, f *authFiles, logs *syncBuffer, metrics *prometheus.Registry) http.Handler {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	authorizer, iss, err := newAuth(cfg, logger, metrics, f.now)
+	proxies, err := trustedProxies(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorizer, iss, err := newAuth(cfg, proxies, logger, metrics, f.now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg, err := registry.New(registry.Options{Store: store.New(inmemory.New(), store.Options{Logger: logger}),
-		Logger: logger, Authorizer: authorizer})
+		Logger: logger, Authorizer: authorizer, Proxies: proxies})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/registry"
 	"github.com/berth-registry/berth/storage"
@@ -160,17 +159,17 @@ func (a *app) serve(cfg *config.Config) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	authorizer, iss, err := newAuth(cfg, logger, metrics, time.Now)
+	proxies, err := trustedProxies(cfg)
+	if err != nil {
+		return err
+	}
+	authorizer, iss, err := newAuth(cfg, proxies, logger, metrics, time.Now)
 	if err != nil {
 		return err
 	}
 	collector, err := newGCLoop(cfg.GC, st, logger, metrics) // nil unless gc.interval is set
 	if err != nil {
 		return err
-	}
-	proxies, err := auth.ParseTrustedProxies(cfg.HTTP.TrustedProxies)
-	if err != nil {
-		return fmt.Errorf("http.trustedProxies: %w", err)
 	}
 	reg, err := registry.New(registry.Options{
 		Proxies:       proxies,

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"strings"
 	"sync"
@@ -300,50 +301,38 @@ func (s *Store) anyDoomed(ctx context.Context, paths ...string) (bool, error) {
 	return false, nil
 }
 
-// settle is settleDoomed for callers that need only to wait.
-func (s *Store) settle(ctx context.Context, paths ...string) error {
-	_, err := s.settleDoomed(ctx, paths...)
-	return err
-}
-
-// settleDoomed waits until no valid doom list names any of paths: the collector
+// settle waits until no valid doom list names any of paths: the collector
 // that doomed them has deleted them or spared them. The caller then looks
 // at what is there. It must have written its lease first. A doomed path
 // that holds nothing is settled: the collector deletes a path last of all
-// it does for an item, so only the list's removal is left. It returns the
-// paths a valid doom list named, so that the caller can tell one that a
-// collector deleted from one that was never there.
-func (s *Store) settleDoomed(ctx context.Context, paths ...string) (doomed map[string]bool, err error) {
+// it does for an item, so only the list's removal is left.
+func (s *Store) settle(ctx context.Context, paths ...string) error {
 	wait := 10 * time.Millisecond
 	for {
-		lists, err := s.doomedPaths(ctx)
+		doomed, err := s.doomedPaths(ctx)
 		if err != nil {
-			return doomed, err
+			return err
 		}
 		var pending []string
 		for _, p := range paths {
-			if !lists[p] {
+			if !doomed[p] {
 				continue
 			}
-			if doomed == nil {
-				doomed = map[string]bool{}
-			}
-			doomed[p] = true
 			have, err := s.exists(ctx, p)
 			if err != nil {
-				return doomed, err
+				return err
 			}
 			if have {
 				pending = append(pending, p)
 			}
 		}
 		if len(pending) == 0 {
-			return doomed, nil
+			return nil
 		}
 		paths = pending
 		select {
 		case <-ctx.Done():
-			return doomed, ctx.Err()
+			return ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 500*time.Millisecond)
@@ -416,10 +405,22 @@ func (s *Store) Undoom(ctx context.Context, id string) error {
 	return err
 }
 
-// recentlyDeleted returns what the tombstones younger than TombstoneTTL
-// name: one listing, plus one read of each tombstone not seen before.
+// recentlyDeleted returns what a collector may have deleted in the last
+// TombstoneTTL: the paths the doom lists name, valid or void (a collector
+// deleting now, or one killed), and those the tombstones younger than
+// TombstoneTTL name. The doom lists are read first: a list moved among the
+// tombstones in between is seen in one place or the other.
 func (s *Store) recentlyDeleted(ctx context.Context) (map[string]bool, error) {
-	return s.listedPaths(ctx, deletedRoot(), &s.tombstones, TombstoneTTL)
+	out, err := s.listedPaths(ctx, doomedRoot(), &s.dooms, TombstoneTTL)
+	if err != nil {
+		return nil, err
+	}
+	tombs, err := s.listedPaths(ctx, deletedRoot(), &s.tombstones, TombstoneTTL)
+	if out == nil {
+		return tombs, err
+	}
+	maps.Copy(out, tombs)
+	return out, err
 }
 
 // Leases returns what the leases written at or after since name.

@@ -168,8 +168,8 @@ func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, wan
 // delete them, nor m's own stored body or revision: it leases them all
 // first, then waits for a collector that marked any of them to decide, then
 // looks (see gc.go). A missing reference is ErrManifestBlobUnknown, unless
-// the store accepts sparse manifests and no collector deleted it meanwhile:
-// then it is returned in absent.
+// the store accepts sparse manifests and no collector deleted it lately
+// (recentlyDeleted): then it is returned in absent.
 func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Digest, m *manifest.Manifest) (absent []digest.Digest, err error) {
 	blobs := m.BlobReferences()
 	leased := make([]digest.Digest, 0, len(blobs)+len(m.Manifests)+1)
@@ -201,15 +201,10 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 	for _, r := range refs {
 		settled = append(settled, r.link, blobDataPath(r.d))
 	}
-	doomed, err := s.settleDoomed(ctx, settled...)
+	err = s.settle(ctx, settled...)
 	missing := make([]bool, len(refs))
-	var deleted map[string]bool // tombstones, read once if needed
-	var deletedOnce sync.Once
-	var deletedErr error
-	recentlyDeleted := func(p string) (bool, error) {
-		deletedOnce.Do(func() { deleted, deletedErr = s.recentlyDeleted(ctx) })
-		return deleted[p], deletedErr
-	}
+	// Read only if something is missing, and then once.
+	recentlyDeleted := sync.OnceValues(func() (map[string]bool, error) { return s.recentlyDeleted(ctx) })
 	if err == nil && len(refs) > 0 {
 		err = parallel(ctx, len(refs), 8, func(ctx context.Context, i int) error {
 			r := refs[i]
@@ -221,21 +216,17 @@ func (s *Store) checkReferences(ctx context.Context, repo string, d digest.Diges
 				if ok {
 					continue
 				}
+				// A collection that deleted it lately (or while this
+				// push waited) refuses even a sparse manifest: the client
+				// may have seen it (a HEAD) and not pushed it for that.
+				deleted, err := recentlyDeleted()
 				switch {
-				case doomed[p]:
-					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection while this manifest was pushed; push it again", ErrManifestBlobUnknown, r.d, r.what)
+				case err != nil:
+					return err
+				case deleted[p]:
+					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection lately; push it again", ErrManifestBlobUnknown, r.d, r.what)
 				case !s.sparse:
 					return fmt.Errorf("%w: %s (%s)", ErrManifestBlobUnknown, r.d, r.what)
-				}
-				// Sparse, unless a collection deleted it lately: the
-				// client may have seen it before (a HEAD) and not
-				// pushed it for that reason.
-				gone, err := recentlyDeleted(p)
-				if err != nil {
-					return err
-				}
-				if gone {
-					return fmt.Errorf("%w: %s (%s) was deleted by garbage collection lately; push it again", ErrManifestBlobUnknown, r.d, r.what)
 				}
 				missing[i] = true
 				return nil
