@@ -48,7 +48,8 @@ import (
 //     tombstone: what it names may have been deleted lately. A void list a
 //     killed collector left is moved there too (CleanUpGC). A sparse
 //     manifest (Options.SparseManifests) is accepted without a reference
-//     only if no tombstone names it: a client that saw the blob before a
+//     only if no doom list, valid or void, and no tombstone names it
+//     (recentlyDeleted): a client that saw the blob before a
 //     collection deleted it (a HEAD, then its other layers, then the
 //     manifest) is refused as it would be without sparse manifests.
 //
