@@ -15,6 +15,10 @@
 //	                                  the image ID: manifest digest and media type,
 //	                                  platform, the config as pulled (base64), the layers
 //	                                  (diff_id, blob digest, media type, size), pull time
+//	  blobs/<alg>/<hex>               a verified blob: the manifests, configs and compressed
+//	                                  layers of the images, as pulled, committed or loaded
+//	                                  (what push and save give out), written through
+//	                                  blobs/.tmp-* and a rename
 //	  refs.json                       the reference index: {"refs": {REF: {"id", "manifest"}}},
 //	                                  REF in the full host/name:tag[@digest] form
 //	  lock                            flock: shared by Pull and Rootfs/Flatten, exclusive by Prune

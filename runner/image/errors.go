@@ -17,6 +17,13 @@ var (
 	ErrLayerMissing = errors.New("image: layer missing from the layer store")
 	// ErrInUse: the image is used by a container (Remove without Force).
 	ErrInUse = errors.New("image: in use by a container")
+	// ErrBlobMissing: the store does not hold a blob (a manifest, config or
+	// compressed layer) an image names: the image was pulled by a berth
+	// that kept only the unpacked layers, or the blob was removed by hand.
+	ErrBlobMissing = errors.New("image: blob not in the store")
+	// ErrDigestMismatch: bytes given to the store do not match the digest
+	// or size they were given with.
+	ErrDigestMismatch = errors.New("image: digest mismatch")
 	// ErrCorrupt: an image record or the reference index cannot be read
 	// (not JSON, or a config that does not match its digest).
 	ErrCorrupt = errors.New("image: damaged image record")

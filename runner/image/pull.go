@@ -80,14 +80,10 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 		Platform: opts.Platform,
 		Have: func(l pull.Layer) bool {
 			_, err := s.layers.Get(l.DiffID)
-			return err == nil
+			return err == nil && s.HasBlob(l.Descriptor.Digest)
 		},
 		Layer: func(ctx context.Context, l pull.Layer, body io.Reader) error {
-			// The pull client verifies the blob too; checking it here as
-			// well keeps the layer store's guarantee independent of it.
-			blob := layers.VerifyReader(body, l.Descriptor.Digest, l.Descriptor.Size)
-			_, err := s.layers.Unpack(ctx, blob, l.Descriptor.MediaType, l.DiffID, opts.Limits)
-			return err
+			return s.storeLayer(ctx, l, body, opts.Limits)
 		},
 		Progress: opts.Progress,
 	})
@@ -106,6 +102,14 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	}
 	if err := img.ID.Validate(); err != nil || img.ID.Algorithm().FromBytes(img.RawConfig) != img.ID {
 		return Image{}, fmt.Errorf("%w: %s: the config does not match its digest %s", pull.ErrInvalidImage, r, img.ID)
+	}
+	// The manifest and the config are kept as pulled, beside the layers'
+	// blobs, so that `berth push` and `berth save` give out the same bytes.
+	if _, err := s.PutBlobBytes(pulled.Manifest, pulled.Digest); err != nil {
+		return Image{}, fmt.Errorf("pulling %s: manifest: %w", r, err)
+	}
+	if _, err := s.PutBlobBytes(pulled.RawConfig, img.ID); err != nil {
+		return Image{}, fmt.Errorf("pulling %s: config: %w", r, err)
 	}
 	for _, l := range pulled.Layers {
 		stored, err := s.layers.Get(l.DiffID)
@@ -135,6 +139,33 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	}
 	img.References = refsByID(idx)[img.ID]
 	return img, nil
+}
+
+// storeLayer consumes the compressed stream of one layer: it unpacks it
+// into the layer store (unless a pull of the same diff_id in this process
+// did so meanwhile) and keeps the blob, both only once the whole stream
+// matched the layer's digest, size and diff_id.
+func (s *Store) storeLayer(ctx context.Context, l pull.Layer, body io.Reader, limits layers.Limits) error {
+	w, err := s.NewBlobWriter(l.Descriptor.Digest, l.Descriptor.Size)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	// The pull client verifies the blob too; checking it here as well keeps
+	// the layer store's guarantee independent of it.
+	blob := io.TeeReader(layers.VerifyReader(body, l.Descriptor.Digest, l.Descriptor.Size), w)
+	if _, err := s.layers.Get(l.DiffID); err != nil {
+		if _, err := s.layers.Unpack(ctx, blob, l.Descriptor.MediaType, l.DiffID, limits); err != nil {
+			return err
+		}
+	}
+	// An unpack that found the layer stored meanwhile reads nothing: the
+	// blob is still wanted whole.
+	if _, err := io.Copy(io.Discard, blob); err != nil {
+		return err
+	}
+	_, _, err = w.Commit()
+	return err
 }
 
 // ShortID returns the first 12 hex digits of an image ID, as `berth images`

@@ -340,6 +340,11 @@ type PruneResult struct {
 	// their uncompressed sizes.
 	Layers []digest.Digest
 	Bytes  int64
+	// Blobs are the digests of the stored blobs removed (manifests,
+	// configs and compressed layers no remaining image names), and
+	// BlobBytes their sizes' sum.
+	Blobs     []digest.Digest
+	BlobBytes int64
 }
 
 // Prune removes the images no reference names (dangling images) except
@@ -357,7 +362,8 @@ func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult,
 	for _, id := range inUse {
 		keep[id] = true
 	}
-	used := map[digest.Digest]bool{} // layers
+	used := map[digest.Digest]bool{}  // layers
+	blobs := map[digest.Digest]bool{} // manifests, configs and layer blobs
 	err = func() error {
 		unlock, err := s.flock(refsLock, unix.LOCK_EX)
 		if err != nil {
@@ -370,8 +376,9 @@ func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult,
 		}
 		for _, img := range imgs {
 			if len(img.References) > 0 || keep[img.ID] {
-				for _, d := range img.DiffIDs() {
-					used[d] = true
+				blobs[img.ID], blobs[img.ManifestDigest] = true, true
+				for _, l := range img.Layers {
+					used[l.DiffID], blobs[l.Digest] = true, true
 				}
 				continue
 			}
@@ -380,8 +387,19 @@ func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult,
 			}
 			res.Images = append(res.Images, img.ID)
 		}
+		idx, err := s.readIndex()
+		if err != nil {
+			return err
+		}
+		for _, e := range idx.Refs {
+			blobs[e.Manifest] = true // the manifest a reference was pulled by (an older one, or an index)
+		}
 		return nil
 	}()
+	if err != nil {
+		return res, err
+	}
+	res.Blobs, res.BlobBytes, err = s.removeBlobs(blobs)
 	if err != nil {
 		return res, err
 	}
