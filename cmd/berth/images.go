@@ -211,7 +211,8 @@ ones wait until the prune is done.`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(a.stdout, "Removed %d images and %d layers, %s\n", len(res.Images), len(res.Layers), humanBytes(res.Bytes))
+			_, err = fmt.Fprintf(a.stdout, "Removed %d images and %d layers (%d blobs), %s\n",
+				len(res.Images), len(res.Layers), len(res.Blobs), humanBytes(res.Bytes+res.BlobBytes))
 			return err
 		},
 	}

@@ -193,7 +193,7 @@ func TestImageCommands(t *testing.T) {
 		t.Errorf("rmi: exit %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 	out, _, code = berth("image", "prune")
-	if code != exitOK || !strings.Contains(out, "Removed 0 images and 1 layers") {
+	if code != exitOK || !strings.Contains(out, "Removed 0 images and 1 layers (3 blobs)") {
 		t.Errorf("image prune: exit %d\n%s", code, out)
 	}
 	if out, _, code = berth("images", "-q"); code != exitOK || out != "" {
