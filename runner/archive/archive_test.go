@@ -252,6 +252,17 @@ func TestLoadOCILayout(t *testing.T) {
 		}
 		storeEmpty(t, s)
 	})
+	t.Run("single image of another platform", func(t *testing.T) {
+		s := newStore(t)
+		p := pullPlatform("arm64")
+		one := tarOf(t, append(amd.blobEntries(), file("index.json", mustJSON(t, ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2},
+			Manifests: []ocispec.Descriptor{amd.descriptor()}})))...)
+		_, err := archive.Load(context.Background(), s, bytes.NewReader(one), archive.LoadOptions{Platform: &p})
+		if !errors.Is(err, archive.ErrInvalid) || !strings.Contains(err.Error(), "linux/amd64, not linux/arm64") {
+			t.Errorf("error %v", err)
+		}
+		storeEmpty(t, s)
+	})
 }
 
 // storeEmpty fails t unless s records no image and no reference.

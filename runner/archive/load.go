@@ -38,7 +38,8 @@ const (
 // LoadOptions are Load's options.
 type LoadOptions struct {
 	// Platform chooses the image of a multi-platform index; nil means the
-	// host's (pull.HostPlatform).
+	// host's (pull.HostPlatform). When it is given, an image whose config
+	// is for another platform is refused too.
 	Platform *pull.Platform
 	// Limits bound each layer's unpacked size; zero fields take the layer
 	// store's defaults.
@@ -254,6 +255,12 @@ func (l *loader) loadDescriptor(d ocispec.Descriptor, what string, names []strin
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return fmt.Errorf("%w: %s: config %s lists %d diff_ids for the manifest's %d layers",
 			ErrInvalid, what, m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
+	}
+	if l.opts.Platform != nil {
+		p := pull.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}.Normalize()
+		if _, ok := pull.MatchPlatform(l.want, p); !ok {
+			return fmt.Errorf("%w: %s: the image is for %s, not %s", ErrInvalid, what, p, l.want)
+		}
 	}
 	for i, ld := range m.Layers {
 		lw := fmt.Sprintf("%s layer %d (%s)", what, i, ld.Digest)
