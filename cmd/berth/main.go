@@ -110,6 +110,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newBundleCmd(),
 		a.newLoginCmd(),
 		a.newLogoutCmd(),
+		a.newSaveCmd(),
+		a.newLoadCmd(),
 	)
 	return root
 }

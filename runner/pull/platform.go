@@ -175,3 +175,10 @@ func descriptorPlatform(d ocispec.Descriptor) (Platform, bool) {
 	}
 	return Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant}.Normalize(), true
 }
+
+// MatchPlatform says whether an image for have runs on want, and how good a choice it
+// is (0 is the same platform; see the platform selection of Pull). Both are normalized
+// first.
+func MatchPlatform(want, have Platform) (rank int, ok bool) {
+	return matchRank(want.Normalize(), have.Normalize())
+}
