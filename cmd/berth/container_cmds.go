@@ -5,20 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/format"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/spec"
+	"github.com/berth-registry/berth/runner/view"
 )
 
 // superviseCmd is the hidden command of a detached container's supervisor.
@@ -266,67 +268,54 @@ func stopContainer(c *container.Container, timeout time.Duration) error {
 
 // newPsCmd is `berth ps`.
 func (a *app) newPsCmd() *cobra.Command {
-	var all, quiet bool
+	var all, quiet, size bool
+	var tmpl string
 	cmd, _ := a.containerCmd("ps [flags]", "List containers (running ones; -a for all)", 0,
 		func(f *imageFlags, s containerStores, args []string) error {
 			if len(args) > 0 {
 				return usageError(errors.New("ps takes no arguments"))
 			}
+			if quiet {
+				tmpl = "{{.ID}}"
+			}
+			t, err := format.Parse(tmpl, view.PsFormat(size))
+			if err != nil {
+				return usageError(err)
+			}
 			list, err := s.containers.List()
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
-			if !quiet {
-				fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS")
-			}
+			in := view.Inspector{Images: s.images, Containers: s.containers}
+			p := t.NewPrinter(a.stdout, view.ContainerHeaders)
 			now := time.Now()
 			for _, c := range list {
 				st, err := c.State()
 				if err != nil || (!all && st.Status != container.StatusRunning) {
 					continue
 				}
-				if quiet {
-					fmt.Fprintln(tw, c.ID)
-					continue
+				row := view.NewContainerRow(st, now)
+				if size {
+					rw, img, err := in.ContainerSizes(context.Background(), c, st)
+					if errors.Is(err, fs.ErrNotExist) {
+						continue // removed meanwhile
+					}
+					if err != nil {
+						return err
+					}
+					row.SetSize(rw, img)
 				}
-				cmdline := strings.Join(st.Command, " ")
-				if len(cmdline) > 30 {
-					cmdline = cmdline[:29] + "…"
+				if err := p.Print(row); err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\n", c.ID, st.Image, cmdline, ago(now.Sub(st.Created)), statusText(st, now))
 			}
-			return tw.Flush()
+			return p.Flush()
 		})
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "list all containers, not only running ones")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the container IDs")
+	cmd.Flags().BoolVarP(&size, "size", "s", false, "show the size of each container's writable layer, and with its image (virtual)")
+	cmd.Flags().StringVar(&tmpl, "format", "", "print each container through a Go `TEMPLATE` (.ID .Image .Command .RunningFor .CreatedAt .Status .State .Size)")
 	return cmd
-}
-
-func statusText(st container.State, now time.Time) string {
-	switch st.Status {
-	case container.StatusRunning:
-		return "Up " + ago(now.Sub(st.Started))
-	case container.StatusExited:
-		s := fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, ago(now.Sub(st.Finished)))
-		if st.OOMKilled {
-			s += " (OOM killed)"
-		}
-		return s
-	}
-	return "Created"
-}
-
-func ago(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d seconds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
 }
 
 // newRmCmd is `berth rm`.

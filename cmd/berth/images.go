@@ -7,85 +7,87 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/format"
 	"github.com/berth-registry/berth/runner/image"
-	"github.com/berth-registry/berth/runner/pull"
+	"github.com/berth-registry/berth/runner/view"
 )
 
 func (a *app) newImagesCmd() *cobra.Command {
 	var f imageFlags
-	var quiet bool
+	var quiet, digests, noTrunc bool
+	var filters []string
+	var tmpl string
 	cmd := &cobra.Command{
-		Use:   "images [--state DIR] [-q]",
+		Use:   "images [--state DIR] [-q] [--digests] [--filter KEY=VALUE]... [--format FORMAT]",
 		Short: "List the images in the local image store",
 		Long: `List the pulled images, most recently pulled first: one line per
 reference, and one "<none>" line for an image no reference names any more
 ("berth image prune" removes those). SIZE is the unpacked size of the
-image's layers; layers shared between images are counted in each.`,
+image's layers; layers shared between images are counted in each.
+
+--digests adds the DIGEST column: the digest of the manifest each
+reference was pulled or tagged by (an index for a multi-platform image).
+--filter, docker's: dangling=true|false, reference=PATTERN (path.Match on
+host/name or host/name:tag; the default registry may be left out),
+label=KEY[=VALUE]. --format takes a Go template over .Repository .Tag
+.Digest .ID .Platform .CreatedSince .CreatedAt .Size ("table ..." for
+columns, "json" for one JSON object a line).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter, err := view.ParseImageFilters(filters)
+			if err != nil {
+				return usageError(err)
+			}
+			t, err := format.Parse(tmpl, view.ImagesFormat(digests))
+			if err != nil {
+				return usageError(err)
+			}
 			s, err := a.openImageStore(&f)
 			if err != nil {
 				return err
 			}
+			filter.DefaultRegistry = s.DefaultRegistry
 			imgs, err := s.List()
 			if err != nil {
 				return err
 			}
+			manifests, err := s.ReferenceManifests()
+			if err != nil {
+				return err
+			}
+			rows := view.ImageRows(imgs, manifests, view.ImageRowOptions{Now: time.Now(), NoTrunc: noTrunc, Filter: filter})
 			if quiet {
-				for _, img := range imgs {
-					fmt.Fprintln(a.stdout, image.ShortID(img.ID))
+				seen := map[string]bool{}
+				for _, r := range rows {
+					if !seen[r.ID] {
+						seen[r.ID] = true
+						fmt.Fprintln(a.stdout, r.ID)
+					}
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tPLATFORM\tCREATED\tSIZE")
-			for _, img := range imgs {
-				created := "-"
-				if img.Config.Created != nil {
-					created = img.Config.Created.UTC().Format(time.DateTime)
-				}
-				rows := img.References
-				if len(rows) == 0 {
-					rows = []string{""}
-				}
-				for _, ref := range rows {
-					repo, tag := splitReference(ref)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", repo, tag, image.ShortID(img.ID), img.Platform, created, humanBytes(img.Size))
+			p := t.NewPrinter(a.stdout, view.ImageHeaders)
+			for _, r := range rows {
+				if err := p.Print(r); err != nil {
+					return err
 				}
 			}
-			return tw.Flush()
+			return p.Flush()
 		},
 	}
 	a.addImageFlags(cmd, &f)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image IDs")
+	cmd.Flags().BoolVar(&digests, "digests", false, "show the manifest digests")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate the image IDs")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "show only the images that match `KEY=VALUE` (dangling, reference, label)")
+	cmd.Flags().StringVar(&tmpl, "format", "", "print each line through a Go `TEMPLATE`")
 	return cmd
-}
-
-// splitReference splits a stored reference into the REPOSITORY and TAG
-// columns; "" is a dangling image.
-func splitReference(ref string) (repo, tag string) {
-	if ref == "" {
-		return "<none>", "<none>"
-	}
-	r, err := pull.ParseReference(ref, "")
-	if err != nil {
-		return ref, "<none>"
-	}
-	tag = r.Tag
-	if r.Digest != "" {
-		tag = "<none>"
-		if r.Tag != "" {
-			tag = r.Tag
-		}
-	}
-	return r.Name(), tag
 }
 
 // imagesInUse returns, by image ID, the containers (running or not) whose
@@ -217,6 +219,6 @@ ones wait until the prune is done.`,
 		},
 	}
 	a.addImageFlags(prune, &f)
-	cmd.AddCommand(prune)
+	cmd.AddCommand(prune, a.newImageInspectCmd(), a.newHistoryCmd())
 	return cmd
 }

@@ -140,6 +140,23 @@ func TestImageCommands(t *testing.T) {
 		t.Errorf("images: exit %d\n%s", code, out)
 	}
 
+	if out, _, code = berth("inspect", "-f", "{{.Id}} {{json .RepoTags}} {{.Config.User}}", "team/tool:1.0"); code != exitOK || out != id.String()+` ["`+host+`/team/tool:1.0"] app`+"\n" {
+		t.Errorf("inspect -f: exit %d, %q", code, out)
+	}
+	if out, errOut, code = berth("image", "inspect", "team/tool:1.0", "team/none"); code != exitFailure ||
+		!strings.Contains(out, `"Id": "`+id.String()+`"`) || errOut != "Error: No such image: team/none\n" {
+		t.Errorf("image inspect with a missing image: exit %d\nstdout %s\nstderr %q", code, out, errOut)
+	}
+	if out, _, code = berth("history", "--no-trunc", "-q", "team/tool:1.0"); code != exitOK || out != id.String()+"\n" {
+		t.Errorf("history -q: exit %d, %q", code, out)
+	}
+	if out, _, code = berth("images", "--digests", "--format", "{{.Tag}} {{.Digest}}", "-f", "reference=team/*"); code != exitOK || !strings.HasPrefix(out, "1.0 sha256:") {
+		t.Errorf("images --digests --format: exit %d, %q", code, out)
+	}
+	if _, errOut, code = berth("images", "--format", "{{.Nope"); code != exitUsage || !strings.Contains(errOut, "template") {
+		t.Errorf("images with a bad template: exit %d, %q", code, errOut)
+	}
+
 	bundle := filepath.Join(t.TempDir(), "bundle")
 	out, errOut, code = berth("bundle", "-e", "A=2", "--memory", "64m", "--hostname", "box", "team/tool:1.0", bundle, "--", "echo hi")
 	if code != exitOK {

@@ -107,6 +107,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newImagesCmd(),
 		a.newRmiCmd(),
 		a.newImageCmd(),
+		a.newInspectCmd(),
+		a.newHistoryCmd(),
 		a.newBundleCmd(),
 		a.newLoginCmd(),
 		a.newLogoutCmd(),

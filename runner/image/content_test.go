@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,5 +148,28 @@ func TestTag(t *testing.T) {
 		if _, err := s.Tag(c.src, c.dst); err == nil {
 			t.Errorf("Tag(%q, %q) succeeded", c.src, c.dst)
 		}
+	}
+}
+
+func TestReferenceManifests(t *testing.T) {
+	needRoot(t)
+	reg := newTestRegistry(t)
+	reg.push("team/app", "1.0", testConfig(), baseLayer(t))
+	s := openStore(t)
+	src := reg.Host + "/team/app:1.0"
+	pulled, err := s.Pull(t.Context(), src, image.PullOptions{DockerConfig: noCreds(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Tag(src, reg.Host+"/other/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReferenceManifests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]digest.Digest{src: pulled.ManifestDigest, reg.Host + "/other/app:2": pulled.ManifestDigest}
+	if !maps.Equal(got, want) {
+		t.Errorf("ReferenceManifests = %v, want %v", got, want)
 	}
 }

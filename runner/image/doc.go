@@ -19,8 +19,9 @@
 //	                                  layers of the images, as pulled, committed or loaded
 //	                                  (what push and save give out), written through
 //	                                  blobs/.tmp-* and a rename
-//	  refs.json                       the reference index: {"refs": {REF: {"id", "manifest"}}},
-//	                                  REF in the full host/name:tag[@digest] form
+//	  refs.json                       the reference index: {"refs": {REF: {"id", "manifest",
+//	                                  "index"}}}, REF in the full host/name:tag[@digest] form;
+//	                                  "index" is the multi-platform index REF was pulled through
 //	  lock                            flock: shared by Pull and Rootfs/Flatten, exclusive by Prune
 //	  refs.lock                       flock: exclusive around every change of refs.json and images/
 //

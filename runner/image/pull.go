@@ -133,7 +133,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	if err != nil {
 		return Image{}, err
 	}
-	idx.Refs[key] = refEntry{ID: img.ID, Manifest: img.ManifestDigest}
+	idx.Refs[key] = refEntry{ID: img.ID, Manifest: img.ManifestDigest, Index: pulled.Index}
 	if err := s.writeIndex(idx); err != nil {
 		return Image{}, err
 	}

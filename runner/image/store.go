@@ -108,6 +108,10 @@ type record struct {
 type refEntry struct {
 	ID       digest.Digest `json:"id"`
 	Manifest digest.Digest `json:"manifest"`
+	// Index is the index (manifest list) the reference named when it was
+	// pulled, whose child Manifest is; "" when it named Manifest itself.
+	// Its blob is not stored.
+	Index digest.Digest `json:"index,omitempty"`
 }
 
 // refIndex is refs.json.

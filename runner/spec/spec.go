@@ -346,11 +346,28 @@ func mounts(opts Options) []specs.Mount {
 		}
 	}
 	for _, m := range opts.Mounts {
-		o := []string{"rbind", "rprivate", "rw"}
+		o := []string{"rbind", bindPropagation, "rw"}
 		if m.ReadOnly {
 			o[2] = "ro"
 		}
 		out = append(out, specs.Mount{Destination: path.Clean(m.Destination), Type: "bind", Source: m.Source, Options: o})
+	}
+	return out
+}
+
+// bindPropagation is the propagation of the binds of Options.Mounts; no
+// default mount has it, which is how Binds tells them apart.
+const bindPropagation = "rprivate"
+
+// Binds returns the bind mounts of Options.Mounts that Generate put in s
+// (the "-v" mounts), in order, without the default mounts.
+func Binds(s *specs.Spec) []Mount {
+	var out []Mount
+	for _, m := range s.Mounts {
+		if m.Type != "bind" || len(m.Options) != 3 || m.Options[0] != "rbind" || m.Options[1] != bindPropagation {
+			continue
+		}
+		out = append(out, Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.Options[2] == "ro"})
 	}
 	return out
 }

@@ -347,6 +347,15 @@ func TestOptions(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d mounts at /dev/shm, want the bind alone", n)
 	}
+	wantBinds := []spec.Mount{{Source: "/srv/data", Destination: "/data", ReadOnly: true}, {Source: "/tmp/x", Destination: "/dev/shm"}}
+	if got := spec.Binds(s); !slices.Equal(got, wantBinds) {
+		t.Errorf("Binds = %+v, want %+v", got, wantBinds)
+	}
+	// The bind of /sys a user namespace on the host network gets is a
+	// default mount, not a bind of Options.Mounts.
+	if got := spec.Binds(generate(t, busyboxConfig(), spec.Options{UserNS: true, Network: spec.NetworkHost})); len(got) != 0 {
+		t.Errorf("Binds without -v = %+v", got)
+	}
 
 	s = generate(t, busyboxConfig(), spec.Options{UserNS: true})
 	if got := nsTypes(s); !slices.Contains(got, "user") || !slices.Contains(got, "network") {
