@@ -191,25 +191,72 @@ func (p *pusher) pushManifest(ctx context.Context, d digest.Digest, mediaType, t
 	if err != nil {
 		return "", 0, fmt.Errorf("stored manifest %s: %w", d, err)
 	}
-	if m.IsIndex() {
+	ref := tag
+	if ref == "" {
+		ref = d.String()
+	}
+	// A repository that holds the manifest holds everything it references: when
+	// the tag names it already there is nothing to send, and when the manifest is
+	// there under another tag, only the tag.
+	switch {
+	case p.manifestAt(ctx, ref, m.MediaType) == d:
+		p.reportPresent(m)
+		return m.MediaType, int64(len(body)), nil
+	case ref != d.String() && p.manifestAt(ctx, d.String(), m.MediaType) == d:
+		p.reportPresent(m)
+	case m.IsIndex():
 		// Children first: the index may only name what the repository holds.
 		for _, c := range m.Manifests {
 			if _, _, err := p.pushManifest(ctx, c.Digest, c.MediaType, ""); err != nil {
 				return "", 0, err
 			}
 		}
-	} else if err := p.pushBlobs(ctx, m); err != nil {
-		return "", 0, err
-	}
-	ref := tag
-	if ref == "" {
-		ref = d.String()
+	default:
+		if err := p.pushBlobs(ctx, m); err != nil {
+			return "", 0, err
+		}
 	}
 	err = p.retry(ctx, func() error { return p.putManifest(ctx, d, m.MediaType, ref, body) })
 	if err != nil {
 		return "", 0, fmt.Errorf("manifest %s: %w", d, err)
 	}
 	return m.MediaType, int64(len(body)), nil
+}
+
+// manifestAt returns the digest of the manifest ref (a tag or digest) names in the
+// target repository (HEAD), "" when there is none or the registry does not say.
+func (p *pusher) manifestAt(ctx context.Context, ref, mediaType string) digest.Digest {
+	resp, err := p.client.Do(ctx, p.ref.Registry, pull.Request{
+		Method: http.MethodHead, URL: p.repoURL("manifests/" + ref),
+		Header: http.Header{"Accept": {mediaType}}, Scopes: []string{p.scope()},
+	})
+	if err != nil {
+		return ""
+	}
+	drain(resp)
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
+		return d
+	}
+	if d, err := digest.Parse(ref); err == nil {
+		return d // 200 for a digest: it is there
+	}
+	return ""
+}
+
+// reportPresent reports the layers of image manifest m as present.
+func (p *pusher) reportPresent(m *manifest.Manifest) {
+	refs := m.BlobReferences()
+	if len(refs) == 0 {
+		return // an index: its children reported theirs
+	}
+	layers := refs[1:]
+	p.progress.Update(Event{Kind: EventImage, Layers: layers})
+	for i, l := range layers {
+		p.progress.Update(Event{Kind: EventLayerExists, Index: i, Layer: l, Total: l.Size})
+	}
 }
 
 // putManifest sends PUT /v2/<name>/manifests/<ref> once.
