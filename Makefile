@@ -11,10 +11,12 @@
 #                baseline and Go's http.FileServer as the pull baseline; then
 #                berth on S3 (versitygw) with redirect on and off; then berth gc
 #                against docker-registry garbage-collect on 2,000 images; then berth
-#                run against runc and crun, berth pull against skopeo + umoci
+#                run against runc and crun, berth pull against skopeo + umoci, berth
+#                push against skopeo copy
 #   make bench-gc   only berth gc against docker-registry garbage-collect
 #   make bench-run  only berth run (warm start) against runc and crun run of its
 #                bundle, and berth pull of debian against skopeo copy + umoci unpack
+#   make bench-push only berth push of debian against skopeo copy, cold and warm
 #   make lint    gofmt -l and go vet
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
@@ -45,11 +47,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw distribution vet unit integration bench bench-gc bench-run bench-run-tools lint wrk help
+.PHONY: build test prereqs versitygw distribution vet unit integration bench bench-gc bench-run bench-push bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -141,3 +143,6 @@ bench-run-tools:
 
 bench-run: build bench-run-tools
 	$(TIMED) bench-run $(GO) run ./bench -berth $(BIN) -only run -harness $(HARNESS_DIR)
+
+bench-push: build bench-run-tools
+	$(TIMED) bench-push $(GO) run ./bench -berth $(BIN) -only push -harness $(HARNESS_DIR)

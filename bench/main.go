@@ -37,6 +37,10 @@
 // 2,000 images, cold, -gc-reps times each; -only gc runs that case alone:
 //
 //	go run ./bench -berth bin/berth -only gc
+//
+// Then (bench/run.go) berth run and berth pull, and (bench/push.go) berth push
+// of the debian test image against skopeo copy, cold and warm; -only run and
+// -only push run those alone.
 package main
 
 import (
@@ -93,7 +97,7 @@ func main() {
 		limit      = flag.Duration("timeout", 15*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
-		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), push (berth push against skopeo copy), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
 		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 		profileDir = flag.String("cpuprofile", "", "berth writes its CPU and allocation profiles into this `DIR`")
 	)
@@ -111,10 +115,12 @@ func main() {
 		err = b.runGCOnly(ctx, *berthBin, *drBin, *dir)
 	case "run":
 		err = b.runOnly(ctx, *berthBin, *dir)
+	case "push":
+		err = b.pushOnly(ctx, *berthBin, *dir)
 	case "gc-root":
 		err = writeGCRootOnly(*dir)
 	default:
-		err = fmt.Errorf("-only %q: want gc, run or gc-root", *only)
+		err = fmt.Errorf("-only %q: want gc, run, push or gc-root", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -304,6 +310,11 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 	if *runReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
 		if err := runCase(ctx, berthBin, dir, *runReps, max(*pullReps, 1)); err != nil {
 			return fmt.Errorf("berth run: %w", err)
+		}
+	}
+	if *pushReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
+		if err := pushCase(ctx, berthBin, dir, *pushReps); err != nil {
+			return fmt.Errorf("berth push: %w", err)
 		}
 	}
 	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())

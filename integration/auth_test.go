@@ -17,25 +17,7 @@ import (
 func TestTokenAuth(t *testing.T) {
 	needIntegration(t)
 	const user, password = "tester", "correct horse battery staple"
-	dir := t.TempDir()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := filepath.Join(dir, "htpasswd")
-	policy := filepath.Join(dir, "policy.yaml")
-	for path, content := range map[string]string{
-		htpasswd: user + ":" + string(hash) + "\n",
-		policy: fmt.Sprintf("rules:\n  - repositories: [\"**\"]\n    users: [%s]\n    actions: [\"*\"]\n"+
-			"catalog:\n  users: [%s]\n", user, user),
-	} {
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv := startServerWith(t, Options{Kind: Berth, Driver: Filesystem, Root: t.TempDir(), Auth: fmt.Sprintf(
-		"  mode: token\n  htpasswd: %q\n  issuer:\n    key: %q\n    policy: %q\n",
-		htpasswd, filepath.Join(dir, "auth-key.pem"), policy)})
+	srv := startTokenServer(t, user, password)
 
 	var anonymous []string
 	for _, kv := range os.Environ() {
@@ -66,4 +48,29 @@ func TestTokenAuth(t *testing.T) {
 		// a skip. Everything else must pass.
 		runConformanceNext(t, srv.URL, env, []string{"/blob-mount"})
 	})
+}
+
+// startTokenServer starts berth in token mode with its built-in issuer, one
+// user who may do everything, and an htpasswd file for them.
+func startTokenServer(t *testing.T, user, password string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	policy := filepath.Join(dir, "policy.yaml")
+	for path, content := range map[string]string{
+		htpasswd: user + ":" + string(hash) + "\n",
+		policy: fmt.Sprintf("rules:\n  - repositories: [\"**\"]\n    users: [%s]\n    actions: [\"*\"]\n"+
+			"catalog:\n  users: [%s]\n", user, user),
+	} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return startServerWith(t, Options{Kind: Berth, Driver: Filesystem, Root: t.TempDir(), Auth: fmt.Sprintf(
+		"  mode: token\n  htpasswd: %q\n  issuer:\n    key: %q\n    policy: %q\n",
+		htpasswd, filepath.Join(dir, "auth-key.pem"), policy)})
 }

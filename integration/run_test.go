@@ -20,6 +20,7 @@ type berthCLI struct {
 	t     *testing.T
 	bin   string
 	state string
+	env   []string // the environment; nil: the test's
 }
 
 // run runs `berth CMD --state DIR ARGS...` and returns stdout, stderr
@@ -29,6 +30,7 @@ func (b berthCLI) run(cmd string, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(b.t.Context(), 5*time.Minute)
 	defer cancel()
 	c := exec.CommandContext(ctx, b.bin, append([]string{cmd, "--state", b.state}, args...)...)
+	c.Env = b.env
 	var out, errOut bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errOut
 	err := c.Run()

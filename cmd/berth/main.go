@@ -104,6 +104,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newLogsCmd(),
 		a.newSuperviseCmd(),
 		a.newPullCmd(),
+		a.newPushCmd(),
+		a.newTagCmd(),
 		a.newImagesCmd(),
 		a.newRmiCmd(),
 		a.newImageCmd(),

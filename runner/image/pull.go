@@ -54,19 +54,10 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	if err != nil {
 		return Image{}, err
 	}
-	copts := pull.ClientOptions{Insecure: opts.Insecure}
-	cfgPath := opts.DockerConfig
-	if cfgPath == "" {
-		cfgPath, err = pull.DockerConfigPath()
+	client, err := pull.NewClientWithConfig(pull.ClientOptions{Insecure: opts.Insecure}, opts.DockerConfig)
+	if err != nil {
+		return Image{}, err
 	}
-	if err == nil {
-		dc, err := pull.LoadDockerConfig(cfgPath)
-		if err != nil {
-			return Image{}, err
-		}
-		copts.Credentials = dc.Credentials
-	}
-	client := pull.NewClient(copts)
 
 	// Held until the image is recorded: Prune must not remove a layer this
 	// pull counted as present or has just unpacked.

@@ -196,20 +196,35 @@ func (s *Store) List() ([]Image, error) {
 // full ID ("sha256:<hex>"), or a unique prefix of the ID's hex, with or
 // without "sha256:". Errors wrap ErrNotFound or ErrAmbiguous.
 func (s *Store) Get(ref string) (Image, error) {
+	img, _, err := s.Lookup(ref)
+	return img, err
+}
+
+// Lookup returns the image ref names, as Get does, and the digest of the
+// manifest that names it under ref: the manifest pulled, tagged or recorded
+// with that reference, which may be an older manifest of the same image
+// than img.ManifestDigest (the latest pull's, which an ID gives).
+// `berth push` pushes that manifest, so that a pulled and retagged image
+// keeps its digest.
+func (s *Store) Lookup(ref string) (Image, digest.Digest, error) {
 	idx, err := s.readIndex()
 	if err != nil {
-		return Image{}, err
+		return Image{}, "", err
 	}
-	id, _, err := s.resolve(idx, ref)
+	id, key, err := s.resolve(idx, ref)
 	if err != nil {
-		return Image{}, err
+		return Image{}, "", err
 	}
 	img, err := s.readRecord(id)
 	if err != nil {
-		return Image{}, err
+		return Image{}, "", err
 	}
 	img.References = refsByID(idx)[id]
-	return img, nil
+	manifest := img.ManifestDigest
+	if m := idx.Refs[key].Manifest; key != "" && m != "" {
+		manifest = m
+	}
+	return img, manifest, nil
 }
 
 // resolve finds ref in idx: as a reference (the index key it matched is

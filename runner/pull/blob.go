@@ -113,7 +113,7 @@ func rangeBody(resp *http.Response, offset int64) (io.ReadCloser, int64, error) 
 		}
 		return resp.Body, start, nil
 	}
-	return nil, 0, responseError(resp)
+	return nil, 0, ErrorFromResponse(resp)
 }
 
 // contentRangeStart returns the first byte position of "bytes first-last/complete".
@@ -129,10 +129,10 @@ func contentRangeStart(v string) (int64, error) {
 	return strconv.ParseInt(strings.TrimSpace(first), 10, 64)
 }
 
-// retryable reports whether a failed blob download may be retried: network errors,
+// Retryable reports whether a failed registry request may be retried: network errors,
 // connections closed early and 5xx, 408 and 429 answers are; refusals, mismatches,
 // protocol errors and cancellation are not.
-func retryable(err error) bool {
+func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
@@ -265,7 +265,7 @@ func (b *blobReader) readBody(p []byte) (int, error) {
 func (b *blobReader) open() error {
 	for {
 		if err := b.retryErr; err != nil {
-			if !retryable(err) {
+			if !Retryable(err) {
 				return fmt.Errorf("blob %s: %w", b.desc.Digest, err)
 			}
 			if b.progressed {

@@ -273,43 +273,10 @@ func (c *Client) send(req *http.Request, trustedOrigin, authorization string) (r
 	}
 }
 
-// registryGet sends GET <registry>/v2/<path> with the credentials for scope, following
-// redirects without them. On a 401 from the registry it learns the challenge, obtains a
-// fresh token and retries once. The caller checks the status and closes the body.
+// registryGet sends GET <registry>/v2/<path> with the credentials for scope (see Do).
+// The caller checks the status and closes the body.
 func (c *Client) registryGet(ctx context.Context, host, path, scope string, header http.Header) (*http.Response, error) {
-	st, err := c.registry(ctx, host)
-	if err != nil {
-		return nil, err
-	}
-	for attempt := 0; ; attempt++ {
-		req, err := c.newRequest(ctx, http.MethodGet, st.base+"/v2/"+path, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, vs := range header {
-			req.Header[k] = vs
-		}
-		authorization, err := c.authorization(ctx, st, scope)
-		if err != nil {
-			return nil, err
-		}
-		resp, fromRegistry, err := c.send(req, origin(req.URL), authorization)
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusUnauthorized || !fromRegistry || attempt > 0 {
-			return resp, nil
-		}
-		ch, ok := pick(parseChallenges(resp.Header))
-		if !ok {
-			return resp, nil
-		}
-		drain(resp)
-		st.mu.Lock()
-		st.challenge = &ch
-		delete(st.tokens, scope) // rejected: fetch a new one
-		st.mu.Unlock()
-	}
+	return c.Do(ctx, host, Request{Method: http.MethodGet, URL: "/v2/" + path, Header: header, Scopes: scopeList(scope)})
 }
 
 // authorization returns the Authorization header value for a request of scope to st,
@@ -378,9 +345,10 @@ func basicAuth(user, password string) string {
 	return req.Header.Get("Authorization")
 }
 
-// responseError builds the error for an unexpected response, reading the OCI error
-// envelope from its body, and closes the body.
-func responseError(resp *http.Response) error {
+// ErrorFromResponse builds the error for an unexpected response of a registry or token
+// server: a *ResponseError with the status and the codes and first message of the OCI
+// error envelope of its body (or the start of a body that is not one). It closes the body.
+func ErrorFromResponse(resp *http.Response) error {
 	defer resp.Body.Close()
 	e := &ResponseError{Method: resp.Request.Method, URL: redact(resp.Request.URL), Status: resp.StatusCode}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))

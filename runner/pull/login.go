@@ -75,7 +75,7 @@ func (c *Client) Login(ctx context.Context, registry, username, password, config
 			return errContext(ctx, fmt.Errorf("login to %s: %w", host, err))
 		}
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("login to %s: %w", host, responseError(resp))
+			return fmt.Errorf("login to %s: %w", host, ErrorFromResponse(resp))
 		}
 		drain(resp)
 	}

@@ -80,9 +80,9 @@ func (p *PlainProgress) Update(e Event) {
 	case EventLayerSkipped:
 		line = shortDigest(e.Layer) + ": already present"
 	case EventLayerStart:
-		line = fmt.Sprintf("%s: downloading %s", shortDigest(e.Layer), humanSize(e.Total))
+		line = fmt.Sprintf("%s: downloading %s", shortDigest(e.Layer), HumanSize(e.Total))
 	case EventLayerRetry:
-		line = fmt.Sprintf("%s: resuming at %s after: %s", shortDigest(e.Layer), humanSize(e.Done), clip(oneLine(e.Err), 200))
+		line = fmt.Sprintf("%s: resuming at %s after: %s", shortDigest(e.Layer), HumanSize(e.Done), clip(oneLine(e.Err), 200))
 	case EventLayerDone:
 		if e.Err != nil {
 			line = fmt.Sprintf("%s: failed: %s", shortDigest(e.Layer), clip(oneLine(e.Err), 200))
@@ -100,21 +100,14 @@ func (p *PlainProgress) Update(e Event) {
 // TerminalProgress draws one line per layer and redraws them in place (ANSI cursor
 // movement) as the layers advance, at most every redrawInterval for byte progress.
 type TerminalProgress struct {
-	mu       sync.Mutex
-	w        io.Writer
-	now      func() time.Time
-	lines    []string  // one per layer, by Layer.Index
-	drawn    int       // lines on screen below the cursor's home
-	lastDraw time.Time // of the last redraw
+	mu    sync.Mutex
+	lines *StatusLines
 }
-
-// redrawInterval is the least time between two redraws caused by byte progress alone.
-const redrawInterval = 100 * time.Millisecond
 
 // NewTerminalProgress returns a TerminalProgress drawing on w, which should be a
 // terminal.
 func NewTerminalProgress(w io.Writer) *TerminalProgress {
-	return &TerminalProgress{w: w, now: time.Now}
+	return &TerminalProgress{lines: NewStatusLines(w)}
 }
 
 // Update records e and redraws.
@@ -122,58 +115,96 @@ func (t *TerminalProgress) Update(e Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e.Kind == EventResolved {
-		fmt.Fprintln(t.w, resolvedLine(e.Image))
-		t.lines = make([]string, len(e.Image.Layers))
+		t.lines.Println(resolvedLine(e.Image))
+		lines := make([]string, len(e.Image.Layers))
 		for i, l := range e.Image.Layers {
-			t.lines[i] = shortDigest(l) + ": waiting"
+			lines[i] = shortDigest(l) + ": waiting"
 		}
-		t.draw()
-		return
-	}
-	i := e.Layer.Index
-	if i < 0 || i >= len(t.lines) {
+		t.lines.Reset(lines)
 		return
 	}
 	name := shortDigest(e.Layer)
+	i := e.Layer.Index
 	switch e.Kind {
 	case EventLayerSkipped:
-		t.lines[i] = name + ": already present"
+		t.lines.Set(i, name+": already present", false)
 	case EventLayerStart:
-		t.lines[i] = name + ": downloading " + bar(0, e.Total)
+		t.lines.Set(i, name+": downloading "+Bar(0, e.Total), false)
 	case EventLayerProgress:
-		t.lines[i] = name + ": downloading " + bar(e.Done, e.Total)
-		if t.now().Sub(t.lastDraw) < redrawInterval {
-			return // drawn with a later event; Done always redraws
-		}
+		t.lines.Set(i, name+": downloading "+Bar(e.Done, e.Total), true)
 	case EventLayerRetry:
-		t.lines[i] = fmt.Sprintf("%s: resuming at %s (%s)", name, humanSize(e.Done), clip(oneLine(e.Err), 40))
+		t.lines.Set(i, fmt.Sprintf("%s: resuming at %s (%s)", name, HumanSize(e.Done), clip(oneLine(e.Err), 40)), false)
 	case EventLayerDone:
 		if e.Err != nil {
-			t.lines[i] = name + ": failed: " + clip(oneLine(e.Err), 60)
+			t.lines.Set(i, name+": failed: "+clip(oneLine(e.Err), 60), false)
 		} else {
-			t.lines[i] = name + ": done " + humanSize(e.Total)
+			t.lines.Set(i, name+": done "+HumanSize(e.Total), false)
 		}
-	default:
-		return
 	}
-	t.draw()
 }
 
-// draw moves the cursor back over the lines drawn last and draws them all again. The
-// caller holds t.mu.
-func (t *TerminalProgress) draw() {
-	var b strings.Builder
-	if t.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", t.drawn)
+// StatusLines is a block of status lines on a terminal, one per item (a layer), that is
+// redrawn in place (ANSI cursor movement) when a line changes; changes that report
+// byte progress alone are drawn at most every redrawInterval. It is the terminal
+// rendering of TerminalProgress and of other commands' progress (berth push). It is
+// not safe for concurrent use: its owner serializes the calls.
+type StatusLines struct {
+	w        io.Writer
+	now      func() time.Time
+	lines    []string  // by item index
+	drawn    int       // lines on screen below the cursor's home
+	lastDraw time.Time // of the last redraw
+}
+
+// redrawInterval is the least time between two redraws caused by byte progress alone.
+const redrawInterval = 100 * time.Millisecond
+
+// NewStatusLines returns an empty block drawing on w, which should be a terminal.
+func NewStatusLines(w io.Writer) *StatusLines {
+	return &StatusLines{w: w, now: time.Now}
+}
+
+// Println writes line below the block, which is left as it is on screen; the next
+// Reset starts a new block below it.
+func (s *StatusLines) Println(line string) {
+	fmt.Fprintln(s.w, line)
+	s.lines, s.drawn = nil, 0
+}
+
+// Reset starts a new block of lines (one per item) and draws it.
+func (s *StatusLines) Reset(lines []string) {
+	s.lines = lines
+	s.draw()
+}
+
+// Set replaces line i of the block and redraws the block; when progress is true (a
+// change of byte counts alone), only if the last redraw is at least redrawInterval
+// ago. An index outside the block is ignored.
+func (s *StatusLines) Set(i int, line string, progress bool) {
+	if i < 0 || i >= len(s.lines) {
+		return
 	}
-	for _, l := range t.lines {
+	s.lines[i] = line
+	if progress && s.now().Sub(s.lastDraw) < redrawInterval {
+		return // drawn with a later change; a final status always redraws
+	}
+	s.draw()
+}
+
+// draw moves the cursor back over the lines drawn last and draws them all again.
+func (s *StatusLines) draw() {
+	var b strings.Builder
+	if s.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", s.drawn)
+	}
+	for _, l := range s.lines {
 		b.WriteString("\r\x1b[2K")
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
-	io.WriteString(t.w, b.String())
-	t.drawn = len(t.lines)
-	t.lastDraw = t.now()
+	io.WriteString(s.w, b.String())
+	s.drawn = len(s.lines)
+	s.lastDraw = s.now()
 }
 
 // resolvedLine describes a resolved image.
@@ -193,8 +224,8 @@ func shortDigest(l Layer) string {
 	return enc
 }
 
-// bar renders "[=====>    ] 12.3 MB / 40.0 MB".
-func bar(done, total int64) string {
+// Bar renders "[=====>    ] 12.3 MB / 40.0 MB".
+func Bar(done, total int64) string {
 	const width = 20
 	filled := 0
 	if total > 0 {
@@ -204,11 +235,11 @@ func bar(done, total int64) string {
 	if filled < width {
 		s += ">" + strings.Repeat(" ", width-filled-1)
 	}
-	return "[" + s + "] " + humanSize(done) + " / " + humanSize(total)
+	return "[" + s + "] " + HumanSize(done) + " / " + HumanSize(total)
 }
 
-// humanSize renders a byte count in decimal units: "512 B", "12.3 MB".
-func humanSize(n int64) string {
+// HumanSize renders a byte count in decimal units: "512 B", "12.3 MB".
+func HumanSize(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

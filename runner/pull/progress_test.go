@@ -53,7 +53,7 @@ func TestTerminalProgress(t *testing.T) {
 	var b bytes.Buffer
 	p := NewTerminalProgress(&b)
 	now := time.Unix(0, 0)
-	p.now = func() time.Time { return now }
+	p.lines.now = func() time.Time { return now }
 	l := img.Layers[1]
 
 	p.Update(Event{Kind: EventResolved, Image: img})
@@ -93,8 +93,8 @@ func TestTerminalProgress(t *testing.T) {
 
 func TestHumanSize(t *testing.T) {
 	for n, want := range map[int64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 1_500_000: "1.5 MB", 3_200_000_000: "3.2 GB"} {
-		if got := humanSize(n); got != want {
-			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		if got := HumanSize(n); got != want {
+			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
 		}
 	}
 }

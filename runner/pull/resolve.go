@@ -49,7 +49,7 @@ func (c *Client) fetchManifest(ctx context.Context, ref Reference, mref string, 
 		return nil, errContext(ctx, fmt.Errorf("manifest %s of %s: %w", mref, ref.Name(), err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("manifest %s of %s: %w", mref, ref.Name(), responseError(resp))
+		return nil, fmt.Errorf("manifest %s of %s: %w", mref, ref.Name(), ErrorFromResponse(resp))
 	}
 	defer resp.Body.Close()
 	body, err := manifest.Read(resp.Body)

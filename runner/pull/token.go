@@ -104,7 +104,7 @@ func (c *Client) fetchToken(ctx context.Context, registry string, ch challenge, 
 		return tokenResult{}, errContext(ctx, fmt.Errorf("token request to %s: %w", redact(u), err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		err := responseError(resp)
+		err := ErrorFromResponse(resp)
 		return tokenResult{}, fmt.Errorf("token for %s: %w", registry, err)
 	}
 	defer resp.Body.Close()
