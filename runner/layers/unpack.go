@@ -239,6 +239,14 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 	return l, nil
 }
 
+// Decompress returns the uncompressed stream of r, a tar stream that is
+// gzip- or zstd-compressed or plain (the first bytes say which, as in
+// Unpack); close releases the decoder and does not close r. xz and bzip2
+// fail with ErrUnsupportedMediaType.
+func Decompress(r io.Reader) (rc io.Reader, close func(), err error) {
+	return decompressor(bufio.NewReaderSize(r, 64<<10))
+}
+
 // decompressor picks the decompressor by the stream's magic bytes: gzip,
 // zstd or none. The media type (already checked) says whether the layer is
 // acceptable; the bytes say how it is compressed, since Docker's gzip
