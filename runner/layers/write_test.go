@@ -279,3 +279,25 @@ func TestWriteUpperRefusesRedirect(t *testing.T) {
 		t.Errorf("err = %v, want ErrUnsupportedTree naming /moved", err)
 	}
 }
+
+// TestAdd: a layer whose diff_id is not known beforehand is stored under
+// its stream's sha256, by the same rules as Unpack.
+func TestAdd(t *testing.T) {
+	s := newStore(t, false)
+	tarball := buildTar(t, dir("etc/", 0o755), reg("etc/hostname", "box", 0o644))
+	l, err := s.Add(context.Background(), bytes.NewReader(gzipBytes(t, tarball)), layers.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.DiffID != sha(tarball) || readFile(t, filepath.Join(l.Dir, "etc/hostname")) != "box" {
+		t.Errorf("Add = %+v, want diff_id %s", l, sha(tarball))
+	}
+	if got, err := s.Get(sha(tarball)); err != nil || got.DiffID != l.DiffID {
+		t.Errorf("Get after Add: %+v, %v", got, err)
+	}
+	bad := buildTar(t, reg("../escape", "x", 0o644))
+	if _, err := s.Add(context.Background(), bytes.NewReader(bad), layers.Limits{}); !errors.Is(err, layers.ErrUnsafeEntry) {
+		t.Errorf("Add of a climbing entry: %v, want ErrUnsafeEntry", err)
+	}
+	assertNothingLeft(t, s, sha(bad))
+}
