@@ -110,6 +110,9 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newBundleCmd(),
 		a.newLoginCmd(),
 		a.newLogoutCmd(),
+		a.newCommitCmd(),
+		a.newExportCmd(),
+		a.newImportCmd(),
 	)
 	return root
 }
