@@ -2,10 +2,13 @@ package integration
 
 import (
 	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -134,6 +137,23 @@ func TestCommit(t *testing.T) {
 		}
 		if out := b.ok("run", "--rm", imported, "sh", "-c", commitCheck); out != commitCheckOut {
 			t.Errorf("the imported image's files: %q", out)
+		}
+		// From standard input, gzip-compressed.
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		raw, err := os.ReadFile(exported)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw.Write(raw)
+		zw.Close()
+		cmd := exec.CommandContext(t.Context(), b.bin, "import", "--state", b.state, "-", srv.Host+"/imported/busybox:stdin")
+		cmd.Stdin = &gz
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "sha256:") {
+			t.Fatalf("import - of a gzip stream: %v, %q", err, out)
+		}
+		if out := b.ok("run", "--rm", srv.Host+"/imported/busybox:stdin", "cat", "/new"); out != "brand new\n" {
+			t.Errorf("the image imported from stdin: %q", out)
 		}
 		// A tar that climbs out is refused, naming the entry.
 		evil := filepath.Join(t.TempDir(), "evil.tar")
