@@ -185,8 +185,13 @@ func TestCommit(t *testing.T) {
 		if !regexp.MustCompile(`^[0-9]+\n$`).MatchString(got) {
 			t.Errorf("the committed counter: %q", got)
 		}
-		// Without pause it is read as it runs.
+		// Without pause it is read as it runs; export reads it running too.
 		b.ok("commit", "--pause=false", loop, srv.Host+"/committed/loop:2")
+		tarball := filepath.Join(t.TempDir(), "running.tar")
+		b.ok("export", "-o", tarball, loop)
+		if files := readTar(t, tarball); !regexp.MustCompile(`^[0-9]+\n$`).MatchString(files["counter"]) || files["bin/busybox"] == "" {
+			t.Errorf("export of a running container: counter %q, %d entries", files["counter"], len(files))
+		}
 	})
 }
 

@@ -263,9 +263,9 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 
 // Decompress returns the uncompressed stream of r, a tar stream that is
 // gzip- or zstd-compressed or plain (the first bytes say which, as in
-// Unpack); close releases the decoder and does not close r. xz and bzip2
+// Unpack); release frees the decoder and does not close r. xz and bzip2
 // fail with ErrUnsupportedMediaType.
-func Decompress(r io.Reader) (rc io.Reader, close func(), err error) {
+func Decompress(r io.Reader) (plain io.Reader, release func(), err error) {
 	return decompressor(bufio.NewReaderSize(r, 64<<10))
 }
 
