@@ -12,13 +12,16 @@
 //
 // # What an image made here holds
 //
-// A new layer is written (layers.WriteUpper or, for Import, the tar as
-// given) as a gzip-compressed blob of the image store, then unpacked into
-// the layer store from that blob, which checks its diff_id; the config and
-// the manifest are stored as blobs and the image recorded (image.Store's
-// Record), all under image.Store's Hold so that Prune cannot remove a
-// piece before the image names it. A failure before Record leaves at most
-// blobs no image names, which the next Prune removes. The manifest keeps
+// A new layer's tar stream (layers.WriteUpper or, for Import, the tar as
+// given, decompressed) is unpacked into the layer store by layers.Store.Add,
+// which checks every entry and computes the diff_id as it reads, while the
+// same bytes are gzip-compressed into a blob of the image store that is
+// committed only once the layer is stored: one pass, and a refused entry
+// leaves nothing. The config and the manifest are then stored as blobs
+// and the image recorded (image.Store's Record), all under image.Store's
+// Hold so that Prune cannot remove a piece before the image names it. A
+// failure after the layer is stored leaves at most a layer and blobs no
+// image names, which the next Prune removes. The manifest keeps
 // the base image's format: Docker schema 2 media types over a Docker
 // image, OCI ones otherwise (and for Import).
 package commit
