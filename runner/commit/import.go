@@ -35,8 +35,8 @@ type ImportOptions struct {
 // as its first bytes say), for this host's platform, with opts.Changes
 // applied to an empty config. The tar is checked entry by entry as a
 // pulled layer is (layers.Store.Add): an entry that would land outside
-// the rootfs fails the import, naming the entry, with nothing stored but
-// a blob no image names, which the next Prune removes. Errors wrap
+// the rootfs fails the import, naming the entry, with nothing stored.
+// Errors wrap
 // ErrInvalidChange, layers.ErrUnsafeEntry, layers.ErrTooLarge,
 // layers.ErrUnsupportedMediaType, r's own error or the stores'.
 func Import(ctx context.Context, images *image.Store, r io.Reader, opts ImportOptions) (image.Image, error) {
