@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -326,6 +327,7 @@ func TestCommitRefusals(t *testing.T) {
 func TestImportHostile(t *testing.T) {
 	f := newFixture(t)
 	before, _ := f.images.List()
+	blobs, layerDirs := countFiles(t, filepath.Join(f.images.Dir(), "blobs")), countFiles(t, filepath.Join(f.images.Dir(), "layers", "layers"))
 	_, err := commit.Import(context.Background(), f.images, bytes.NewReader(tarOf(t, "ok", "fine", "../../etc/evil", "x")),
 		commit.ImportOptions{Source: "evil.tar", Ref: "evil:1"})
 	if !errors.Is(err, layers.ErrUnsafeEntry) || !bytes.Contains([]byte(err.Error()), []byte("../../etc/evil")) {
@@ -338,6 +340,20 @@ func TestImportHostile(t *testing.T) {
 	if _, err := f.images.Get("evil:1"); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("evil:1: %v", err)
 	}
+	if n, m := countFiles(t, filepath.Join(f.images.Dir(), "blobs")), countFiles(t, filepath.Join(f.images.Dir(), "layers", "layers")); n != blobs || m != layerDirs {
+		t.Errorf("blob store %d -> %d files, layer store %d -> %d: a refused import left something", blobs, n, layerDirs, m)
+	}
+}
+
+// countFiles counts the files and directories below dir.
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(string, fs.DirEntry, error) error { n++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestImport(t *testing.T) {
