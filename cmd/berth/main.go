@@ -116,6 +116,9 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newLogoutCmd(),
 		a.newSaveCmd(),
 		a.newLoadCmd(),
+		a.newCommitCmd(),
+		a.newExportCmd(),
+		a.newImportCmd(),
 	)
 	return root
 }

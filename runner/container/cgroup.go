@@ -272,7 +272,8 @@ func (c *cgroupV2) DeviceRules() bool { return false }
 
 // v1Controllers are the v1 hierarchies a container joins (cpuset is left
 // out: a new cpuset group is empty until cpus and mems are copied in).
-var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices"}
+// freezer is for Freeze (berth commit's pause).
+var v1Controllers = []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer"}
 
 type cgroupV1 struct {
 	dirs    map[string]string // controller -> directory (one per hierarchy)

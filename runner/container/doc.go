@@ -50,6 +50,10 @@
 // processes cannot hand controllers to children. An absolute path is taken
 // from the hierarchy root on both.
 //
+// Freeze stops a running container's processes (berth commit's pause)
+// through its own group: cgroup.freeze on v2, the freezer controller on v1
+// (which every container joins for that).
+//
 // Device rules (LinuxResources.Devices: Docker's deny everything, then
 // mknod of any node and use of the default devices, the console and the
 // terminals) are written to the v1 devices controller. Where they cannot be

@@ -3,6 +3,11 @@
 // that has it, with OCI whiteouts turned into overlayfs whiteouts; and the
 // rootfs assembled from layers by an overlayfs mount (Mount) or, where
 // overlayfs is unavailable (OverlaySupported), by copying them (Flatten).
+// It also writes trees back out as tar streams: a container's overlayfs
+// upper directory as an OCI layer, overlay whiteouts and opaque
+// directories turned back into OCI whiteouts (WriteUpper), and a whole
+// rootfs, for export (WriteTree; MountView shows a container's rootfs
+// read-only to read it from).
 //
 // It may import the standard library, golang.org/x/sys/unix, go-digest,
 // image-spec and klauspost/compress; never the registry, the storage

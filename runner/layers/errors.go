@@ -34,4 +34,9 @@ var (
 	// (MountOptions.UserNS): it needs idmapped mounts of the backing
 	// filesystem and overlayfs taking its layers as file descriptors.
 	ErrIDMapUnsupported = errors.New("layers: idmapped layers unavailable")
+	// ErrUnsupportedTree: a directory tree cannot be written as a layer
+	// (WriteUpper, WriteTree): an overlayfs upper directory with a
+	// redirected directory or a metacopy file, whose content lives in a
+	// lower layer, or a file that changed while it was read.
+	ErrUnsupportedTree = errors.New("layers: tree cannot be written as a layer")
 )

@@ -102,6 +102,39 @@ func (s *Store) MountWith(ctx context.Context, layers []Layer, upper, work, targ
 	return nil
 }
 
+// MountView mounts, read-only at target, the view of a container's
+// rootfs: its writable layer upper (an overlayfs upper directory, with its
+// whiteouts and opaque directories) over the mount-point layer and
+// layers (base first, each looked up in the store again), as `berth
+// export` reads it. upper is only read, never written, so a running
+// container's may be used (overlayfs then warns that reading both mounts
+// at once gives an undefined view of what changes meanwhile). The caller
+// unmounts target.
+func (s *Store) MountView(ctx context.Context, layers []Layer, upper, target string) error {
+	if upper == "" {
+		return fmt.Errorf("%w: no upper directory to view", ErrInvalid)
+	}
+	mp, err := s.mountpointLayer()
+	if err != nil {
+		return err
+	}
+	lowers := []string{upper, mp}
+	for i := len(layers) - 1; i >= 0; i-- {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		l, err := s.Get(layers[i].DiffID)
+		if err != nil {
+			return err
+		}
+		lowers = append(lowers, l.Dir)
+	}
+	if err := mountOverlay(lowers, "", "", target, false); err != nil {
+		return fmt.Errorf("layers: mounting the view of %s at %s: %w", upper, target, err)
+	}
+	return nil
+}
+
 // Mountpoints are the directories of the mount-point layer that Mount puts
 // above an image's layers in a writable mount.
 var Mountpoints = []string{"dev", "proc", "sys"}

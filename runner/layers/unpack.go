@@ -156,11 +156,31 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, diffI
 	}
 }
 
+// Add unpacks a layer whose diff_id is not known beforehand (one made
+// here: a container's changes being committed, a tar being imported) from
+// r, compressed or not, and stores it under the sha256 digest of its
+// uncompressed stream, which it computes while it reads. It reads r to its
+// end, so a caller can tee r into the blob it stores beside the layer.
+// Extraction follows the same rules as Unpack's, and any error (errors
+// wrap ErrUnsafeEntry, ErrTooLarge, ErrUnsupportedMediaType, the
+// context's or r's own) leaves nothing of the layer. A layer already
+// stored under the digest is kept and returned.
+func (s *Store) Add(ctx context.Context, r io.Reader, limits Limits) (Layer, error) {
+	return s.unpack(ctx, r, "", limits.withDefaults())
+}
+
 // unpack does Unpack's work in a fresh slot and moves the result into
-// place.
+// place. With diffID "" (Add), the diff_id is the stream's sha256.
 func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, limits Limits) (Layer, error) {
 	fail := func(err error) (Layer, error) {
+		if diffID == "" {
+			return Layer{}, fmt.Errorf("layers: unpacking a new layer: %w", err)
+		}
 		return Layer{}, fmt.Errorf("layers: unpacking %s: %w", diffID, err)
+	}
+	alg := digest.Canonical
+	if diffID != "" {
+		alg = diffID.Algorithm()
 	}
 	sl, err := s.reserve()
 	if err != nil {
@@ -189,7 +209,7 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 		return fail(err)
 	}
 	defer closeDecoder()
-	m := &meter{ctx: ctx, r: dr, h: diffID.Algorithm().Hash(), max: limits.MaxBytes}
+	m := &meter{ctx: ctx, r: dr, h: alg.Hash(), max: limits.MaxBytes}
 	x := &extractor{root: rootfd, res: s.res, limits: limits, buf: make([]byte, 256<<10)}
 	if err := x.extract(ctx, tar.NewReader(m)); err != nil {
 		return fail(err)
@@ -203,9 +223,11 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return fail(err)
 	}
-	if got := digest.NewDigest(diffID.Algorithm(), m.h); got != diffID {
+	got := digest.NewDigest(alg, m.h)
+	if diffID != "" && got != diffID {
 		return fail(fmt.Errorf("%w: uncompressed stream is %s", ErrDigestMismatch, got))
 	}
+	diffID = got
 
 	l := Layer{DiffID: diffID, Size: m.n, Entries: x.entries, Skipped: x.skipped, Complete: true}
 	if err := unix.Syncfs(rootfd); err != nil {
@@ -237,6 +259,14 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 	}
 	l.Dir = filepath.Join(dst, fsDir)
 	return l, nil
+}
+
+// Decompress returns the uncompressed stream of r, a tar stream that is
+// gzip- or zstd-compressed or plain (the first bytes say which, as in
+// Unpack); release frees the decoder and does not close r. xz and bzip2
+// fail with ErrUnsupportedMediaType.
+func Decompress(r io.Reader) (plain io.Reader, release func(), err error) {
+	return decompressor(bufio.NewReaderSize(r, 64<<10))
 }
 
 // decompressor picks the decompressor by the stream's magic bytes: gzip,

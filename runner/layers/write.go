@@ -1,0 +1,392 @@
+package layers
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Overlayfs's own extended attributes that WriteUpper reads. The user.*
+// forms are those of an overlay mounted with userxattr (in a user
+// namespace); berth mounts with the trusted.* forms.
+const (
+	userOpaqueXattr = "user.overlay.opaque"
+	overlayPrefix   = "trusted.overlay."
+	userOverlayPfx  = "user.overlay."
+	redirectSuffix  = "redirect"
+	metacopySuffix  = "metacopy"
+)
+
+// WriteOptions are WriteUpper's and WriteTree's options.
+type WriteOptions struct {
+	// Owner maps a file's owner as it is on disk to the one the tar
+	// entry records: a user-namespaced container's writable layer holds
+	// the host ids its ids map to. Nil keeps the owners as they are.
+	Owner func(uid, gid int) (int, int)
+}
+
+// WriteUpper writes the overlayfs upper directory upper (a container's
+// writable layer) to w as an OCI layer tar stream, and returns how many
+// entries it wrote (0: the container changed nothing). The stream ends
+// with the tar end-of-archive blocks; w is not closed.
+//
+// Whiteouts (0/0 character devices) become ".wh.NAME" entries and opaque
+// directories (trusted.overlay.opaque=y, or user.overlay.opaque=y) get a
+// ".wh..wh..opq" entry after their own. Everything else is written as
+// WriteTree writes it. A directory renamed through overlayfs's redirect_dir
+// feature or a file copied up metadata-only (metacopy) holds no content of
+// its own: the upper directory then fails with ErrUnsupportedTree, since
+// its layer would lose files.
+func WriteUpper(ctx context.Context, w io.Writer, upper string, opts WriteOptions) (int, error) {
+	return writeDir(ctx, w, upper, true, opts)
+}
+
+// WriteTree writes the directory tree root (a flattened rootfs, or an
+// overlay mount of one) to w as a tar stream and returns how many entries
+// it wrote; w is not closed. The root itself has no entry.
+//
+// Entries are written in a sorted walk (a directory, then its children by
+// name), without the access and change times and with the modification
+// time truncated to the second, so the same tree gives the same bytes.
+// Names are relative ("etc/passwd", "etc/"). Owners, modes (setuid,
+// setgid and sticky bits included), symlinks and the extended attributes a
+// layer may carry (user.* and security.capability) are kept; a regular
+// file with several links in the tree is written once and then as
+// hardlink entries to that first name. Character and block devices and
+// fifos are written as such (berth's own Unpack skips devices, as it skips
+// them in pulled layers); sockets are left out, as docker's archive code
+// does. Nothing is ever followed: directories and files are opened
+// beneath their parent's descriptor with O_NOFOLLOW, so a tree that
+// changes meanwhile cannot make it read outside root; a file that shrinks
+// while it is read fails the write.
+func WriteTree(ctx context.Context, w io.Writer, root string, opts WriteOptions) (int, error) {
+	return writeDir(ctx, w, root, false, opts)
+}
+
+// treeWriter is the walker WriteUpper and WriteTree share.
+type treeWriter struct {
+	ctx   context.Context
+	tw    *tar.Writer
+	upper bool // an overlay upper directory: whiteouts and opaque dirs
+	owner func(uid, gid int) (int, int)
+	links map[[2]uint64]string // (dev, ino) of a multiply linked file -> its first name
+	buf   []byte
+	n     int
+}
+
+func writeDir(ctx context.Context, w io.Writer, root string, upper bool, opts WriteOptions) (int, error) {
+	fd, err := unix.Open(root, dirOpenFlags, 0)
+	if err != nil {
+		return 0, pathError("opening", root, err)
+	}
+	t := &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner,
+		links: map[[2]uint64]string{}, buf: make([]byte, 256<<10)}
+	if err := t.walk(fd, ""); err != nil {
+		return t.n, err
+	}
+	if err := t.tw.Close(); err != nil {
+		return t.n, fmt.Errorf("layers: writing tar: %w", err)
+	}
+	return t.n, nil
+}
+
+// walk writes the children of the directory fd (named rel in the tar,
+// "" for the root) and closes fd.
+func (t *treeWriter) walk(fd int, rel string) error {
+	dir := os.NewFile(uintptr(fd), rel)
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return pathError("listing", t.display(rel), err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := t.ctx.Err(); err != nil {
+			return err
+		}
+		if err := t.entry(fd, rel, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// display names rel in messages.
+func (t *treeWriter) display(rel string) string {
+	if rel == "" {
+		return "/"
+	}
+	return "/" + rel
+}
+
+// entry writes the child name of the directory fd (rel in the tar).
+func (t *treeWriter) entry(fd int, rel, name string) error {
+	p := path.Join(rel, name)
+	var st unix.Stat_t
+	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil // removed meanwhile
+		}
+		return pathError("stat", t.display(p), err)
+	}
+	if t.upper && isWhiteout(&st) {
+		// A whiteout may share its inode with others (overlayfs reuses
+		// one): never a hardlink entry.
+		return t.write(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(rel, whiteoutPrefix+name),
+			Mode: 0o644, ModTime: mtime(&st), Format: tar.FormatPAX}, nil, p)
+	}
+	hdr := t.header(&st, p)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return t.dir(fd, name, p, hdr)
+	case unix.S_IFREG:
+		return t.file(fd, name, p, &st, hdr)
+	case unix.S_IFLNK:
+		target, err := readlinkAt(fd, name)
+		if err != nil {
+			return pathError("readlink", t.display(p), err)
+		}
+		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+		return t.write(hdr, nil, p)
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+		return t.write(hdr, nil, p)
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+		return t.write(hdr, nil, p)
+	}
+	return nil // a socket: left out, as docker does
+}
+
+// header fills the fields every entry type shares.
+func (t *treeWriter) header(st *unix.Stat_t, p string) *tar.Header {
+	uid, gid := int(st.Uid), int(st.Gid)
+	if t.owner != nil {
+		uid, gid = t.owner(uid, gid)
+	}
+	return &tar.Header{Name: p, Mode: int64(st.Mode & 0o7777), Uid: uid, Gid: gid,
+		ModTime: mtime(st), Format: tar.FormatPAX}
+}
+
+// mtime is an entry's modification time, to the second.
+func mtime(st *unix.Stat_t) time.Time {
+	return time.Unix(st.Mtim.Sec, 0).UTC()
+}
+
+// dir writes a directory entry (and its opaque marker) and walks it.
+func (t *treeWriter) dir(parent int, name, p string, hdr *tar.Header) error {
+	fd, err := unix.Openat(parent, name, dirOpenFlags, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return pathError("opening", t.display(p), err)
+	}
+	opaque, err := t.xattrs(fd, p, hdr, true)
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	hdr.Typeflag, hdr.Name = tar.TypeDir, p+"/"
+	if err := t.write(hdr, nil, p); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	if opaque {
+		wh := &tar.Header{Typeflag: tar.TypeReg, Name: path.Join(p, opaqueMarker), Mode: 0o644,
+			ModTime: hdr.ModTime, Format: tar.FormatPAX}
+		if err := t.write(wh, nil, p); err != nil {
+			unix.Close(fd)
+			return err
+		}
+	}
+	return t.walk(fd, p)
+}
+
+// file writes a regular file, or a hardlink entry to the first name of its
+// inode.
+func (t *treeWriter) file(parent int, name, p string, st *unix.Stat_t, hdr *tar.Header) error {
+	key := [2]uint64{uint64(st.Dev), st.Ino}
+	if st.Nlink > 1 {
+		if first, ok := t.links[key]; ok {
+			hdr.Typeflag, hdr.Linkname = tar.TypeLink, first
+			return t.write(hdr, nil, p)
+		}
+	}
+	// O_NONBLOCK: should the name have become a fifo since the stat,
+	// opening it does not hang (and fstat below refuses it).
+	fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return pathError("opening", t.display(p), err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil {
+		return pathError("stat", t.display(p), err)
+	}
+	if now.Mode&unix.S_IFMT != unix.S_IFREG || now.Ino != st.Ino || now.Dev != st.Dev {
+		return fmt.Errorf("%w: %s changed while it was read", ErrUnsupportedTree, t.display(p))
+	}
+	if _, err := t.xattrs(fd, p, hdr, false); err != nil {
+		return err
+	}
+	hdr.Typeflag, hdr.Size = tar.TypeReg, now.Size
+	if err := t.write(hdr, f, p); err != nil {
+		return err
+	}
+	if st.Nlink > 1 {
+		t.links[key] = p
+	}
+	return nil
+}
+
+// write writes one entry, and the file's content from r.
+func (t *treeWriter) write(hdr *tar.Header, r io.Reader, p string) error {
+	if len(hdr.PAXRecords) == 0 {
+		// Without records, let the writer pick the plainest format
+		// the header fits (USTAR for short names).
+		hdr.Format = tar.FormatUnknown
+	}
+	if err := t.tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("layers: writing %s: %w", t.display(p), err)
+	}
+	t.n++
+	if r == nil || hdr.Size == 0 {
+		return nil
+	}
+	n, err := io.CopyBuffer(t.tw, io.LimitReader(r, hdr.Size), t.buf)
+	if err != nil {
+		return fmt.Errorf("layers: reading %s: %w", t.display(p), err)
+	}
+	if n != hdr.Size {
+		return fmt.Errorf("%w: %s shrank while it was read (%d of %d bytes)", ErrUnsupportedTree, t.display(p), n, hdr.Size)
+	}
+	return nil
+}
+
+// xattrs adds the extended attributes of fd that a layer carries to hdr
+// and, for a directory of an upper directory, reports whether it is
+// opaque. Overlayfs metadata that means content lives elsewhere (a
+// redirected directory, a metacopy file) fails with ErrUnsupportedTree.
+func (t *treeWriter) xattrs(fd int, p string, hdr *tar.Header, isDir bool) (opaque bool, err error) {
+	names, err := flistXattrs(fd)
+	if err != nil {
+		return false, pathError("listing xattrs of", t.display(p), err)
+	}
+	for _, n := range names {
+		if t.upper {
+			if ov, ok := overlayXattr(n); ok {
+				switch ov {
+				case "opaque":
+					v, err := fgetXattr(fd, n)
+					opaque = opaque || (err == nil && string(v) == "y")
+				case redirectSuffix, metacopySuffix:
+					return false, fmt.Errorf("%w: %s is an overlayfs %s entry whose content is in a lower layer",
+						ErrUnsupportedTree, t.display(p), ov)
+				}
+				continue
+			}
+		}
+		if !allowedXattr(n) || strings.HasPrefix(n, userOverlayPfx) {
+			continue
+		}
+		v, err := fgetXattr(fd, n)
+		if err != nil {
+			if errors.Is(err, unix.ENODATA) {
+				continue
+			}
+			return false, pathError("reading xattr "+n+" of", t.display(p), err)
+		}
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+n] = string(v)
+	}
+	return opaque && isDir, nil
+}
+
+// overlayXattr returns the name of an overlayfs attribute without its
+// trusted.overlay. or user.overlay. prefix.
+func overlayXattr(n string) (string, bool) {
+	if s, ok := strings.CutPrefix(n, overlayPrefix); ok {
+		return s, true
+	}
+	return strings.CutPrefix(n, userOverlayPfx)
+}
+
+// flistXattrs lists the extended attribute names of fd.
+func flistXattrs(fd int) ([]string, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Flistxattr(fd, buf)
+		if err == unix.ERANGE {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if err == unix.ENOTSUP {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+		slices.Sort(out)
+		return out, nil
+	}
+}
+
+// fgetXattr reads the extended attribute name of fd.
+func fgetXattr(fd int, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Fgetxattr(fd, name, buf)
+		if err == unix.ERANGE {
+			sz, serr := unix.Fgetxattr(fd, name, nil)
+			if serr != nil {
+				return nil, serr
+			}
+			buf = make([]byte, sz+1)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+// readlinkAt reads the target of the symlink name in the directory fd.
+func readlinkAt(fd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(fd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
