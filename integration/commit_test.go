@@ -99,6 +99,53 @@ func TestCommit(t *testing.T) {
 		}
 	})
 
+	// The commit leaves the host: berth push, then podman pulls and runs
+	// it and crane exports its filesystem, neither knowing berth.
+	t.Run("push then podman and crane", func(t *testing.T) {
+		needTools(t, env, "podman", "crane")
+		pushed := srv.Host + "/shipped/busybox:1"
+		b.ok("tag", committed, pushed)
+		digestFile := filepath.Join(t.TempDir(), "digest")
+		b.ok("push", "--digestfile", digestFile, pushed)
+		dgst, err := os.ReadFile(digestFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mustOutput(t, env, "crane", "digest", "--insecure", pushed); got != string(dgst) {
+			t.Errorf("crane digest %s = %s, berth pushed %s", pushed, got, dgst)
+		}
+		// podman refuses a runroot path longer than 50 characters.
+		root, err := os.MkdirTemp("", "podman")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(root)
+		podman := []string{"--root", filepath.Join(root, "s"), "--runroot", filepath.Join(root, "r"),
+			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+			"--runtime", "runc"} // Debian 12's crun refuses this host's hybrid cgroups
+		mustOutput(t, env, "podman", append(podman, "pull", "-q", "--tls-verify=false", pushed)...)
+		// podman's default open-files and processes limits are above this machine's hard limits.
+		run := append(podman, "run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", pushed)
+		if out := mustOutput(t, env, "podman", run...); out != "brand new" {
+			t.Errorf("podman run of the pushed commit printed %q, want its CMD's output", out)
+		}
+		check := append(slices.Clip(run), "sh", "-c", commitCheck)
+		if out := mustOutput(t, env, "podman", check...); out+"\n" != commitCheckOut {
+			t.Errorf("the pushed commit's files under podman: %q, want %q", out, commitCheckOut)
+		}
+		flat := filepath.Join(t.TempDir(), "crane.tar")
+		mustOutput(t, env, "crane", "export", "--insecure", pushed, flat)
+		files := readTar(t, flat)
+		if files["new"] != "brand new\n" || files["usr/share/lintian"] != "was a dir\n" || files["bin/busybox"] == "" {
+			t.Errorf("crane export: new %q, usr/share/lintian %q, %d entries", files["new"], files["usr/share/lintian"], len(files))
+		}
+		for _, name := range commitGone {
+			if _, ok := files[name]; ok {
+				t.Errorf("deleted %s is in crane's export", name)
+			}
+		}
+	})
+
 	exported := filepath.Join(t.TempDir(), "export.tar")
 	t.Run("export", func(t *testing.T) {
 		b.ok("export", "-o", exported, id)
