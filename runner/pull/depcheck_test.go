@@ -8,7 +8,7 @@ import (
 
 // TestDependencyFence fails if runner/pull imports anything beyond what its package doc
 // allows: the standard library, manifest, distribution/reference, go-digest, image-spec
-// and golang.org/x/term (with its golang.org/x/sys). In particular the registry server,
+// golang.org/x/term (with its golang.org/x/sys) and golang.org/x/sync. In particular the registry server,
 // storage, auth and runner/layers stay out.
 func TestDependencyFence(t *testing.T) {
 	const mod = "github.com/berth-registry/berth"
@@ -23,6 +23,7 @@ func TestDependencyFence(t *testing.T) {
 			"github.com/opencontainers/image-spec/",
 			"golang.org/x/term/...",
 			"golang.org/x/sys/",
+			"golang.org/x/sync/...",
 		},
 	})
 }

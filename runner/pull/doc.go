@@ -4,6 +4,6 @@
 // parallel, verified, resumable layer downloads handed to a caller's consumer.
 //
 // It may import the standard library, manifest, distribution/reference, go-digest,
-// image-spec and golang.org/x/term; never the registry server, storage or runner/layers
+// image-spec, golang.org/x/term and golang.org/x/sync; never the registry server, storage or runner/layers
 // (the consumer of the layer streams is a callback, see PullOptions.Layer).
 package pull

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 )
 
 // DefaultParallel is how many layers Pull downloads at once by default.
@@ -116,42 +116,16 @@ func (c *Client) Pull(ctx context.Context, ref Reference, opts PullOptions) (*Im
 		todo = append(todo, l)
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan Layer)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range min(opts.Parallel, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for l := range work {
-				if err := c.fetchLayer(ctx, img.Reference, l, &opts, progress); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallel)
 	for _, l := range todo {
-		select {
-		case work <- l:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break // a layer failed: start no other
 		}
+		g.Go(func() error { return c.fetchLayer(gctx, img.Reference, l, &opts, progress) })
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, errContext(ctx, err)

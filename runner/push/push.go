@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/runner/image"
@@ -299,48 +299,23 @@ func (p *pusher) pushBlobs(ctx context.Context, m *manifest.Manifest) error {
 		return fmt.Errorf("config %s: %w", blobs[0].Digest, err)
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range min(p.opts.Parallel, len(layers)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := p.pushBlob(ctx, i, layers[i]); err != nil {
-					err = fmt.Errorf("layer %s: %w", layers[i].Digest, err)
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel(err)
-				}
-			}
-		}()
-	}
-feed:
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(p.opts.Parallel, 1))
 	for i := range layers {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+		if gctx.Err() != nil {
+			break // a layer failed: start no other
 		}
+		g.Go(func() error {
+			if err := p.pushBlob(gctx, i, layers[i]); err != nil {
+				return fmt.Errorf("layer %s: %w", layers[i].Digest, err)
+			}
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if err := context.Cause(ctx); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	return nil
+	return ctx.Err()
 }
 
 // retry runs op until it succeeds, fails in a way that is not worth retrying
