@@ -1,7 +1,6 @@
 package layers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -257,46 +256,4 @@ func copyAttrs(src string, fd int, st *syscall.Stat_t) error {
 func isOpaque(p string) bool {
 	v, err := getXattr(p, opaqueXattr)
 	return err == nil && string(v) == "y"
-}
-
-// listXattrs lists the extended attribute names of p (not following a
-// symlink).
-func listXattrs(p string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(p, buf)
-		if err == unix.ERANGE {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err == unix.ENOTSUP {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, pathError("listxattr", p, err)
-		}
-		var names []string
-		for name := range bytes.SplitSeq(buf[:n], []byte{0}) {
-			if len(name) > 0 {
-				names = append(names, string(name))
-			}
-		}
-		return names, nil
-	}
-}
-
-// getXattr reads one extended attribute of p (not following a symlink).
-func getXattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err != nil {
-			return nil, pathError("getxattr "+name, p, err)
-		}
-		return buf[:n], nil
-	}
 }

@@ -331,52 +331,6 @@ func overlayXattr(n string) (string, bool) {
 	return strings.CutPrefix(n, userOverlayPfx)
 }
 
-// flistXattrs lists the extended attribute names of fd.
-func flistXattrs(fd int) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Flistxattr(fd, buf)
-		if err == unix.ERANGE {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err == unix.ENOTSUP {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		var out []string
-		for _, s := range strings.Split(string(buf[:n]), "\x00") {
-			if s != "" {
-				out = append(out, s)
-			}
-		}
-		slices.Sort(out)
-		return out, nil
-	}
-}
-
-// fgetXattr reads the extended attribute name of fd.
-func fgetXattr(fd int, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Fgetxattr(fd, name, buf)
-		if err == unix.ERANGE {
-			sz, serr := unix.Fgetxattr(fd, name, nil)
-			if serr != nil {
-				return nil, serr
-			}
-			buf = make([]byte, sz+1)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-}
-
 // readlinkAt reads the target of the symlink name in the directory fd.
 func readlinkAt(fd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
