@@ -112,11 +112,17 @@ func main() {
 	case "":
 		err = b.run(ctx, *target, *registries, *berthBin, *drBin, *distBin, *dir)
 	case "gc":
-		err = b.runGCOnly(ctx, *berthBin, *drBin, *dir)
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return runGC(ctx, bin, *drBin, dir, b.gcReps) })
 	case "run":
-		err = b.runOnly(ctx, *berthBin, *dir)
+		if os.Geteuid() != 0 {
+			err = errors.New("the berth run case needs root (layer store, namespaces, drop_caches)")
+			break
+		}
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error {
+			return runCase(ctx, bin, dir, max(*runReps, 1), max(*pullReps, 1))
+		})
 	case "push":
-		err = b.pushOnly(ctx, *berthBin, *dir)
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return pushCase(ctx, bin, dir, max(*pushReps, 1)) })
 	case "gc-root":
 		err = writeGCRootOnly(*dir)
 	default:
@@ -360,32 +366,6 @@ func names(targets []target) []string {
 		n = append(n, t.name)
 	}
 	return n
-}
-
-// runGCOnly runs the gc case alone.
-func (b *bench) runGCOnly(ctx context.Context, berthBin, drBin, dir string) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "berth-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	fmt.Printf("bench: %d cores, load before: %s\n", runtime.NumCPU(), loadavg())
-	start := time.Now()
-	if berthBin == "" {
-		bin, err := integration.BuildBerth(ctx, ".", dir)
-		if err != nil {
-			return err
-		}
-		berthBin = bin
-	}
-	if err := runGC(ctx, berthBin, drBin, dir, b.gcReps); err != nil {
-		return err
-	}
-	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
-	return nil
 }
 
 // runS3 measures the transfers through berth on S3: a versitygw on loopback
@@ -1018,4 +998,32 @@ func loadavg() string {
 		return strings.TrimSpace(string(b))
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// runAlone runs one case alone (-only): in dir, or a temporary directory
+// removed afterwards, with berthBin or a berth built there, between lines
+// giving the load before and after.
+func runAlone(ctx context.Context, berthBin, dir string, run func(berthBin, dir string) error) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "berth-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	fmt.Printf("bench: %d cores, load before: %s\n", runtime.NumCPU(), loadavg())
+	start := time.Now()
+	if berthBin == "" {
+		bin, err := integration.BuildBerth(ctx, ".", dir)
+		if err != nil {
+			return err
+		}
+		berthBin = bin
+	}
+	if err := run(berthBin, dir); err != nil {
+		return err
+	}
+	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
+	return nil
 }

@@ -23,39 +23,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/berth-registry/berth/integration"
 )
 
 var pushReps = flag.Int("push-reps", 5, "berth push case: cold and warm pushes per tool; 0 skips the case (unless -only push)")
-
-// pushOnly runs the berth push case alone.
-func (b *bench) pushOnly(ctx context.Context, berthBin, dir string) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "berth-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	fmt.Printf("bench: %d cores, load before: %s\n", runtime.NumCPU(), loadavg())
-	start := time.Now()
-	if berthBin == "" {
-		bin, err := integration.BuildBerth(ctx, ".", dir)
-		if err != nil {
-			return err
-		}
-		berthBin = bin
-	}
-	if err := pushCase(ctx, berthBin, dir, max(*pushReps, 1)); err != nil {
-		return err
-	}
-	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
-	return nil
-}
 
 // pushCase measures berth push against skopeo copy, cold and warm.
 func pushCase(ctx context.Context, berthBin, dir string, reps int) error {

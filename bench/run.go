@@ -33,7 +33,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,35 +77,6 @@ type runner struct {
 	series *runSeries
 	argv   func(n int) []string
 	after  func(n int)
-}
-
-// runOnly runs the berth run case alone.
-func (b *bench) runOnly(ctx context.Context, berthBin, dir string) error {
-	if dir == "" {
-		d, err := os.MkdirTemp("", "berth-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		dir = d
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("the berth run case needs root (layer store, namespaces, drop_caches)")
-	}
-	fmt.Printf("bench: %d cores, load before: %s\n", runtime.NumCPU(), loadavg())
-	start := time.Now()
-	if berthBin == "" {
-		bin, err := integration.BuildBerth(ctx, ".", dir)
-		if err != nil {
-			return err
-		}
-		berthBin = bin
-	}
-	if err := runCase(ctx, berthBin, dir, max(*runReps, 1), max(*pullReps, 1)); err != nil {
-		return err
-	}
-	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())
-	return nil
 }
 
 // runCase pushes busybox and debian to a berth on loopback and measures
