@@ -29,16 +29,21 @@ func (s *Store) Hold() (release func(), err error) {
 // DiffIDs are taken from the stored manifest and config; Pulled is set to
 // now when zero. The caller holds Hold.
 func (s *Store) Record(img Image, refs ...string) (Image, error) {
-	keys := make([]string, len(refs))
-	for i, ref := range refs {
-		r, err := pull.ParseReference(ref, s.DefaultRegistry)
-		if err != nil {
-			return Image{}, err
+	return s.record(img, "", refs)
+}
+
+// record is Record and RecordIndex: refs name img's manifest, through
+// index when it is not "" (and only index when img.ManifestDigest is "").
+func (s *Store) record(img Image, index digest.Digest, refs []string) (Image, error) {
+	keys, err := s.tagKeys(refs)
+	if err != nil {
+		return Image{}, err
+	}
+	if img.ManifestDigest == "" {
+		if index == "" {
+			return Image{}, fmt.Errorf("%w: no manifest to record", ErrNotFound)
 		}
-		if r.Digest != "" {
-			return Image{}, fmt.Errorf("%w: %s: an image built here is named by a tag, not a digest", pull.ErrInvalidReference, ref)
-		}
-		keys[i] = r.String()
+		return Image{}, s.recordIndexOnly(index, keys)
 	}
 	full, err := s.imageFromBlobs(img.ManifestDigest)
 	if err != nil {
@@ -67,17 +72,9 @@ func (s *Store) Record(img Image, refs ...string) (Image, error) {
 	if err := s.writeRecord(full); err != nil {
 		return Image{}, err
 	}
-	idx, err := s.readIndex()
+	idx, err := s.recordRefs(refEntry{ID: full.ID, Manifest: full.ManifestDigest, Index: index}, keys)
 	if err != nil {
 		return Image{}, err
-	}
-	if len(keys) > 0 {
-		for _, k := range keys {
-			idx.Refs[k] = refEntry{ID: full.ID, Manifest: full.ManifestDigest}
-		}
-		if err := s.writeIndex(idx); err != nil {
-			return Image{}, err
-		}
 	}
 	full.References = refsByID(idx)[full.ID]
 	return full, nil
@@ -121,7 +118,10 @@ func (s *Store) imageFromBlobs(manifest digest.Digest) (Image, error) {
 // Tag makes target (a reference, completed as Pull completes it; not a
 // digest) name the image source names (a reference or an ID, as Get takes
 // it), as `berth tag` does. A reference that named another image moves.
-// Errors wrap ErrNotFound, ErrAmbiguous or pull.ErrInvalidReference.
+// When source is a reference to a multi-platform index (Index), target
+// names it too; for a reference that names an index alone (no image of it
+// runs here), the returned Image is zero. Errors wrap ErrNotFound,
+// ErrAmbiguous or pull.ErrInvalidReference.
 func (s *Store) Tag(source, target string) (Image, error) {
 	r, err := pull.ParseReference(target, s.DefaultRegistry)
 	if err != nil {
@@ -143,6 +143,16 @@ func (s *Store) Tag(source, target string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	// The index moves with the tag: target pushes as the whole index when
+	// the store holds every platform of it, else as this platform's image.
+	var index digest.Digest
+	if key != "" {
+		index = idx.Refs[key].Index
+	}
+	if id == "" {
+		idx.Refs[r.String()] = refEntry{Index: index}
+		return Image{}, s.writeIndex(idx)
+	}
 	img, err := s.readRecord(id)
 	if err != nil {
 		return Image{}, err
@@ -151,7 +161,7 @@ func (s *Store) Tag(source, target string) (Image, error) {
 	if key != "" {
 		manifest = idx.Refs[key].Manifest
 	}
-	idx.Refs[r.String()] = refEntry{ID: id, Manifest: manifest}
+	idx.Refs[r.String()] = refEntry{ID: id, Manifest: manifest, Index: index}
 	if err := s.writeIndex(idx); err != nil {
 		return Image{}, err
 	}

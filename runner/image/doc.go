@@ -16,12 +16,16 @@
 //	                                  platform, the config as pulled (base64), the layers
 //	                                  (diff_id, blob digest, media type, size), pull time
 //	  blobs/<alg>/<hex>               a verified blob: the manifests, configs and compressed
-//	                                  layers of the images, as pulled, committed or loaded
+//	                                  layers of the images, and the indexes and their other
+//	                                  platforms' blobs, as pulled, committed or loaded
 //	                                  (what push and save give out), written through
 //	                                  blobs/.tmp-* and a rename
 //	  refs.json                       the reference index: {"refs": {REF: {"id", "manifest",
 //	                                  "index"}}}, REF in the full host/name:tag[@digest] form;
-//	                                  "index" is the multi-platform index REF was pulled through
+//	                                  "index" is the multi-platform index REF was pulled or
+//	                                  loaded through, its blob stored (with every platform's
+//	                                  blobs after pull --all-platforms: Store.Index); "id" and
+//	                                  "manifest" are empty when it has no image for this host
 //	  lock                            flock: shared by Pull and Rootfs/Flatten, exclusive by Prune
 //	  refs.lock                       flock: exclusive around every change of refs.json and images/
 //

@@ -2,13 +2,17 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/runner/layers"
 	"github.com/berth-registry/berth/runner/pull"
 )
@@ -34,6 +38,16 @@ type PullOptions struct {
 	// Limits bound each layer's unpacked size; zero fields take the layer
 	// store's defaults.
 	Limits layers.Limits
+	// AllPlatforms, when the reference names a multi-platform index, stores
+	// every platform's manifest, config and layer blobs too (verified, not
+	// unpacked), so that push and save give out the whole index (see
+	// Index). The image for Platform is unpacked and recorded as without
+	// it; when the index has none, nothing is recorded for run, the
+	// reference names the index alone and Pull returns a zero Image.
+	AllPlatforms bool
+	// Stored, when not nil, is told of each manifest of the index that
+	// AllPlatforms stored, with its platform ("" for an entry without one).
+	Stored func(platform string, manifest digest.Digest)
 }
 
 // Pull fetches the image ref names (completed with the default registry and
@@ -78,6 +92,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 		},
 		Progress: opts.Progress,
 	})
+	if err != nil && opts.AllPlatforms && errors.Is(err, pull.ErrNoMatchingPlatform) {
+		return Image{}, s.pullIndexOnly(ctx, client, r, opts, err)
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("pulling %s: %w", r, err)
 	}
@@ -101,6 +118,17 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	}
 	if _, err := s.PutBlobBytes(pulled.RawConfig, img.ID); err != nil {
 		return Image{}, fmt.Errorf("pulling %s: config: %w", r, err)
+	}
+	if pulled.Index != "" {
+		// Small, and what inspect and save show of the index.
+		if _, err := s.PutBlobBytes(pulled.IndexManifest, pulled.Index); err != nil {
+			return Image{}, fmt.Errorf("pulling %s: index: %w", r, err)
+		}
+		if opts.AllPlatforms {
+			if err := s.storePlatforms(ctx, client, r, pulled.Index, opts); err != nil {
+				return Image{}, err
+			}
+		}
 	}
 	for _, l := range pulled.Layers {
 		stored, err := s.layers.Get(l.DiffID)
@@ -167,4 +195,111 @@ func ShortID(id digest.Digest) string {
 		e = e[:12]
 	}
 	return e
+}
+
+// pullIndexOnly is a pull with AllPlatforms of a reference whose index has
+// no image for the platform (noMatch says so): it stores every platform's
+// blobs and makes the reference name the index alone. A reference that
+// names no index fails with noMatch.
+func (s *Store) pullIndexOnly(ctx context.Context, client *pull.Client, r pull.Reference, opts PullOptions, noMatch error) error {
+	top, err := client.FetchManifest(ctx, r, nil)
+	if err != nil {
+		return fmt.Errorf("pulling %s: %w", r, err)
+	}
+	if !top.Parsed.IsIndex() {
+		return fmt.Errorf("pulling %s: %w", r, noMatch)
+	}
+	if _, err := s.PutBlobBytes(top.Body, top.Digest); err != nil {
+		return fmt.Errorf("pulling %s: index: %w", r, err)
+	}
+	if err := s.storePlatforms(ctx, client, r, top.Digest, opts); err != nil {
+		return err
+	}
+	if !s.index(top.Digest).Complete {
+		return fmt.Errorf("pulling %s: %w: index %s is not whole after the pull", r, ErrBlobMissing, top.Digest)
+	}
+	return s.recordIndexOnly(top.Digest, []string{r.String()})
+}
+
+// storePlatforms stores, for the stored index d of r, every manifest,
+// config and layer blob the store does not hold yet, each verified against
+// its descriptor, a few layers at a time. The caller holds the shared lock.
+func (s *Store) storePlatforms(ctx context.Context, client *pull.Client, r pull.Reference, d digest.Digest, opts PullOptions) error {
+	body, err := s.readManifest(d)
+	if err != nil {
+		return fmt.Errorf("pulling %s: index %s: %w", r, d, err)
+	}
+	top, err := manifest.Parse("", body)
+	if err != nil || !top.IsIndex() {
+		return fmt.Errorf("%w: %s: index %s: %v", pull.ErrInvalidImage, r, d, err)
+	}
+	var walk func(entries []ocispec.Descriptor, depth int) error
+	walk = func(entries []ocispec.Descriptor, depth int) error {
+		for _, e := range entries {
+			m, err := s.storeManifest(ctx, client, r, e)
+			if err != nil {
+				return err
+			}
+			if m.IsIndex() {
+				if depth == maxIndexDepth {
+					return fmt.Errorf("%w: %s: indexes nested more than %d deep", pull.ErrInvalidImage, r, maxIndexDepth)
+				}
+				if err := walk(m.Manifests, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			g.SetLimit(pull.DefaultParallel)
+			for _, b := range m.BlobReferences() {
+				if s.HasBlob(b.Digest) {
+					continue
+				}
+				g.Go(func() error { return s.fetchBlob(gctx, client, r, b) })
+			}
+			if err := g.Wait(); err != nil {
+				return fmt.Errorf("pulling %s: manifest %s: %w", r, e.Digest, err)
+			}
+			if opts.Stored != nil {
+				p := ""
+				if e.Platform != nil {
+					p = pull.Platform{OS: e.Platform.OS, Architecture: e.Platform.Architecture, Variant: e.Platform.Variant}.Normalize().String()
+				}
+				opts.Stored(p, e.Digest)
+			}
+		}
+		return nil
+	}
+	return walk(top.Manifests, 1)
+}
+
+// storeManifest returns the manifest e describes, from the store or else
+// fetched from r's repository and stored.
+func (s *Store) storeManifest(ctx context.Context, client *pull.Client, r pull.Reference, e ocispec.Descriptor) (*manifest.Manifest, error) {
+	if body, err := s.readManifest(e.Digest); err == nil {
+		if m, err := manifest.Parse(e.MediaType, body); err == nil {
+			return m, nil
+		}
+	}
+	m, err := client.FetchManifest(ctx, r, &e)
+	if err != nil {
+		return nil, fmt.Errorf("pulling %s: %w", r, err)
+	}
+	if _, err := s.PutBlobBytes(m.Body, e.Digest); err != nil {
+		return nil, fmt.Errorf("pulling %s: manifest %s: %w", r, e.Digest, err)
+	}
+	return m.Parsed, nil
+}
+
+// fetchBlob downloads blob b of r's repository into the blob store.
+func (s *Store) fetchBlob(ctx context.Context, client *pull.Client, r pull.Reference, b ocispec.Descriptor) error {
+	rc, err := client.OpenBlob(ctx, r, b)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if _, _, err := s.PutBlob(rc, b.Digest, b.Size); err != nil {
+		return fmt.Errorf("blob %s: %w", b.Digest, err)
+	}
+	return nil
 }

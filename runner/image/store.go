@@ -109,8 +109,10 @@ type refEntry struct {
 	ID       digest.Digest `json:"id"`
 	Manifest digest.Digest `json:"manifest"`
 	// Index is the index (manifest list) the reference named when it was
-	// pulled, whose child Manifest is; "" when it named Manifest itself.
-	// Its blob is not stored.
+	// pulled or loaded, whose child Manifest is; "" when it named Manifest
+	// itself. Its blob is stored (unless an older berth pulled it), and
+	// every platform's blobs too after `pull --all-platforms`. ID and
+	// Manifest are "" when the index has no image for this host.
 	Index digest.Digest `json:"index,omitempty"`
 }
 
@@ -215,6 +217,9 @@ func (s *Store) Lookup(ref string) (Image, digest.Digest, error) {
 	if err != nil {
 		return Image{}, "", err
 	}
+	if id == "" {
+		return Image{}, "", fmt.Errorf("%w: %s names a multi-platform index with no image for %s (it can be pushed or saved, not run)", ErrNotFound, ref, pull.HostPlatform())
+	}
 	img, err := s.readRecord(id)
 	if err != nil {
 		return Image{}, "", err
@@ -228,7 +233,8 @@ func (s *Store) Lookup(ref string) (Image, digest.Digest, error) {
 }
 
 // resolve finds ref in idx: as a reference (the index key it matched is
-// returned), else as an ID or ID prefix (key "").
+// returned; id is "" for a reference that names an index alone, see
+// RecordIndex), else as an ID or ID prefix (key "").
 func (s *Store) resolve(idx *refIndex, ref string) (digest.Digest, string, error) {
 	if e, ok := idx.Refs[ref]; ok {
 		return e.ID, ref, nil
@@ -329,7 +335,7 @@ func (s *Store) Remove(ref string, opts RemoveOptions) (RemoveResult, error) {
 		}
 		slices.Sort(res.Untagged)
 	}
-	if len(refsByID(idx)[id]) == 0 {
+	if id != "" && len(refsByID(idx)[id]) == 0 {
 		if users := opts.InUse[id]; len(users) > 0 {
 			if !opts.Force {
 				return RemoveResult{}, fmt.Errorf("%w: image %s is used by container %s", ErrInUse, id, strings.Join(users, ", "))
@@ -411,7 +417,12 @@ func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult,
 			return err
 		}
 		for _, e := range idx.Refs {
-			blobs[e.Manifest] = true // the manifest a reference was pulled by (an older one, or an index)
+			blobs[e.Manifest] = true // the manifest a reference was pulled by (an older one)
+			if e.Index != "" {
+				for _, d := range s.index(e.Index).Blobs { // the index, and what is stored of its platforms
+					blobs[d] = true
+				}
+			}
 		}
 		return nil
 	}()

@@ -26,6 +26,10 @@ type Image struct {
 	// Index is the digest of the index (or manifest list) the reference named, when it
 	// named one; "" when it named the image manifest itself.
 	Index digest.Digest
+	// IndexManifest is that index as served (its digest is Index), and IndexMediaType
+	// its media type; nil and "" when there is none.
+	IndexManifest  []byte
+	IndexMediaType string
 	// MediaType is the image manifest's media type (OCI or Docker schema 2).
 	MediaType string
 	// Manifest is the image manifest as served; its digest is Digest.

@@ -132,7 +132,7 @@ func (c *Client) Resolve(ctx context.Context, ref Reference, platform *Platform)
 			return nil, fmt.Errorf("%w: %s: indexes nested more than %d deep", ErrInvalidImage, ref, maxIndexDepth)
 		}
 		if img.Index == "" {
-			img.Index = m.digest
+			img.Index, img.IndexManifest, img.IndexMediaType = m.digest, m.body, m.parsed.MediaType
 		}
 		d, withPlatform, err := selectManifest(m.parsed.Manifests, want)
 		if err != nil {

@@ -55,13 +55,20 @@ type Result struct {
 	Digest    digest.Digest
 	MediaType string
 	Size      int64
+	// Index and Platform are set when ref names a multi-platform index of
+	// which the store holds one platform (a pull without --all-platforms):
+	// the image of Platform was pushed, not the index Index.
+	Index    digest.Digest
+	Platform string
 }
 
 // Push pushes the image that ref names in store (a reference, completed with
 // store.DefaultRegistry and the "latest" tag as pull.ParseReference does) to the
 // registry and repository of ref, under its tag (or by digest, when ref names one):
 // the blobs, then the manifest ref was stored with (image.Store.Lookup), so a
-// pulled image keeps its digest. Blobs the repository has are skipped; blobs of
+// pulled image keeps its digest; for a multi-platform index whose every platform
+// is stored (image.Store.Index), each platform's blobs and manifest, then the
+// index. Blobs the repository has are skipped; blobs of
 // local images from other repositories of the same registry are mounted from
 // there when the registry allows it; the rest are uploaded. On the first failure
 // the other uploads stop and no manifest is pushed. Errors carry the registry's own
@@ -72,9 +79,23 @@ func Push(ctx context.Context, store *image.Store, client *pull.Client, ref stri
 	if err != nil {
 		return Result{}, err
 	}
-	img, mdigest, err := store.Lookup(r.String())
+	res := Result{Reference: r}
+	ix, isIndex, err := store.Index(r.String())
 	if err != nil {
 		return Result{}, err
+	}
+	var mediaType string
+	if isIndex && ix.Complete {
+		res.Digest, mediaType = ix.Digest, ix.MediaType
+	} else {
+		img, mdigest, err := store.Lookup(r.String())
+		if err != nil {
+			return Result{}, err
+		}
+		res.Digest, mediaType = mdigest, img.ManifestMediaType
+		if isIndex {
+			res.Index, res.Platform = ix.Digest, img.Platform.String()
+		}
 	}
 	p := &pusher{store: store, client: client, opts: opts, ref: r, progress: opts.Progress}
 	p.defaults()
@@ -82,11 +103,11 @@ func Push(ctx context.Context, store *image.Store, client *pull.Client, ref stri
 		return Result{}, err
 	}
 	p.progress.Update(Event{Kind: EventRepository, Reference: r})
-	mt, size, err := p.pushManifest(ctx, mdigest, img.ManifestMediaType, r.Tag)
+	res.MediaType, res.Size, err = p.pushManifest(ctx, res.Digest, mediaType, r.Tag)
 	if err != nil {
 		return Result{}, fmt.Errorf("pushing %s: %w", r, err)
 	}
-	return Result{Reference: r, Digest: mdigest, MediaType: mt, Size: size}, nil
+	return res, nil
 }
 
 // Tags returns the references of the local images in the repository of ref
@@ -117,14 +138,35 @@ func Tags(store *image.Store, ref string) ([]string, error) {
 	return out, nil
 }
 
-// mountSources maps each blob of the local images that came from (or were tagged
-// for) other repositories of ref's registry to those repositories, sorted.
+// mountSources maps each blob of the local images and indexes that came from (or
+// were tagged for) other repositories of ref's registry to those repositories,
+// sorted.
 func mountSources(store *image.Store, ref pull.Reference) (map[digest.Digest][]string, error) {
 	imgs, err := store.List()
 	if err != nil {
 		return nil, err
 	}
 	out := map[digest.Digest][]string{}
+	add := func(d digest.Digest, repo string) {
+		if !slices.Contains(out[d], repo) {
+			out[d] = append(out[d], repo)
+		}
+	}
+	refs, err := store.ReferenceManifests()
+	if err != nil {
+		return nil, err
+	}
+	for s := range refs {
+		o, err := pull.ParseReference(s, "")
+		if err != nil || o.Registry != ref.Registry || o.Repository == ref.Repository {
+			continue
+		}
+		if ix, ok, err := store.Index(s); err == nil && ok {
+			for _, d := range ix.Blobs { // the other platforms' blobs
+				add(d, o.Repository)
+			}
+		}
+	}
 	for _, img := range imgs {
 		for _, s := range img.References {
 			o, err := pull.ParseReference(s, "")
@@ -136,9 +178,7 @@ func mountSources(store *image.Store, ref pull.Reference) (map[digest.Digest][]s
 				blobs = append(blobs, l.Digest)
 			}
 			for _, d := range blobs {
-				if !slices.Contains(out[d], o.Repository) {
-					out[d] = append(out[d], o.Repository)
-				}
+				add(d, o.Repository)
 			}
 		}
 	}
