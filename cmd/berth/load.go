@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-registry/berth/runner/archive"
 	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/pull"
 )
 
 func (a *app) newLoadCmd() *cobra.Command {
@@ -71,7 +72,10 @@ Exit codes: 0 on success, 2 for bad arguments, 1 otherwise.`,
 				for _, n := range l.Names {
 					fmt.Fprintf(a.stdout, "Loaded image: %s\n", n)
 				}
-				if len(l.Names) == 0 {
+				if l.Index != "" && l.Image.ID == "" {
+					fmt.Fprintf(a.stderr, "berth: index %s has no image for %s: it can be pushed or saved, not run\n", l.Index, pull.HostPlatform())
+				}
+				if len(l.Names) == 0 && l.Image.ID != "" {
 					fmt.Fprintf(a.stdout, "Loaded image ID: %s\n", l.Image.ID)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/runner/image"
@@ -126,14 +127,19 @@ func (a *app) pullImage(ctx context.Context, s *image.Store, ref string, opts im
 func (a *app) newPullCmd() *cobra.Command {
 	var f imageFlags
 	var platform string
-	var insecure, quiet bool
+	var insecure, quiet, allPlatforms bool
 	cmd := &cobra.Command{
-		Use:   "pull [--platform OS/ARCH[/VARIANT]] [--insecure] [--state DIR] IMAGE",
+		Use:   "pull [--platform OS/ARCH[/VARIANT]] [--all-platforms] [--insecure] [--state DIR] IMAGE",
 		Short: "Pull an image from a registry into the local image store",
 		Long: `Pull IMAGE (host[:port]/name[:tag][@digest]) into the local image store,
 for "berth run" and "berth bundle". A name without a registry host is
 completed with --default-registry (or $` + envDefaultRegistry + `); the tag
 defaults to "latest". Layers already in the store are not downloaded again.
+
+Through a multi-platform index, the image for this host (or --platform) is
+pulled; --all-platforms stores every platform's blobs too (not unpacked),
+so that "berth push" and "berth save" give out the whole index. An index
+without an image for this host is then kept for push and save only.
 
 Credentials come from the docker config.json ($DOCKER_CONFIG/config.json,
 else ~/.docker/config.json) that "berth login" writes. Loopback registries
@@ -159,21 +165,42 @@ Exit codes: 0 on success, 2 for a bad flag or reference, 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			opts := image.PullOptions{Platform: p, Insecure: insecure}
+			opts := image.PullOptions{Platform: p, Insecure: insecure, AllPlatforms: allPlatforms}
 			if !quiet {
 				opts.Progress = progressTo(a.stderr)
+				opts.Stored = func(platform string, d digest.Digest) {
+					if platform == "" {
+						platform = "(no platform)"
+					}
+					fmt.Fprintf(a.stderr, "%s: manifest %s stored\n", platform, d)
+				}
 			}
 			img, err := a.pullImage(cmd.Context(), s, args[0], opts)
 			if err != nil {
 				return err
 			}
-			if quiet {
-				_, err = fmt.Fprintln(a.stdout, img.ID)
-				return err
-			}
 			name := args[0]
 			if r, err := pull.ParseReference(args[0], s.DefaultRegistry); err == nil {
 				name = r.String()
+			}
+			ix, isIndex, err := s.Index(name)
+			if err != nil {
+				return err
+			}
+			if quiet {
+				if img.ID == "" {
+					_, err = fmt.Fprintln(a.stdout, ix.Digest)
+					return err
+				}
+				_, err = fmt.Fprintln(a.stdout, img.ID)
+				return err
+			}
+			if isIndex && allPlatforms {
+				fmt.Fprintf(a.stdout, "%s: index %s (%d manifests, every platform stored)\n", name, ix.Digest, len(ix.Manifests))
+			}
+			if img.ID == "" {
+				_, err = fmt.Fprintf(a.stdout, "%s: the index has no image for %s: none can be run here, it can be pushed or saved\n", name, pull.HostPlatform())
+				return err
 			}
 			_, err = fmt.Fprintf(a.stdout, "%s: image %s (%s, manifest %s)\n", name, img.ID, img.Platform, img.ManifestDigest)
 			return err
@@ -181,6 +208,7 @@ Exit codes: 0 on success, 2 for a bad flag or reference, 1 otherwise.`,
 	}
 	a.addImageFlags(cmd, &f)
 	cmd.Flags().StringVar(&platform, "platform", "", "pull the image for `OS/ARCH[/VARIANT]` from a multi-platform index (default: this host's)")
+	cmd.Flags().BoolVar(&allPlatforms, "all-platforms", false, "through a multi-platform index, store every platform (for push and save); run uses this host's")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP, or HTTPS without certificate verification, for a registry that is not loopback")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image ID, no progress")
 	return cmd

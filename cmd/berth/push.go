@@ -28,7 +28,10 @@ came from another repository of the same registry are mounted from there;
 the rest are uploaded, large ones in chunks that resume after a broken
 connection. The manifest goes last, exactly as it was pulled, so a pulled
 and retagged image keeps its digest; a push that fails leaves the tag as it
-was. --all-tags pushes every local tag of IMAGE's repository.
+was. --all-tags pushes every local tag of IMAGE's repository. A
+multi-platform index pulled with --all-platforms (or loaded whole) is
+pushed whole, its digest kept; one pulled without it pushes as the image
+of the one platform it holds.
 
 Credentials come from the docker config.json that "berth login" writes, as
 for "berth pull"; loopback registries are reached over plain HTTP, others
@@ -80,6 +83,9 @@ Exit codes: 0 on success, 2 for a bad flag or reference, 1 otherwise.`,
 				}
 				if err != nil {
 					return err
+				}
+				if res.Index != "" {
+					fmt.Fprintf(a.stderr, "Only %s of multi-platform index %s is pushed: it is the only platform stored (pull it with --all-platforms to push them all)\n", res.Platform, res.Index)
 				}
 				if quiet {
 					fmt.Fprintln(a.stdout, res.Reference)

@@ -17,7 +17,9 @@
 //	                     images, once each, exactly as stored (as pulled:
 //	                     layers stay compressed, the manifest keeps its digest)
 //	index.json           OCI index: one entry per saved tag, naming the image
-//	                     manifest, with annotations
+//	                     manifest (or the multi-platform index, when the tag
+//	                     names one whose every platform is stored: then every
+//	                     platform's blobs are in blobs/ too), with annotations
 //	                       io.containerd.image.name   = host/name:tag
 //	                       org.opencontainers.image.ref.name = tag
 //	                     and the platform; an image saved by ID gets one entry
@@ -25,7 +27,8 @@
 //	manifest.json        docker-archive: [{"Config": "blobs/sha256/<config>",
 //	                     "RepoTags": ["host/name:tag", ...], "Layers":
 //	                     ["blobs/sha256/<layer blob>", ...]}], one item per image
-//	                     (RepoTags null for an image saved by ID)
+//	                     (RepoTags null for an image saved by ID); for an
+//	                     index, the image of it for this host, if any
 //	oci-layout           {"imageLayoutVersion": "1.0.0"}
 //	repositories         {"host/name": {"tag": "<hex of the top layer blob>"}},
 //	                     for docker's loader of old archives
@@ -45,7 +48,9 @@
 // such as <id>/layer.tar -> ../<hex>/layer.tar or ../../blobs/sha256/<hex>
 // that docker and skopeo write), an OCI image layout (index.json; image
 // manifests, and indexes, of which the image for the host's platform, or
-// Options.Platform, is loaded), or both in one tar; uncompressed, gzip or
+// Options.Platform, is loaded; an index whose every platform's blobs are
+// in the archive is kept whole, for push and save, its other platforms'
+// blobs stored but not unpacked), or both in one tar; uncompressed, gzip or
 // zstd (told by the first bytes). When both are there, the images of
 // index.json are loaded as they are (their manifests keep their digests)
 // and named by their io.containerd.image.name annotations and by the

@@ -59,6 +59,11 @@ type Loaded struct {
 	// DefaultRegistry, or a malformed one): the image is loaded without
 	// them.
 	Unnamed []string
+	// Index is the multi-platform index the names name, when the archive
+	// held the whole of it (every platform's blobs): push and save give it
+	// out whole. Image is zero when the index has no image for the
+	// platform.
+	Index digest.Digest
 }
 
 // dockerItem is an item of manifest.json.
@@ -72,7 +77,11 @@ type dockerItem struct {
 type pending struct {
 	manifest digest.Digest
 	config   digest.Digest
-	names    []string
+	// index is the multi-platform index the image was loaded through when
+	// every blob of it was stored (the index is kept whole); manifest and
+	// config are "" when it has no image for the platform.
+	index digest.Digest
+	names []string
 }
 
 // loader is one Load.
@@ -149,11 +158,17 @@ func (l *loader) record() ([]Loaded, error) {
 				ld.Names = append(ld.Names, r.String())
 			}
 		}
-		img, err := l.s.Record(image.Image{ManifestDigest: p.manifest, ID: p.config}, ld.Names...)
-		if err != nil {
-			return out, fmt.Errorf("archive: recording image %s: %w", p.config, err)
+		img := image.Image{ManifestDigest: p.manifest, ID: p.config}
+		var err error
+		if p.index != "" {
+			img, err = l.s.RecordIndex(p.index, img, ld.Names...)
+		} else {
+			img, err = l.s.Record(img, ld.Names...)
 		}
-		ld.Image = img
+		if err != nil {
+			return out, fmt.Errorf("archive: recording image %s: %w", p.manifest, err)
+		}
+		ld.Image, ld.Index = img, p.index
 		out = append(out, ld)
 	}
 	return out, nil
@@ -162,7 +177,7 @@ func (l *loader) record() ([]Loaded, error) {
 // add queues an image, merging names into one already queued.
 func (l *loader) add(p *pending) {
 	for _, q := range l.imgs {
-		if q.manifest == p.manifest {
+		if q.manifest == p.manifest && q.index == p.index {
 			for _, n := range p.names {
 				if !slices.Contains(q.names, n) {
 					q.names = append(q.names, n)
@@ -208,74 +223,154 @@ func (l *loader) loadIndex() error {
 			// no repository and is dropped when it does not parse.
 			names = append(names, n)
 		}
-		if err := l.loadDescriptor(d, fmt.Sprintf("%s manifests[%d]", indexFile, i), names, 0); err != nil {
+		p, err := l.loadDescriptor(d, fmt.Sprintf("%s manifests[%d]", indexFile, i), names, 0)
+		if err != nil {
 			return err
 		}
+		l.add(p)
 	}
 	return nil
 }
 
 // loadDescriptor loads the image manifest d describes or, for an index,
-// the image in it for the platform.
-func (l *loader) loadDescriptor(d ocispec.Descriptor, what string, names []string, depth int) error {
-	switch d.MediaType {
-	case manifest.MediaTypeOCIManifest, manifest.MediaTypeDockerManifest, manifest.MediaTypeOCIIndex, manifest.MediaTypeDockerManifestList:
-	default:
-		return fmt.Errorf("%w: %s: media type %q (want an OCI or Docker schema 2 manifest or index)", ErrUnsupported, what, d.MediaType)
-	}
-	body, err := l.blob(d, what, manifest.MaxSize)
+// the image in it for the platform; an index the archive
+// holds whole is kept whole (pending.index), even when it has no image for
+// the host's platform (but not for a platform LoadOptions names). It
+// returns the image to queue.
+func (l *loader) loadDescriptor(d ocispec.Descriptor, what string, names []string, depth int) (*pending, error) {
+	m, err := l.manifest(d, what)
 	if err != nil {
-		return err
-	}
-	m, err := manifest.Parse(d.MediaType, body)
-	if err != nil {
-		return fmt.Errorf("%w: %s (%s): %v", ErrInvalid, what, d.Digest, err)
+		return nil, err
 	}
 	if m.IsIndex() {
 		if depth >= maxIndexDepth {
-			return fmt.Errorf("%w: %s: indexes nested more than %d deep", ErrInvalid, what, maxIndexDepth)
+			return nil, fmt.Errorf("%w: %s: indexes nested more than %d deep", ErrInvalid, what, maxIndexDepth)
+		}
+		whole := false
+		if depth == 0 {
+			if whole, err = l.wholeIndex(m, what, depth); err != nil {
+				return nil, err
+			}
 		}
 		child, err := l.selectManifest(m.Manifests, what)
-		if err != nil {
-			return err
+		if err != nil && whole && l.opts.Platform == nil {
+			return &pending{index: d.Digest, names: names}, nil // no image for this platform
 		}
-		return l.loadDescriptor(child, fmt.Sprintf("%s (index %s)", what, d.Digest), names, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		p, err := l.loadDescriptor(child, fmt.Sprintf("%s (index %s)", what, d.Digest), names, depth+1)
+		if err == nil && whole {
+			p.index = d.Digest
+		}
+		return p, err
 	}
 	if m.Config == nil {
-		return fmt.Errorf("%w: %s: manifest %s has no config", ErrInvalid, what, d.Digest)
+		return nil, fmt.Errorf("%w: %s: manifest %s has no config", ErrInvalid, what, d.Digest)
 	}
 	cfgBytes, err := l.blob(*m.Config, what+" config", maxJSON)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var cfg ocispec.Image
 	if err := json.Unmarshal(cfgBytes, &cfg); err != nil {
-		return fmt.Errorf("%w: %s: config %s: %v", ErrInvalid, what, m.Config.Digest, err)
+		return nil, fmt.Errorf("%w: %s: config %s: %v", ErrInvalid, what, m.Config.Digest, err)
 	}
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
-		return fmt.Errorf("%w: %s: config %s lists %d diff_ids for the manifest's %d layers",
+		return nil, fmt.Errorf("%w: %s: config %s lists %d diff_ids for the manifest's %d layers",
 			ErrInvalid, what, m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
 	if l.opts.Platform != nil {
 		p := pull.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}.Normalize()
 		if _, ok := pull.MatchPlatform(l.want, p); !ok {
-			return fmt.Errorf("%w: %s: the image is for %s, not %s", ErrInvalid, what, p, l.want)
+			return nil, fmt.Errorf("%w: %s: the image is for %s, not %s", ErrInvalid, what, p, l.want)
 		}
 	}
 	for i, ld := range m.Layers {
 		lw := fmt.Sprintf("%s layer %d (%s)", what, i, ld.Digest)
 		if err := layers.CheckMediaType(ld.MediaType); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrUnsupported, lw, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnsupported, lw, err)
 		}
 		if _, err := l.blob(ld, lw, -1); err != nil {
-			return err
+			return nil, err
 		}
 		if err := l.unpack(ld.Digest, ld.MediaType, cfg.RootFS.DiffIDs[i], lw); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	l.add(&pending{manifest: d.Digest, config: m.Config.Digest, names: names})
-	return nil
+	return &pending{manifest: d.Digest, config: m.Config.Digest, names: names}, nil
+}
+
+// manifest stores and parses the manifest or index d describes.
+func (l *loader) manifest(d ocispec.Descriptor, what string) (*manifest.Manifest, error) {
+	switch d.MediaType {
+	case manifest.MediaTypeOCIManifest, manifest.MediaTypeDockerManifest, manifest.MediaTypeOCIIndex, manifest.MediaTypeDockerManifestList:
+	default:
+		return nil, fmt.Errorf("%w: %s: media type %q (want an OCI or Docker schema 2 manifest or index)", ErrUnsupported, what, d.MediaType)
+	}
+	body, err := l.blob(d, what, manifest.MaxSize)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Parse(d.MediaType, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s (%s): %v", ErrInvalid, what, d.Digest, err)
+	}
+	return m, nil
+}
+
+// wholeIndex reports whether the archive (or the store) holds every blob
+// index m reaches, every platform's manifest, config and layers, and
+// stores them, verified; the other platforms' layers are not unpacked. An
+// archive that holds some platforms only (as docker saves an image it
+// pulled for one) is not whole: only the image for the platform is then
+// loaded.
+func (l *loader) wholeIndex(m *manifest.Manifest, what string, depth int) (bool, error) {
+	for i, c := range m.Manifests {
+		cw := fmt.Sprintf("%s (entry %d, %s)", what, i, c.Digest)
+		if ok, err := l.has(c, cw); !ok || err != nil {
+			return false, err
+		}
+		cm, err := l.manifest(c, cw)
+		if err != nil {
+			return false, err
+		}
+		if cm.IsIndex() {
+			if depth+1 >= maxIndexDepth {
+				return false, fmt.Errorf("%w: %s: indexes nested more than %d deep", ErrInvalid, cw, maxIndexDepth)
+			}
+			if ok, err := l.wholeIndex(cm, cw, depth+1); !ok || err != nil {
+				return false, err
+			}
+			continue
+		}
+		for _, b := range cm.BlobReferences() {
+			bw := fmt.Sprintf("%s blob %s", cw, b.Digest)
+			if ok, err := l.has(b, bw); !ok || err != nil {
+				return false, err
+			}
+			if _, err := l.blob(b, bw, -1); err != nil {
+				return false, err
+			}
+		}
+	}
+	return true, nil
+}
+
+// has reports whether the archive or the store holds the blob d
+// describes; a path of the archive that is unsafe to follow is an error.
+func (l *loader) has(d ocispec.Descriptor, what string) (bool, error) {
+	if err := d.Digest.Validate(); err != nil {
+		return false, fmt.Errorf("%w: %s: digest %q: %v", ErrInvalid, what, d.Digest, err)
+	}
+	_, err := l.c.lookup(blobPath(d.Digest), what)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrUnsafeEntry):
+		return false, err
+	}
+	return l.s.HasBlob(d.Digest), nil
 }
 
 // selectManifest chooses the entry of an index for the platform: the best

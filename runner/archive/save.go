@@ -22,8 +22,12 @@ import (
 
 // savedImage is one image of a Save with the tags it is saved under.
 type savedImage struct {
-	img  image.Image
-	tags []pull.Reference
+	img image.Image
+	// index is the multi-platform index the tags name, when the store
+	// holds the whole of it: index.json names it rather than img's
+	// manifest. img is zero when the index has no image for this host.
+	index image.Index
+	tags  []pull.Reference
 }
 
 // blobRef is a blob to write and its size.
@@ -50,22 +54,28 @@ func Save(ctx context.Context, s *image.Store, w io.Writer, names []string) erro
 	defer release()
 	var imgs []*savedImage
 	for _, name := range names {
+		var index image.Index
+		if ix, ok, err := s.Index(name); err != nil {
+			return err
+		} else if ok && ix.Complete {
+			index = ix
+		}
 		img, err := s.Get(name)
-		if err != nil {
+		if err != nil && (index.Digest == "" || !errors.Is(err, image.ErrNotFound)) {
 			return err
 		}
 		var si *savedImage
 		for _, x := range imgs {
-			if x.img.ID == img.ID {
+			if x.img.ID == img.ID && x.index.Digest == index.Digest {
 				si = x
 			}
 		}
 		if si == nil {
-			si = &savedImage{img: img}
+			si = &savedImage{img: img, index: index}
 			imgs = append(imgs, si)
 		}
 		r, err := pull.ParseReference(name, s.DefaultRegistry)
-		if err == nil && r.Digest == "" && slices.Contains(img.References, r.String()) &&
+		if err == nil && r.Digest == "" && (index.Digest != "" || slices.Contains(img.References, r.String())) &&
 			!slices.ContainsFunc(si.tags, func(t pull.Reference) bool { return t.String() == r.String() }) {
 			si.tags = append(si.tags, r)
 		}
@@ -87,6 +97,14 @@ func Save(ctx context.Context, s *image.Store, w io.Writer, names []string) erro
 		return nil
 	}
 	for _, si := range imgs {
+		for _, d := range si.index.Blobs {
+			if err := need(si.img, d); err != nil {
+				return err
+			}
+		}
+		if si.img.ID == "" {
+			continue
+		}
 		if err := need(si.img, si.img.ManifestDigest); err != nil {
 			return err
 		}
@@ -175,6 +193,9 @@ func metadata(imgs []*savedImage, sizes map[digest.Digest]int64) map[string][]by
 			Size:      sizes[img.ManifestDigest],
 			Platform:  &ocispec.Platform{OS: img.Platform.OS, Architecture: img.Platform.Architecture, Variant: img.Platform.Variant},
 		}
+		if ix := si.index; ix.Digest != "" {
+			desc = ocispec.Descriptor{MediaType: ix.MediaType, Digest: ix.Digest, Size: ix.Size}
+		}
 		item := dockerItem{Config: blobPath(img.ID)}
 		for _, l := range img.Layers {
 			item.Layers = append(item.Layers, blobPath(l.Digest))
@@ -186,6 +207,9 @@ func metadata(imgs []*savedImage, sizes map[digest.Digest]int64) map[string][]by
 			d := desc
 			d.Annotations = map[string]string{annotationImageName: t.String(), ocispec.AnnotationRefName: t.Tag}
 			idx.Manifests = append(idx.Manifests, d)
+			if img.ID == "" {
+				continue // an index with no image for this host: nothing for docker-archive
+			}
 			item.RepoTags = append(item.RepoTags, t.String())
 			if repos[t.Name()] == nil {
 				repos[t.Name()] = map[string]string{}
@@ -194,7 +218,9 @@ func metadata(imgs []*savedImage, sizes map[digest.Digest]int64) map[string][]by
 				repos[t.Name()][t.Tag] = img.Layers[n-1].Digest.Encoded()
 			}
 		}
-		items = append(items, item)
+		if img.ID != "" {
+			items = append(items, item)
+		}
 	}
 	files := map[string][]byte{ociLayoutFile: []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion + `"}`)}
 	files[indexFile], _ = json.Marshal(idx)
