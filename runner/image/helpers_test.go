@@ -168,6 +168,14 @@ func makeLayer(t *testing.T, entries ...entry) testLayer {
 // repo:tag and returns the config digest (the image ID).
 func (r *testRegistry) push(repo, tag string, cfg ocispec.Image, ls ...testLayer) digest.Digest {
 	r.t.Helper()
+	d, _ := r.pushImage(repo, tag, cfg, ls...)
+	return d
+}
+
+// pushImage is push, returning the manifest's descriptor too; tag ""
+// pushes the manifest by digest.
+func (r *testRegistry) pushImage(repo, tag string, cfg ocispec.Image, ls ...testLayer) (digest.Digest, ocispec.Descriptor) {
+	r.t.Helper()
 	cfg.RootFS = ocispec.RootFS{Type: "layers"}
 	if cfg.OS == "" {
 		cfg.Platform = ocispec.Platform{OS: "linux", Architecture: "amd64"}
@@ -189,8 +197,11 @@ func (r *testRegistry) push(repo, tag string, cfg ocispec.Image, ls ...testLayer
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	if tag == "" {
+		tag = digest.FromBytes(mb).String()
+	}
 	r.putManifest(repo, tag, ocispec.MediaTypeImageManifest, mb)
-	return m.Config.Digest
+	return m.Config.Digest, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
 }
 
 // Layers shared by the tests.
