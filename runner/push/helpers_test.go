@@ -220,8 +220,14 @@ func layer(t *testing.T, seed uint64, n int) ([]byte, digest.Digest) {
 // putImage puts an image of layers of the given sizes into repo:tag.
 func (r *testRegistry) putImage(repo, tag string, seed uint64, sizes ...int) testImage {
 	r.t.Helper()
+	return r.putPlatformImage(repo, tag, "amd64", seed, sizes...)
+}
+
+// putPlatformImage puts an image for linux/arch into repo:tag ("": by digest).
+func (r *testRegistry) putPlatformImage(repo, tag, arch string, seed uint64, sizes ...int) testImage {
+	r.t.Helper()
 	img := testImage{blobs: map[digest.Digest][]byte{}}
-	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: "amd64"}, RootFS: ocispec.RootFS{Type: "layers"}}
+	cfg := ocispec.Image{Platform: ocispec.Platform{OS: "linux", Architecture: arch}, RootFS: ocispec.RootFS{Type: "layers"}}
 	m := ocispec.Manifest{Versioned: specsv.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest}
 	for i, n := range sizes {
 		b, diffID := layer(r.t, seed*100+uint64(i), n)
@@ -238,8 +244,18 @@ func (r *testRegistry) putImage(repo, tag string, seed uint64, sizes ...int) tes
 	img.blobs[m.Config.Digest] = cb
 	img.manifest, _ = json.MarshalIndent(m, "", "   ") // not how push would write it: its bytes must travel as they are
 	img.digest = digest.FromBytes(img.manifest)
-	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v2/%s/manifests/%s", r.srv.URL, repo, tag), bytes.NewReader(img.manifest))
-	req.Header.Set("Content-Type", ocispec.MediaTypeImageManifest)
+	if tag == "" {
+		tag = img.digest.String()
+	}
+	r.putManifest(repo, tag, ocispec.MediaTypeImageManifest, img.manifest)
+	return img
+}
+
+// putManifest puts manifest b into repo:ref; the request log starts after it.
+func (r *testRegistry) putManifest(repo, ref, mediaType string, b []byte) {
+	r.t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/v2/%s/manifests/%s", r.srv.URL, repo, ref), bytes.NewReader(b))
+	req.Header.Set("Content-Type", mediaType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		r.t.Fatal(err)
@@ -249,11 +265,42 @@ func (r *testRegistry) putImage(repo, tag string, seed uint64, sizes ...int) tes
 		r.t.Fatalf("put manifest: %s", resp.Status)
 	}
 	r.requests() // the log starts after the setup
-	return img
+}
+
+// putIndex puts an image per architecture (linux) and an index of them into
+// repo:tag; it returns the index (manifest and digest) and the images by
+// architecture.
+func (r *testRegistry) putIndex(repo, tag string, seed uint64, archs ...string) (testImage, map[string]testImage) {
+	r.t.Helper()
+	idx := ocispec.Index{Versioned: specsv.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	imgs := map[string]testImage{}
+	for i, arch := range archs {
+		img := r.putPlatformImage(repo, "", arch, seed*10+uint64(i), 2000, 300<<10)
+		imgs[arch] = img
+		idx.Manifests = append(idx.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: img.digest,
+			Size: int64(len(img.manifest)), Platform: &ocispec.Platform{OS: "linux", Architecture: arch}})
+	}
+	b, _ := json.MarshalIndent(idx, "", "  ")
+	r.putManifest(repo, tag, ocispec.MediaTypeImageIndex, b)
+	return testImage{manifest: b, digest: digest.FromBytes(b)}, imgs
+}
+
+// otherArch is an architecture that is not the host's.
+func otherArch() string {
+	if pull.HostPlatform().Architecture == "s390x" {
+		return "ppc64le"
+	}
+	return "s390x"
 }
 
 // pulled returns a store holding ref, pulled anonymously.
 func pulled(t *testing.T, ref string) *image.Store {
+	t.Helper()
+	return pulledWith(t, ref, false)
+}
+
+// pulledWith is pulled, with every platform of an index when all is true.
+func pulledWith(t *testing.T, ref string, all bool) *image.Store {
 	t.Helper()
 	needRoot(t)
 	s, err := image.Open(t.TempDir())
@@ -264,7 +311,7 @@ func pulled(t *testing.T, ref string) *image.Store {
 	if err := os.WriteFile(cfg, []byte(`{"auths":{}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Pull(t.Context(), ref, image.PullOptions{DockerConfig: cfg}); err != nil {
+	if _, err := s.Pull(t.Context(), ref, image.PullOptions{DockerConfig: cfg, AllPlatforms: all}); err != nil {
 		t.Fatal(err)
 	}
 	return s
