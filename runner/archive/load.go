@@ -484,7 +484,7 @@ func (l *loader) loadDockerManifest() error {
 			return err
 		}
 		if p := l.byConfig(cfgDigest); p != nil {
-			l.add(&pending{manifest: p.manifest, names: it.RepoTags})
+			l.add(&pending{manifest: p.manifest, config: p.config, index: p.index, names: it.RepoTags})
 			continue
 		}
 		p, err := l.loadDockerItem(it, what, cfgDigest, cfgSize)
