@@ -238,11 +238,44 @@ func TestLoadOCILayout(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(loaded) != 1 || loaded[0].Image.ID != tc.want.id || loaded[0].Image.ManifestDigest != tc.want.mdgst ||
-				!slices.Equal(loaded[0].Image.References, []string{"reg.test/multi:1"}) {
+				!slices.Equal(loaded[0].Image.References, []string{"reg.test/multi:1"}) || loaded[0].Index != id {
 				t.Errorf("loaded %+v", loaded)
+			}
+			// The archive held every platform: the index is kept whole, and
+			// saved again as the index, which loads whole again.
+			if ix, ok, err := s.Index("reg.test/multi:1"); err != nil || !ok || !ix.Complete || ix.Digest != id {
+				t.Fatalf("Index %+v, %v, %v; want %s complete", ix, ok, err, id)
+			}
+			var saved ocispec.Index
+			for _, e := range readTar(t, save(t, s, "reg.test/multi:1")) {
+				if e.hdr.Name == "index.json" {
+					json.Unmarshal(e.body, &saved)
+				}
+			}
+			if len(saved.Manifests) != 1 || saved.Manifests[0].Digest != id || saved.Manifests[0].MediaType != ocispec.MediaTypeImageIndex {
+				t.Errorf("saved index.json %+v, want the index %s", saved, id)
+			}
+			again := newStore(t)
+			if _, err := archive.Load(context.Background(), again, bytes.NewReader(save(t, s, "reg.test/multi:1")), archive.LoadOptions{Platform: &p}); err != nil {
+				t.Fatal(err)
+			}
+			if ix, _, _ := again.Index("reg.test/multi:1"); !ix.Complete || ix.Digest != id {
+				t.Errorf("after save and load: %+v", ix)
 			}
 		})
 	}
+	t.Run("some platforms", func(t *testing.T) {
+		s := newStore(t)
+		p := pullPlatform("amd64")
+		partial := tarOf(t, append(amd.blobEntries(), file(blobName(id), index), file("index.json", top))...)
+		loaded, err := archive.Load(context.Background(), s, bytes.NewReader(partial), archive.LoadOptions{Platform: &p})
+		if err != nil || len(loaded) != 1 || loaded[0].Index != "" || loaded[0].Image.ID != amd.id {
+			t.Fatalf("loaded %+v, %v; want the amd64 image, not the index", loaded, err)
+		}
+		if _, ok, _ := s.Index("reg.test/multi:1"); ok {
+			t.Error("an index with a platform missing from the archive was kept")
+		}
+	})
 	t.Run("no such platform", func(t *testing.T) {
 		s := newStore(t)
 		p := pullPlatform("s390x")
