@@ -108,13 +108,25 @@ func TestPushIndex(t *testing.T) {
 		if !slices.Contains(children, host) {
 			t.Fatalf("the plain pull recorded manifest %s, not a child of the index", host)
 		}
+		// Pushed back to its own tag, which names the whole index, it
+		// leaves the index there.
 		out, errOut, code := p.run("push", ref)
+		if code != 0 || !strings.HasPrefix(out, "latest: digest: "+img.Digest) || strings.Contains(errOut, "Only ") {
+			t.Fatalf("push back to the source tag: exit %d, %q\n%s", code, out, errOut)
+		}
+		if got := strings.TrimSpace(mustOutput(t, env, "crane", "digest", "--insecure", ref)); got != img.Digest {
+			t.Errorf("crane digest after pushing back: %s, want the index %s", got, img.Digest)
+		}
+		// Elsewhere, only the platform stored goes, with a note.
+		one := src.Host + "/plain/one:latest"
+		p.ok("tag", ref, one)
+		out, errOut, code = p.run("push", one)
 		if code != 0 || !strings.HasPrefix(out, "latest: digest: "+host) ||
 			!strings.Contains(errOut, "Only linux/amd64 of multi-platform index "+img.Digest+" is pushed") ||
 			!strings.Contains(errOut, "--all-platforms") {
 			t.Fatalf("push: exit %d, %q\n%s", code, out, errOut)
 		}
-		if got := strings.TrimSpace(mustOutput(t, env, "crane", "digest", "--insecure", ref)); got != host {
+		if got := strings.TrimSpace(mustOutput(t, env, "crane", "digest", "--insecure", one)); got != host {
 			t.Errorf("crane digest after the one-platform push: %s, want %s", got, host)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-registry/berth/runner/pull"
@@ -93,14 +94,24 @@ func TestPushIncompleteIndex(t *testing.T) {
 	if _, err := s.Tag(reg.Host+"/src/multi:1", target); err != nil {
 		t.Fatal(err)
 	}
-	for _, ref := range []string{reg.Host + "/src/multi:1", target} {
-		res, err := push.Push(t.Context(), s, testClient(), ref, smallOpts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res.Digest != imgs[host].digest || res.Index != idx.digest || res.Platform != "linux/"+host {
-			t.Errorf("push %s: %+v; want the %s image %s of index %s", ref, res, host, imgs[host].digest, idx.digest)
-		}
+	res, err := push.Push(t.Context(), s, testClient(), target, smallOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest != imgs[host].digest || res.Index != idx.digest || res.Platform != "linux/"+host {
+		t.Errorf("push %s: %+v; want the %s image %s of index %s", target, res, host, imgs[host].digest, idx.digest)
+	}
+	// Pushed back where it came from, it leaves the whole index there rather
+	// than replace it with one platform.
+	res, err = push.Push(t.Context(), s, testClient(), reg.Host+"/src/multi:1", smallOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Digest != idx.digest || res.Index != "" {
+		t.Errorf("push back to the source tag: %+v; want index %s, nothing pushed", res, idx.digest)
+	}
+	if got := reg.get("/v2/src/multi/manifests/1"); digest.FromBytes(got) != idx.digest {
+		t.Errorf("the source tag names %s after the push back, want the index %s", digest.FromBytes(got), idx.digest)
 	}
 	if got := reg.get("/v2/dst/multi/manifests/2"); !bytes.Equal(got, imgs[host].manifest) {
 		t.Errorf("the tag names:\n%s\nwant the host's manifest", got)

@@ -103,6 +103,12 @@ func Push(ctx context.Context, store *image.Store, client *pull.Client, ref stri
 		return Result{}, err
 	}
 	p.progress.Update(Event{Kind: EventRepository, Reference: r})
+	if res.Index != "" && r.Tag != "" && p.manifestAt(ctx, r.Tag, ix.MediaType) == ix.Digest {
+		// The tag already names the whole index this image was pulled through
+		// (a push back to where it came from): replacing it with one platform
+		// would lose the others.
+		return Result{Reference: r, Digest: ix.Digest, MediaType: ix.MediaType, Size: ix.Size}, nil
+	}
 	res.MediaType, res.Size, err = p.pushManifest(ctx, res.Digest, mediaType, r.Tag)
 	if err != nil {
 		return Result{}, fmt.Errorf("pushing %s: %w", r, err)
