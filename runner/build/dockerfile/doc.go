@@ -11,7 +11,8 @@
 // it needs from outside is the config of each base image, asked of a
 // Resolver, so it is table-tested with a map of configs.
 //
-// It may import the standard library, go-digest, image-spec, Docker's
+// It may import the standard library, golang.org/x/sys/unix (signal
+// names), go-digest, image-spec, Docker's
 // config types and BuildKit's dockerfile parser, instructions and shell
 // packages; never another berth package (depcheck_test.go). runner/commit
 // uses its config helpers (ExposedPorts, CommandLine, SetEnv, Expander).
