@@ -111,7 +111,7 @@ func (c *copier) isDir(p string) bool {
 func (c *copier) copyMatch(ctx context.Context, src *srcRoot, rel string, destDir bool) error {
 	fd, err := openIn(src.fd, rel, unix.O_PATH)
 	if err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrNotFound, rel, err)
+		return fmt.Errorf("%w: source %q: %v", ErrNotFound, rel, err)
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(fd, &st)
@@ -161,7 +161,7 @@ func (c *copier) copyTree(src *srcRoot, rel, dest string) error {
 				return err
 			}
 			defer unix.Close(dfd)
-			if e.rel == "" && !c.chown && src.context {
+			if e.rel == "" && (src.context || src.scratch) && !c.chown {
 				return nil // the destination directory itself keeps what it has
 			}
 			return setMeta(dfd, "", uid, gid, mode, mtime, false)
@@ -396,6 +396,7 @@ func (c *copier) unpack(ctx context.Context, fd int, dest string) error {
 		return err
 	}
 	defer r.close()
+	r.scratch = true
 	if !strings.HasSuffix(dest, "/") {
 		dest += "/"
 	}

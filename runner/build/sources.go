@@ -28,6 +28,9 @@ type srcRoot struct {
 	// context is set for the build context, whose files are copied owned
 	// by root; a stage's or an image's keep their owners.
 	context bool
+	// scratch is set for an ADD archive unpacked: its root directory is
+	// not copied onto the destination.
+	scratch bool
 }
 
 // openRoot opens dir as a source root; the caller closes it.
@@ -93,7 +96,7 @@ func (r *srcRoot) match(src string) ([]string, error) {
 			if err == nil {
 				unix.Close(fd)
 			}
-			return nil, fmt.Errorf("%w: %q: not found", ErrNotFound, src)
+			return nil, fmt.Errorf("%w: source %q", ErrNotFound, src)
 		}
 		unix.Close(fd)
 		return []string{rel}, nil
@@ -171,7 +174,7 @@ type srcEntry struct {
 func (r *srcRoot) walk(rel string, visit func(e srcEntry) error) error {
 	fd, err := openIn(r.fd, rel, unix.O_PATH)
 	if err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrNotFound, rel, err)
+		return fmt.Errorf("%w: source %q: %v", ErrNotFound, rel, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
