@@ -443,7 +443,7 @@ func workdir(rootfs string, step dockerfile.Step) error {
 		}
 		c.uid, c.gid, c.chown = int(u.UID), int(u.GID), true
 	}
-	fd, err := c.mkdirAll(step.Dir, false)
+	fd, err := c.mkdirAll(step.Dir)
 	if err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func (c *copier) copyTree(src *srcRoot, rel, dest string) error {
 		mtime := time.Unix(e.st.Mtim.Sec, e.st.Mtim.Nsec)
 		switch e.st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
-			dfd, err := c.mkdirAll(target, true)
+			dfd, err := c.mkdirAll(target)
 			if err != nil {
 				return err
 			}
@@ -267,49 +267,75 @@ func (c *copier) parent(target string) (int, string, error) {
 	if name == "" {
 		return -1, "", fmt.Errorf("%w: cannot copy over the root directory", ErrInvalid)
 	}
-	fd, err := c.mkdirAll(dir, false)
+	fd, err := c.mkdirAll(dir)
 	return fd, name, err
 }
 
 // mkdirAll opens the directory p of the rootfs, resolved inRoot, making
-// the missing ones (mode 0755, owned by --chown's user or root); last says
-// p itself is a copied directory (its metadata is set by the caller).
-func (c *copier) mkdirAll(p string, last bool) (int, error) {
+// the missing ones (mode 0755, owned by --chown's user or root). A
+// dangling symlink on the way is followed as the container would follow
+// it (its target made, inside the rootfs).
+func (c *copier) mkdirAll(p string) (int, error) {
 	rel := cleanRel(p)
-	fd, err := openIn(c.rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
-	if err == nil {
-		return fd, nil
-	}
-	if !errIsNotExist(err) {
-		return -1, fmt.Errorf("build: %s: %w", p, err)
-	}
-	cur, err := unix.Openat(c.rootfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	done := ""
-	for _, comp := range strings.Split(rel, "/") {
-		done = path.Join(done, comp)
-		next, err := openIn(c.rootfd, done, unix.O_RDONLY|unix.O_DIRECTORY)
-		if errIsNotExist(err) {
-			if err = unix.Mkdirat(cur, comp, 0o755); err == nil || err == unix.EEXIST {
-				next, err = openIn(c.rootfd, done, unix.O_RDONLY|unix.O_DIRECTORY)
-				if err == nil {
-					uid, gid := 0, 0
-					if c.chown {
-						uid, gid = c.uid, c.gid
-					}
-					err = setMeta(next, "", uid, gid, 0o755, time.Time{}, false)
-				}
-			}
+	for hops := 0; ; hops++ {
+		fd, err := openIn(c.rootfd, rel, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err == nil {
+			return fd, nil
 		}
-		unix.Close(cur)
+		if !errIsNotExist(err) || hops > 40 {
+			return -1, fmt.Errorf("build: %s: %w", "/"+rel, err)
+		}
+		next, err := c.mkdirStep(rel)
 		if err != nil {
-			return -1, fmt.Errorf("build: making %s: %w", "/"+done, err)
+			return -1, err
 		}
-		cur = next
+		rel = next
 	}
-	return cur, nil
+}
+
+// mkdirStep makes the first missing directory of rel, or, when that
+// component is a dangling symlink, returns rel with the link replaced by
+// its target (for mkdirAll to go on from).
+func (c *copier) mkdirStep(rel string) (string, error) {
+	comps := strings.Split(rel, "/")
+	parent := "."
+	for i, comp := range comps {
+		done := path.Join(parent, comp)
+		fd, err := openIn(c.rootfd, done, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err == nil {
+			unix.Close(fd)
+			parent = done
+			continue
+		}
+		pfd, err := openIn(c.rootfd, parent, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return "", fmt.Errorf("build: %s: %w", "/"+parent, err)
+		}
+		defer unix.Close(pfd)
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, comp, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, err := readlinkAt(pfd, comp)
+			if err != nil {
+				return "", err
+			}
+			if !path.IsAbs(target) {
+				target = path.Join("/", parent, target)
+			}
+			return cleanRel(path.Join(append([]string{target}, comps[i+1:]...)...)), nil
+		}
+		if err := unix.Mkdirat(pfd, comp, 0o755); err != nil && err != unix.EEXIST {
+			return "", fmt.Errorf("build: making %s: %w", "/"+done, err)
+		}
+		uid, gid := 0, 0
+		if c.chown {
+			uid, gid = c.uid, c.gid
+		}
+		if err := setMeta(pfd, comp, uid, gid, 0o755, time.Time{}, false); err != nil {
+			return "", err
+		}
+		return rel, nil
+	}
+	return rel, nil
 }
 
 // setMeta sets the owner, mode (unless a symlink) and mtime (unless
