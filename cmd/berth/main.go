@@ -119,6 +119,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newCommitCmd(),
 		a.newExportCmd(),
 		a.newImportCmd(),
+		a.newBuildCmd(),
 	)
 	return root
 }

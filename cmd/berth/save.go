@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -51,25 +49,7 @@ pulled by an older berth, which kept no blobs, must be pulled again).`,
 			if output == "" {
 				return archive.Save(cmdContext(cmd), s, a.stdout, args)
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(output), "."+filepath.Base(output)+".tmp-*")
-			if err != nil {
-				return fmt.Errorf("writing %s: %w", output, err)
-			}
-			defer os.Remove(tmp.Name()) // after the rename, a no-op
-			if err := archive.Save(cmdContext(cmd), s, tmp, args); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("writing %s: %w", output, err)
-			}
-			if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-				return fmt.Errorf("writing %s: %w", output, err)
-			}
-			if err := os.Rename(tmp.Name(), output); err != nil {
-				return fmt.Errorf("writing %s: %w", output, err)
-			}
-			return nil
+			return writeArchive(cmdContext(cmd), s, output, args)
 		},
 	}
 	a.addImageFlags(cmd, &f)

@@ -4,22 +4,18 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
-	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+
+	"github.com/berth-registry/berth/runner/build/dockerfile"
 )
 
 // changeInstructions are the Dockerfile instructions a change may hold:
 // those `docker commit --change` and `docker import --change` take.
 var changeInstructions = []string{"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
-
-// defaultShell runs the shell form of CMD and ENTRYPOINT when the config
-// names no SHELL.
-var defaultShell = []string{"/bin/sh", "-c"}
 
 // ApplyChanges applies changes, each one or more Dockerfile lines, to cfg
 // in order, as `docker commit -c` does: CMD and ENTRYPOINT in their JSON
@@ -70,7 +66,7 @@ func blank(ch string) bool {
 
 // apply applies one parsed instruction.
 func apply(cfg *dockerspec.DockerOCIImageConfig, cmd any, cmdSet *bool) error {
-	expand := expander(cfg.Env)
+	expand := dockerfile.Expander(parser.DefaultEscapeToken, cfg.Env)
 	if e, ok := cmd.(instructions.SupportsSingleWordExpansion); ok {
 		if err := e.Expand(expand); err != nil {
 			return err
@@ -78,16 +74,16 @@ func apply(cfg *dockerspec.DockerOCIImageConfig, cmd any, cmdSet *bool) error {
 	}
 	switch c := cmd.(type) {
 	case *instructions.CmdCommand:
-		cfg.Cmd = commandLine(cfg, c.ShellDependantCmdLine)
+		cfg.Cmd = dockerfile.CommandLine(cfg.Shell, c.ShellDependantCmdLine)
 		*cmdSet = true
 	case *instructions.EntrypointCommand:
-		cfg.Entrypoint = commandLine(cfg, c.ShellDependantCmdLine)
+		cfg.Entrypoint = dockerfile.CommandLine(cfg.Shell, c.ShellDependantCmdLine)
 		if !*cmdSet {
 			cfg.Cmd = nil
 		}
 	case *instructions.EnvCommand:
 		for _, kv := range c.Env {
-			cfg.Env = setEnv(cfg.Env, kv.Key, kv.Value)
+			cfg.Env = dockerfile.SetEnv(cfg.Env, kv.Key, kv.Value)
 		}
 	case *instructions.LabelCommand:
 		if cfg.Labels == nil {
@@ -102,7 +98,7 @@ func apply(cfg *dockerspec.DockerOCIImageConfig, cmd any, cmdSet *bool) error {
 			if err != nil {
 				return err
 			}
-			ports, err := exposedPorts(p)
+			ports, err := dockerfile.ExposedPorts(p)
 			if err != nil {
 				return err
 			}
@@ -149,86 +145,4 @@ func apply(cfg *dockerspec.DockerOCIImageConfig, cmd any, cmdSet *bool) error {
 		return fmt.Errorf("%T is not a change", cmd)
 	}
 	return nil
-}
-
-// commandLine is the argument list of a CMD or ENTRYPOINT: the JSON form
-// as written, the shell form run by the config's shell.
-func commandLine(cfg *dockerspec.DockerOCIImageConfig, c instructions.ShellDependantCmdLine) []string {
-	if !c.PrependShell || len(c.CmdLine) == 0 {
-		return c.CmdLine
-	}
-	sh := cfg.Shell
-	if len(sh) == 0 {
-		sh = defaultShell
-	}
-	return append(slices.Clone(sh), strings.Join(c.CmdLine, " "))
-}
-
-// setEnv sets key=value in env, in place of an earlier value of key.
-func setEnv(env []string, key, value string) []string {
-	kv := key + "=" + value
-	for i, e := range env {
-		if k, _, _ := strings.Cut(e, "="); k == key {
-			env[i] = kv
-			return env
-		}
-	}
-	return append(env, kv)
-}
-
-// envList is an environment as a Dockerfile's variable expansion reads it.
-type envList []string
-
-func (e envList) Get(key string) (string, bool) {
-	for i := len(e) - 1; i >= 0; i-- {
-		if k, v, _ := strings.Cut(e[i], "="); k == key {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-func (e envList) Keys() []string {
-	keys := make([]string, 0, len(e))
-	for _, kv := range e {
-		k, _, _ := strings.Cut(kv, "=")
-		keys = append(keys, k)
-	}
-	return keys
-}
-
-// expander expands variables in a word from env.
-func expander(env []string) instructions.SingleWordExpander {
-	lex := shell.NewLex(parser.DefaultEscapeToken)
-	return func(word string) (string, error) {
-		out, _, err := lex.ProcessWord(word, envList(env))
-		return out, err
-	}
-}
-
-// exposedPorts turns an EXPOSE argument ("80", "53/udp", "8000-8002/tcp")
-// into the config's "PORT/PROTO" keys.
-func exposedPorts(arg string) ([]string, error) {
-	ports, proto, ok := strings.Cut(arg, "/")
-	if !ok {
-		proto = "tcp"
-	}
-	proto = strings.ToLower(proto)
-	if proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return nil, fmt.Errorf("EXPOSE %s: protocol %q is not tcp, udp or sctp", arg, proto)
-	}
-	lo, hi, isRange := strings.Cut(ports, "-")
-	if !isRange {
-		hi = lo
-	}
-	first, err1 := strconv.ParseUint(lo, 10, 16)
-	last, err2 := strconv.ParseUint(hi, 10, 16)
-	if err1 != nil || err2 != nil || first == 0 || last < first {
-		return nil, fmt.Errorf("EXPOSE %s: not a port or port range", arg)
-	}
-	var out []string
-	for p := first; p <= last; p++ {
-		out = append(out, strconv.FormatUint(p, 10)+"/"+proto)
-	}
-	return out, nil
 }

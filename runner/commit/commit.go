@@ -92,14 +92,14 @@ func Commit(ctx context.Context, images *image.Store, c *container.Container, op
 		return fail(err)
 	}
 	defer release()
-	f := formatOf(base)
-	var add *newLayer
+	f := image.FormatOf(base)
+	var add *image.Layer
 	err = readUpper(c, st, opts.Pause, func() error {
 		ents, err := os.ReadDir(c.Upper())
 		if err != nil || len(ents) == 0 {
 			return err // nothing changed: no layer
 		}
-		l, err := storeLayer(ctx, images, f.layer, func(w io.Writer) error {
+		l, err := images.StoreLayer(ctx, f.Layer, func(w io.Writer) error {
 			_, err := layers.WriteUpper(ctx, w, c.Upper(), layers.WriteOptions{Owner: owner})
 			return err
 		})
@@ -113,7 +113,7 @@ func Commit(ctx context.Context, images *image.Store, c *container.Container, op
 	cfg.Created, cfg.Author = &created, opts.Author
 	cfg.RootFS.Type = "layers"
 	if add != nil {
-		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, add.diffID)
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, add.DiffID)
 	}
 	cfg.History = append(cfg.History, ocispec.History{
 		Created:    &created,

@@ -16,6 +16,7 @@ func TestDependencyFence(t *testing.T) {
 		Except: []string{
 			mod + "/runner/commit/...", mod + "/runner/image/...", mod + "/runner/pull/...",
 			mod + "/runner/layers/...", mod + "/runner/container/...", mod + "/manifest/...",
+			mod + "/runner/build/dockerfile/...",
 		},
 	})
 }

@@ -60,7 +60,7 @@ func Import(ctx context.Context, images *image.Store, r io.Reader, opts ImportOp
 		return image.Image{}, err
 	}
 	defer release()
-	l, err := storeLayer(ctx, images, ociFormat.layer, func(w io.Writer) error {
+	l, err := images.StoreLayer(ctx, image.FormatOCI.Layer, func(w io.Writer) error {
 		dr, closeDecoder, err := layers.Decompress(r)
 		if err != nil {
 			return err
@@ -76,7 +76,7 @@ func Import(ctx context.Context, images *image.Store, r io.Reader, opts ImportOp
 	if msg == "" {
 		msg = "Imported from " + opts.Source
 	}
-	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.diffID}}
+	cfg.RootFS = ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.DiffID}}
 	cfg.History = []ocispec.History{{Created: &created, Comment: msg}}
-	return record(images, ociFormat, cfg, nil, &l, refsOf(opts.Ref))
+	return record(images, image.FormatOCI, cfg, nil, &l, refsOf(opts.Ref))
 }

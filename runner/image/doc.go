@@ -4,6 +4,7 @@
 // build from them.
 //
 // It may import the standard library, golang.org/x/sys/unix, go-digest,
+// klauspost/compress (StoreLayer's gzip),
 // image-spec, runner/pull and runner/layers; never the registry server,
 // storage or the container runtime (depcheck_test.go).
 //

@@ -266,7 +266,7 @@ func TestMountInvalid(t *testing.T) {
 		ls          []layers.Layer
 		upper, work string
 	}{
-		"no layers":           {nil, dir, dir},
+		"no layers read-only": {nil, "", ""},
 		"upper without work":  {[]layers.Layer{l}, dir, ""},
 		"read-only one layer": {[]layers.Layer{l}, "", ""},
 	} {

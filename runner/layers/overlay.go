@@ -16,7 +16,8 @@ import (
 // be in the store (it is looked up again by diff_id, Layer.Dir is not
 // trusted). upper and work are the container's writable directory and
 // overlayfs's work directory, on one filesystem; both empty makes a
-// read-only mount, which overlayfs allows only with two layers or more.
+// read-only mount, which overlayfs allows only with two layers or more. A
+// writable mount may have no layers at all (an empty rootfs).
 //
 // A writable mount (a container's rootfs) also gets, above the image's
 // layers, the store's mount-point layer: empty directories for the
@@ -61,7 +62,9 @@ func (s *Store) MountWith(ctx context.Context, layers []Layer, upper, work, targ
 	if opts.Volatile && upper == "" {
 		return fmt.Errorf("%w: a volatile mount needs an upper dir", ErrInvalid)
 	}
-	if len(layers) == 0 {
+	if len(layers) == 0 && upper == "" {
+		// A writable mount of no layers (an empty rootfs, a build's
+		// scratch stage) has the mount-point layer as its only lower.
 		return fmt.Errorf("%w: no layers to mount", ErrInvalid)
 	}
 	if (upper == "") != (work == "") {

@@ -438,3 +438,26 @@ func (s *Store) unpackSource(ctx context.Context, src Source, limits Limits) (La
 	defer rc.Close()
 	return s.Unpack(ctx, rc, src.MediaType, src.DiffID, limits)
 }
+
+// Extract unpacks the tar stream r (plain, gzip or zstd, as Decompress
+// reads it) into dir, an existing empty directory, by the extraction rules
+// of the package doc (the tar's whiteouts become overlayfs whiteouts
+// there too): `ADD archive.tar.gz /dest` unpacks through it. limits caps
+// the stream (zero values are the defaults). On error dir holds what was
+// unpacked so far; the caller removes it.
+func Extract(ctx context.Context, r io.Reader, dir string, limits Limits) error {
+	limits = limits.withDefaults()
+	rootfd, err := unix.Open(dir, dirOpenFlags, 0)
+	if err != nil {
+		return pathError("opening", dir, err)
+	}
+	defer unix.Close(rootfd)
+	dr, release, err := Decompress(r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	m := &meter{ctx: ctx, r: dr, h: digest.Canonical.Hash(), max: limits.MaxBytes}
+	x := &extractor{root: rootfd, limits: limits, buf: make([]byte, 256<<10)}
+	return x.extract(ctx, tar.NewReader(m))
+}

@@ -1,0 +1,52 @@
+// Package build runs `berth build`: it converts a Dockerfile into a plan
+// (runner/build/dockerfile, a pure conversion) and executes the plan's
+// steps stage by stage. Every filesystem step (RUN, COPY, ADD, WORKDIR)
+// runs in a fresh overlay mount of its parent's layers (layers.Store.Mount)
+// with an upper directory of its own, which becomes the step's layer
+// (layers.WriteUpper, stored by image.Store.StoreLayer exactly as berth
+// commit stores one). RUN runs in Berth's own containers
+// (runner/container, with runner/spec's namespaces, capabilities, device
+// rules and cgroup), as root unless USER says otherwise, on the host's
+// network unless --network none. COPY and ADD read the build context (or
+// a stage's or image's layers) through openat2 RESOLVE_IN_ROOT: a "..",
+// an absolute path or a symlink pointing anywhere resolves inside the
+// context, never outside it; .dockerignore excludes paths from it.
+//
+// It may import the standard library, golang.org/x/sys/unix, go-digest,
+// image-spec, Docker's config types, moby/patternmatcher, and
+// runner/build/dockerfile, runner/image, runner/layers, runner/container,
+// runner/spec and runner/pull; never the registry server or the storage
+// drivers (depcheck_test.go).
+//
+// # Layout
+//
+//	<state>/build/                    0700
+//	  cache/<kk>/<key>.json           one cached step: {"layer": {diffID, digest, mediaType,
+//	                                  size}, "step": its history entry}; <key> is the hex
+//	                                  sha256 of the parent's key and the step (below), <kk>
+//	                                  its first two digits
+//	  tmp/<id>/                       a step in progress: upper/ work/ (the step's layer and
+//	                                  overlayfs's work dir), rootfs/ (the overlay mount),
+//	                                  src/ (a COPY --from source mount), add-*/ (an ADD
+//	                                  archive being unpacked)
+//	  tmp/<id>.lock                   flocked by the build using tmp/<id>; a build removes the
+//	                                  slots nobody holds (a crashed build's) when it starts
+//
+// # Cache
+//
+// A step's key hashes its parent's key (a stage starts from "scratch",
+// "image <config digest>" or its base stage's last key) and the step with
+// its arguments expanded: a RUN's command, environment (build args in
+// scope included), user, working directory and network; a WORKDIR's path
+// and user; a COPY's or ADD's history line, destination, --chown, --chmod
+// and its sources: for the build context, a hash of every path, type,
+// mode, owner, size, content, link target and hardlink group (never
+// times); for a stage, that stage's last key; for an image, its ID. A
+// hit reuses the layer and prints CACHED; --no-cache runs every step.
+//
+// The cache keeps no layers alive by itself: `berth image prune` removes
+// the layers and blobs no image names, cache hits included. An entry
+// whose layer or blob is gone is a miss, and is removed when looked up.
+// A build holds image.Store.Hold from its first step to its record, so a
+// prune cannot remove a layer between the hit and the image naming it.
+package build

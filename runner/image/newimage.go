@@ -1,0 +1,119 @@
+package image
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-registry/berth/runner/layers"
+)
+
+// Media types of Docker image manifest v2 schema 2, which an image made
+// over a Docker image keeps.
+const (
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
+)
+
+// Format is the manifest format of an image made here (committed, built,
+// imported): the media types of its manifest, its config and its new
+// layers.
+type Format struct {
+	Manifest, Config, Layer string
+}
+
+// The two formats of an image made here.
+var (
+	FormatOCI    = Format{ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip}
+	FormatDocker = Format{MediaTypeDockerManifest, MediaTypeDockerConfig, layers.MediaTypeDockerLayer}
+)
+
+// FormatOf is the format of an image made over base: base's own, Docker
+// schema 2 or OCI.
+func FormatOf(base Image) Format {
+	if base.ManifestMediaType == MediaTypeDockerManifest {
+		return FormatDocker
+	}
+	return FormatOCI
+}
+
+// StoreLayer stores the uncompressed layer tar stream write writes as a
+// new layer: unpacked into the layer store (layers.Store.Add, which checks
+// every entry and computes the diff_id) while the same bytes are
+// gzip-compressed into a blob, which is committed only once the layer is
+// stored. The result describes both, the blob with mediaType. The caller
+// holds Hold until the image naming the layer is recorded.
+func (s *Store) StoreLayer(ctx context.Context, mediaType string, write func(io.Writer) error) (Layer, error) {
+	bw, err := s.NewBlobWriter("", -1)
+	if err != nil {
+		return Layer{}, err
+	}
+	defer bw.Abort()
+	gz, err := gzip.NewWriterLevel(bw, gzip.DefaultCompression)
+	if err != nil {
+		return Layer{}, err
+	}
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(write(pw))
+	}()
+	l, err := s.layers.Add(ctx, io.TeeReader(pr, gz), layers.Limits{})
+	pr.CloseWithError(fmt.Errorf("image: layer stream abandoned"))
+	<-done
+	if err != nil {
+		return Layer{}, err
+	}
+	if err := gz.Close(); err != nil {
+		return Layer{}, fmt.Errorf("image: compressing the layer: %w", err)
+	}
+	d, size, err := bw.Commit()
+	if err != nil {
+		return Layer{}, err
+	}
+	return Layer{DiffID: l.DiffID, Digest: d, MediaType: mediaType, Size: size}, nil
+}
+
+// RecordNew stores rawConfig and a manifest of format f naming it and
+// layers (base first; stored layers whose blobs are stored), and records
+// the image under refs (see Record). The caller holds Hold.
+func (s *Store) RecordNew(f Format, rawConfig []byte, ls []Layer, refs ...string) (Image, error) {
+	raw, err := ManifestFor(f, rawConfig, ls)
+	if err != nil {
+		return Image{}, err
+	}
+	if _, err := s.PutBlobBytes(rawConfig, ""); err != nil {
+		return Image{}, err
+	}
+	md, err := s.PutBlobBytes(raw, "")
+	if err != nil {
+		return Image{}, err
+	}
+	return s.Record(Image{ID: digest.FromBytes(rawConfig), ManifestDigest: md}, refs...)
+}
+
+// ManifestFor is the manifest of format f for the config rawConfig and
+// the layers ls, encoded.
+func ManifestFor(f Format, rawConfig []byte, ls []Layer) ([]byte, error) {
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: f.Manifest,
+		Config:    ocispec.Descriptor{MediaType: f.Config, Digest: digest.FromBytes(rawConfig), Size: int64(len(rawConfig))},
+		Layers:    []ocispec.Descriptor{},
+	}
+	for _, l := range ls {
+		m.Layers = append(m.Layers, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("image: encoding the manifest: %w", err)
+	}
+	return raw, nil
+}
