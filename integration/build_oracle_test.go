@@ -318,12 +318,19 @@ func startBuildKitT(t *testing.T, httpRegistries ...string) *BuildKit {
 
 // TestBuildOracle builds every Dockerfile of the corpus with BuildKit
 // (buildkitd + buildctl, BuildKitVersion, the reference), which must
-// succeed: that proves the corpus and the harness. Where the berth binary
+// succeed, twice (the second time with --no-cache), and the two images
+// must be equal under imagediff.Compare: that proves the corpus, the
+// harness and the comparator, and that each entry can be equalled. Where the berth binary
 // has a build command it builds each entry with berth build too and
 // compares the two images (config and flattened filesystem, imagediff);
 // a difference fails the test for the entries listed in
 // testdata/build/berth-supported.txt and is logged for the others, and
 // the test logs how many of all entries are equal.
+//
+// Entries build in order, on one buildkitd (its cache kept throughout) and
+// one berth state directory; 38-onbuild-child needs 37-onbuild-base first.
+// BERTH_BUILD_ORACLE_KEEP=DIR keeps the images as DIR/NAME/buildkit.tar
+// and berth.tar (OCI archives).
 func TestBuildOracle(t *testing.T) {
 	needIntegration(t)
 	prerequisite(t, os.Geteuid() == 0, "buildkitd's oci worker and berth build need root")
@@ -360,8 +367,7 @@ func TestBuildOracle(t *testing.T) {
 	var unequal []string
 	for _, e := range corpus {
 		ok := t.Run(e.Name, func(t *testing.T) {
-			work := t.TempDir()
-			ctx, err := e.prepare(work)
+			ctx, err := e.prepare(t.TempDir())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -369,17 +375,29 @@ func TestBuildOracle(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := filepath.Join(work, "buildkit.tar")
+			work := t.TempDir()
+			if keep := os.Getenv("BERTH_BUILD_ORACLE_KEEP"); keep != "" {
+				work = filepath.Join(keep, e.Name)
+				if err := os.MkdirAll(work, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			start := time.Now()
-			if err := buildWithBuildKit(t, bk, e, ctx, args, ref, registry); err != nil {
+			want, err := buildWithBuildKit(t, bk, e, ctx, args, filepath.Join(work, "buildkit.tar"), registry, false)
+			if err != nil {
 				t.Fatalf("BuildKit: %v", err)
 			}
-			want, err := imagediff.Load(ref)
-			if err != nil {
-				t.Fatalf("BuildKit's image: %v", err)
-			}
-			want.Name = "buildkit"
 			t.Logf("BuildKit: %d layers, %d paths, in %.1fs", want.Layers, len(want.Files), time.Since(start).Seconds())
+			// Built again from nothing, the entry must give the same image:
+			// else nobody could equal it.
+			again, err := buildWithBuildKit(t, bk, e, ctx, args, filepath.Join(work, "buildkit-again.tar"), registry, true)
+			if err != nil {
+				t.Fatalf("BuildKit, again with --no-cache: %v", err)
+			}
+			if diffs := imagediff.Compare(want, again); len(diffs) > 0 {
+				t.Errorf("BuildKit built two different images with and without its cache: the entry is not reproducible:\n  %s",
+					strings.Join(firstN(diffs, 20), "\n  "))
+			}
 			if !hasBuild {
 				return
 			}
@@ -402,7 +420,7 @@ func TestBuildOracle(t *testing.T) {
 			}
 		})
 		if !ok && !hasBuild {
-			t.Logf("%s: the corpus entry does not build with BuildKit", e.Name)
+			t.Logf("%s: failed with BuildKit alone (the corpus entry or the harness is wrong)", e.Name)
 		}
 	}
 	if hasBuild {
@@ -411,24 +429,32 @@ func TestBuildOracle(t *testing.T) {
 	}
 }
 
-// buildWithBuildKit builds the entry into the OCI archive dest (and pushes
-// it where the entry says).
-func buildWithBuildKit(t *testing.T, bk *BuildKit, e *buildEntry, ctx string, args []string, dest, registry string) error {
+// buildWithBuildKit builds the entry into the OCI archive dest (and
+// pushes it where the entry says, unless noCache) and loads the image.
+func buildWithBuildKit(t *testing.T, bk *BuildKit, e *buildEntry, ctx string, args []string, dest, registry string, noCache bool) (*imagediff.Image, error) {
 	o := BuildOptions{
 		Context: ctx, Dockerfile: filepath.Join(ctx, e.File), BuildArgs: args, Target: e.Target,
-		NoNetwork: !e.Network, HostNetwork: e.Network,
+		NoNetwork: !e.Network, HostNetwork: e.Network, NoCache: noCache,
 		Outputs:  []string{"type=oci,dest=" + dest},
 		Progress: &lineLogger{t: t, prefix: "buildkit| "},
 	}
 	for _, s := range e.Secrets {
 		o.Secrets = append(o.Secrets, "id="+s[0]+",src="+filepath.Join(e.Dir, s[1]))
 	}
-	if e.Push != "" {
+	if e.Push != "" && !noCache {
 		o.Outputs = append(o.Outputs, "type=image,name="+registry+"/"+e.Push+":latest,push=true")
 	}
 	bctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	return bk.Build(bctx, o)
+	if err := bk.Build(bctx, o); err != nil {
+		return nil, err
+	}
+	img, err := imagediff.Load(dest)
+	if err != nil {
+		return nil, fmt.Errorf("BuildKit's image: %w", err)
+	}
+	img.Name = "buildkit"
+	return img, nil
 }
 
 // buildWithBerth builds the entry with berth build into the OCI archive

@@ -143,6 +143,8 @@ type BuildOptions struct {
 	// NoNetwork runs every RUN without a network (force-network-mode=none)
 	// unless it asks for one; HostNetwork allows RUN --network=host.
 	NoNetwork, HostNetwork bool
+	// NoCache runs every step again (buildctl --no-cache).
+	NoCache bool
 	// Outputs are buildctl --output values ("type=oci,dest=FILE").
 	Outputs []string
 	// Progress receives buildctl's plain progress output; nil discards it.
@@ -173,6 +175,9 @@ func (b *BuildKit) Build(ctx context.Context, o BuildOptions) error {
 	}
 	if o.HostNetwork {
 		args = append(args, "--allow", "network.host")
+	}
+	if o.NoCache {
+		args = append(args, "--no-cache")
 	}
 	for _, out := range o.Outputs {
 		args = append(args, "--output", out)
