@@ -133,7 +133,8 @@ func (b *BuildKit) waitReady(ctx context.Context, limit time.Duration) error {
 }
 
 // BuildOptions describe one `buildctl build` with the Dockerfile frontend
-// built into buildkitd (dockerfile.v0: no frontend image is pulled).
+// built into buildkitd (dockerfile.v0: no frontend image is pulled, a
+// "# syntax=" directive is ignored as berth build ignores it).
 type BuildOptions struct {
 	Context    string   // the build context directory
 	Dockerfile string   // the Dockerfile; default Context/Dockerfile
@@ -158,9 +159,11 @@ func (b *BuildKit) Build(ctx context.Context, o BuildOptions) error {
 	if dockerfile == "" {
 		dockerfile = filepath.Join(o.Context, "Dockerfile")
 	}
+	// cmdline set (to anything) makes the built-in frontend ignore a
+	// "# syntax=" directive instead of pulling that frontend image.
 	args := []string{"--addr", b.Addr, "build", "--progress", "plain", "--frontend", "dockerfile.v0",
 		"--local", "context=" + o.Context, "--local", "dockerfile=" + filepath.Dir(dockerfile),
-		"--opt", "filename=" + filepath.Base(dockerfile)}
+		"--opt", "filename=" + filepath.Base(dockerfile), "--opt", "cmdline="}
 	for _, a := range o.BuildArgs {
 		args = append(args, "--opt", "build-arg:"+a)
 	}
