@@ -215,7 +215,7 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Stop stops buildkitd (SIGTERM, then SIGKILL after 20 s), then removes
+// Stop stops buildkitd (SIGTERM, then SIGKILL after 10 s: it waits for running builds), then removes
 // what it may have left: runc containers whose bundle lies in its state
 // directory, and the mounts under it. Safe to call more than once.
 func (b *BuildKit) Stop() error {
@@ -227,10 +227,10 @@ func (b *BuildKit) Stop() error {
 		_ = syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-b.exited:
-		case <-time.After(20 * time.Second):
+		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			<-b.exited
-			errs = append(errs, errors.New("buildkitd did not exit within 20s of SIGTERM; killed"))
+			errs = append(errs, errors.New("buildkitd did not exit within 10s of SIGTERM (a build still running?); killed"))
 		}
 	}
 	if err := b.removeContainers(); err != nil {
