@@ -215,9 +215,10 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Stop stops buildkitd (SIGTERM, then SIGKILL after 10 s: it waits for running builds), then removes
-// what it may have left: runc containers whose bundle lies in its state
-// directory, and the mounts under it. Safe to call more than once.
+// Stop stops buildkitd (SIGTERM, then SIGKILL after 10 s: it waits for
+// running builds), then removes what it may have left: runc containers
+// whose bundle lies in its state directory, and the mounts under it. Safe
+// to call more than once.
 func (b *BuildKit) Stop() error {
 	var errs []error
 	select {
