@@ -38,6 +38,10 @@ S3_TEST_ENV := BERTH_REQUIRE_S3=1 VERSITYGW=$(VERSITYGW_BIN) BERTH_REQUIRE_RUNNE
 # CNCF Distribution v3 (its cmd/registry), make bench's second peer.
 DISTRIBUTION_VERSION := v3.1.2
 DISTRIBUTION_BIN := $(BERTH_TOOLS)/registry
+# BuildKit (buildkitd + buildctl of Docker 28), the reference berth build's
+# integration tests compare with; built from the module proxy's source.
+BUILDKIT_VERSION := v0.22.0
+BUILDKIT_ENV := BUILDKITD=$(BERTH_TOOLS)/buildkitd BUILDCTL=$(BERTH_TOOLS)/buildctl
 
 export PATH := $(PATH):/usr/local/go/bin
 SHELL := bash
@@ -47,7 +51,7 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw distribution vet unit integration bench bench-gc bench-run bench-push bench-run-tools lint wrk help
+.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-run bench-push bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
@@ -70,9 +74,9 @@ test:
 
 # Clients, the conformance suite, docker-registry, versitygw, and what the
 # runner's tests use (busybox-static for test root filesystems, runc to run
-# `berth bundle` output); a no-op when present.
+# `berth bundle` output, and under BuildKit's oci worker); a no-op when present.
 RUNNER_PACKAGES := busybox-static runc
-prereqs: versitygw
+prereqs: versitygw buildkit
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry
 	@missing=$$(for p in $(RUNNER_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -103,6 +107,13 @@ distribution:
 	  GOBIN="$(BERTH_TOOLS)" $(GO) install github.com/distribution/distribution/v3/cmd/registry@$(DISTRIBUTION_VERSION); \
 	fi
 
+# buildkitd and buildctl for the build oracle (integration/build_oracle_test.go);
+# `go install pkg@version` refuses BuildKit's module (exclude directives in its
+# go.mod), so the script builds the proxy's source; a no-op when the binaries
+# there already are that version. About 10 minutes on 2 cores the first time.
+buildkit:
+	@GO=$(GO) scripts/install-buildkit.sh $(BUILDKIT_VERSION) $(BERTH_TOOLS)
+
 vet:
 	$(GO) vet ./...
 
@@ -113,7 +124,7 @@ unit:
 	env -u BERTH_INTEGRATION $(S3_TEST_ENV) $(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
 integration:
-	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
+	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(BUILDKIT_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \

@@ -312,14 +312,6 @@ func output(ctx context.Context, env []string, name string, args ...string) (str
 	return strings.TrimSpace(out.String()), err
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // readLines returns the non-empty lines of s.
 func readLines(s string) []string {
 	var out []string

@@ -1,0 +1,4 @@
+ARG REGISTRY
+FROM ${REGISTRY}/busybox
+
+COPY . /ctx/
