@@ -21,6 +21,7 @@ import (
 // nothing loaded.
 func TestArchive(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth run and the layer store need root")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "podman")

@@ -16,6 +16,7 @@ import (
 // suite passes with credentials (automatic cross-mount is off with auth).
 func TestTokenAuth(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	const user, password = "tester", "correct horse battery staple"
 	srv := startTokenServer(t, user, password)
 

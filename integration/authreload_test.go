@@ -22,6 +22,7 @@ import (
 // other user's refresh token still does.
 func TestAuthUsersReloaded(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	dir := t.TempDir()
 	hash, err := bcrypt.GenerateFromPassword([]byte("alice-pw"), bcrypt.MinCost)
 	if err != nil {

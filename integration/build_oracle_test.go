@@ -333,6 +333,7 @@ func startBuildKitT(t *testing.T, httpRegistries ...string) *BuildKit {
 // and berth.tar (OCI archives).
 func TestBuildOracle(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "buildkitd's oci worker and berth build need root")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")

@@ -57,6 +57,7 @@ const buildOut = "version 1.2 in /srv/app\nexec form\nbuilt\ninner\nshell ok\nf"
 // failing RUN, a COPY reaching out of the context, and .dockerignore.
 func TestBuild(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth build needs root (namespaces, mounts, cgroups)")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")

@@ -34,6 +34,7 @@ type bundleCase struct {
 // capabilities) must be what a runtime runs as is.
 func TestBundleRunc(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth bundle (the layer store) and runc need root")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")

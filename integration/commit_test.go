@@ -53,6 +53,7 @@ const commitCheckOut = "brand new\nreplaced hello\nwas a dir\nfresh\n"
 // running container with --pause.
 func TestCommit(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth commit needs root (namespaces, mounts, cgroups)")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")

@@ -316,6 +316,7 @@ func compareSets(t *testing.T, what string, got, want map[string]bool) {
 // manifest still pulls whole.
 func TestGCKeepsWhatIsReachable(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	root := t.TempDir()
 	srv := startServer(t, Berth, Filesystem, root)
 	base := srv.URL
@@ -682,6 +683,7 @@ func distributionDryRun(t *testing.T, root string) distributionGC {
 // relations), which the test checks so that it documents that difference.
 func TestGCDistributionAgrees(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	_, err := exec.LookPath("docker-registry")
 	prerequisite(t, err == nil, "docker-registry not installed (install-clients.sh docker-registry)")
 	root := t.TempDir()
@@ -798,6 +800,7 @@ func TestGCDistributionAgrees(t *testing.T) {
 // dry run is enough) completes the index; a second run adds nothing.
 func TestGCIndexesAdoptedReferrers(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	needTools(t, toolEnv(t), "docker-registry")
 	root := t.TempDir()
 	peer := startServer(t, DockerRegistry, Filesystem, root)

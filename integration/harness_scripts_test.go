@@ -22,6 +22,7 @@ var (
 // newest runner with every opt-in) against each storage driver.
 func TestConformance(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	for _, driver := range []string{Filesystem, InMemory} {
 		t.Run(driver, func(t *testing.T) {
 			root := ""
@@ -38,6 +39,7 @@ func TestConformance(t *testing.T) {
 // podman (the harness's clients.sh).
 func TestClients(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	srv := startServer(t, underTest(), Filesystem, t.TempDir())
 	runClients(t, srv.URL)
 }

@@ -319,6 +319,7 @@ func sameFile(a, b string) error {
 // 64 MiB layer, a multi-arch index, a debian rootfs) and pulls them back.
 func TestTestImages(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane")
 	dir, imgs := testImages(t)

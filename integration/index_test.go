@@ -18,6 +18,7 @@ import (
 // too. A plain pull pushes the host's platform only, and says so.
 func TestPushIndex(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth pull needs root (layer store owners)")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane")

@@ -64,6 +64,7 @@ type skopeoConfig struct {
 // against the test images as skopeo and crane see them in the registry.
 func TestInspect(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth pull and run need root (layer store owners, namespaces)")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane")

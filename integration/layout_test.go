@@ -16,6 +16,7 @@ import (
 // the same digests, tags and catalog.
 func TestLayoutCompatibility(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane", "regctl", "docker-registry")
 	dir, imgs := testImages(t)

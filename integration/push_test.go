@@ -21,6 +21,7 @@ import (
 // repository), and crane and skopeo pull back the same manifest, blob for blob.
 func TestPush(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane")
 	dir, all := testImages(t)
@@ -93,6 +94,7 @@ func TestPush(t *testing.T) {
 // `berth login` stored, and fails without them with the registry's message.
 func TestPushTokenAuth(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")
 	dir, all := testImages(t)

@@ -57,6 +57,7 @@ func (b berthCLI) ok(cmd string, args ...string) string {
 // built `berth run`, then takes a container through its lifecycle.
 func TestRun(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth run needs root (namespaces, mounts, cgroups)")
 	env := toolEnv(t)
 	needTools(t, env, "skopeo")

@@ -88,6 +88,7 @@ func checkRedirects(t *testing.T, s *Server, redirect bool) {
 // blob GETs redirected to presigned URLs (the default) and served by berth.
 func TestS3Conformance(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	gw := startVersity(t)
 	for _, redirect := range []bool{true, false} {
 		t.Run(redirectName(redirect), func(t *testing.T) {
@@ -106,6 +107,7 @@ func TestS3Conformance(t *testing.T) {
 // without redirects: with them, every client follows a 307 to versitygw.
 func TestS3Clients(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	gw := startVersity(t)
 	for _, redirect := range []bool{true, false} {
 		t.Run(redirectName(redirect), func(t *testing.T) {
@@ -124,6 +126,7 @@ func TestS3Clients(t *testing.T) {
 // bytes. Upload state (_uploads, named by random ids) is left out.
 func TestS3LayoutMatchesFilesystem(t *testing.T) {
 	needIntegration(t)
+	t.Parallel()
 	env := toolEnv(t)
 	needTools(t, env, "skopeo", "crane")
 	dir, imgs := testImages(t)
