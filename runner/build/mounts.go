@@ -35,9 +35,8 @@ type runMounts struct {
 // mountKey is what a step's cache key holds of a mount: never a
 // secret's value, nor a cache's content.
 type mountKey struct {
-	dockerfile.Mount
-	FromImage string `json:",omitempty"`
-	From      string `json:",omitempty"`
+	dockerfile.Mount        // FromImage cleared: From names it
+	From             string `json:",omitempty"`
 }
 
 // mountKeys are the cache-key parts of a RUN's mounts: a bind from the
@@ -47,7 +46,7 @@ func (b *builder) mountKeys(ms []dockerfile.Mount) ([]mountKey, error) {
 	var out []mountKey
 	for _, m := range ms {
 		k := mountKey{Mount: m}
-		k.FromImage, k.Mount.FromImage = "", nil
+		k.Mount.FromImage = nil
 		if m.Type == dockerfile.MountBind {
 			switch {
 			case m.FromStage >= 0:
