@@ -22,6 +22,7 @@ import (
 type buildFlags struct {
 	imageFlags
 	tags, buildArgs, labels   []string
+	secrets                   []string
 	file, target, network     string
 	progress, iidfile, output string
 	noCache                   bool
@@ -62,6 +63,7 @@ missing COPY source).`,
 	f.BoolVar(&o.noCache, "no-cache", false, "run every step instead of reusing cached layers")
 	f.StringVar(&o.network, "network", "host", "network `MODE` of RUN steps: host or none")
 	f.StringArrayVar(&o.labels, "label", nil, "set a label `K=V` on the image (repeatable)")
+	f.StringArrayVar(&o.secrets, "secret", nil, "give RUN --mount=type=secret a secret: `id=ID,src=FILE` or id=ID,env=VAR (repeatable)")
 	f.StringVar(&o.progress, "progress", "auto", "progress output `TYPE`: auto, plain, or quiet (print only the image ID)")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to `FILE`")
 	f.StringVar(&o.output, "output", "", "also write the image as `type=oci,dest=FILE` (an OCI image archive)")
@@ -94,7 +96,16 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	if err != nil {
 		return err
 	}
+	secrets := map[string][]byte{}
+	for _, s := range o.secrets {
+		id, val, err := build.ParseSecret(s, a.lookupEnv)
+		if err != nil {
+			return usageError(err)
+		}
+		secrets[id] = val
+	}
 	opts := build.Options{
+		Secrets:  secrets,
 		Convert:  dockerfile.Options{BuildArgs: args, Target: o.target, Network: o.network, Labels: labels},
 		NoCache:  o.noCache,
 		Tags:     o.tags,

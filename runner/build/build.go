@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,6 +63,10 @@ type Options struct {
 	Progress io.Writer
 	// Warn receives warnings (unused build args); nil drops them.
 	Warn func(msg string)
+	// Secrets are the values of --secret by ID, for RUN
+	// --mount=type=secret; they are never in a layer, the history or
+	// the cache.
+	Secrets map[string][]byte
 }
 
 // Build builds the image opts.Dockerfile describes into images and
@@ -88,6 +94,7 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 		used: map[string]image.Image{},
 	}
 	b.cache = &cache{dir: filepath.Join(b.dir, cacheDir), images: images}
+	b.remote = &remote{dir: filepath.Join(b.dir, httpDir), client: http.DefaultClient}
 	if err := os.MkdirAll(filepath.Join(b.dir, tmpDir), 0o700); err != nil {
 		return image.Image{}, fmt.Errorf("build: %w", err)
 	}
@@ -150,6 +157,7 @@ type builder struct {
 	prog    *progress
 	dir     string
 	cache   *cache
+	remote  *remote
 	context *srcRoot
 	used    map[string]image.Image // base images by ID
 	results []stageResult
@@ -193,7 +201,7 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 	v.done()
 	for n, step := range st.Steps {
 		v := b.prog.vertex(prefix(n+2) + " " + step.Name)
-		key, err := b.key(res, step)
+		key, err := b.key(ctx, res, step)
 		if err == nil {
 			var e cacheEntry
 			hit := false
@@ -235,12 +243,14 @@ type runKey struct {
 	Args, Env      []string
 	User, Dir, Net string
 	Kind           string
+	Mounts         []mountKey `json:",omitempty"`
 }
 type copyKey struct {
 	Kind, CreatedBy, Dest, Chown string
 	Chmod                        uint32
 	Add                          bool
 	From, Sources                string
+	Remote                       string `json:",omitempty"`
 }
 type workdirKey struct {
 	Kind, Dir, User string
@@ -250,10 +260,14 @@ type workdirKey struct {
 // its arguments expanded and, for a COPY, a hash of its sources' content
 // (the build context's) or the key of what they come from (a stage's
 // last step, an image's ID).
-func (b *builder) key(res stageResult, step dockerfile.Step) (string, error) {
+func (b *builder) key(ctx context.Context, res stageResult, step dockerfile.Step) (string, error) {
 	switch step.Kind {
 	case dockerfile.Run:
-		return stepKey(res.key, runKey{Kind: "run", Args: step.Args, Env: step.Env, User: step.User, Dir: step.Dir, Net: step.Network}), nil
+		mk, err := b.mountKeys(step.Mounts)
+		if err != nil {
+			return "", err
+		}
+		return stepKey(res.key, runKey{Kind: "run", Args: step.Args, Env: step.Env, User: step.User, Dir: step.Dir, Net: step.Network, Mounts: mk}), nil
 	case dockerfile.Workdir:
 		return stepKey(res.key, workdirKey{Kind: "workdir", Dir: step.Dir, User: step.User}), nil
 	}
@@ -279,6 +293,13 @@ func (b *builder) key(res stageResult, step dockerfile.Step) (string, error) {
 	for _, c := range cs.Contents {
 		k.Sources += "\x00" + c.Name + "\x00" + digest.FromString(c.Data).String()
 	}
+	if len(cs.URLs) > 0 {
+		r, err := b.remoteKeys(ctx, cs)
+		if err != nil {
+			return "", err
+		}
+		k.Remote = r
+	}
 	return stepKey(res.key, k), nil
 }
 
@@ -287,6 +308,12 @@ func (b *builder) key(res stageResult, step dockerfile.Step) (string, error) {
 type slot struct {
 	dir  string
 	lock *os.File
+	// mounts are the host mounts below dir a step made (besides rootfs
+	// and src), secrets whether the secrets tmpfs is mounted, closers
+	// what the step holds until it ends (cache mount locks).
+	mounts  []string
+	secrets bool
+	closers []io.Closer
 }
 
 func (b *builder) newSlot() (*slot, error) {
@@ -313,10 +340,21 @@ func (b *builder) newSlot() (*slot, error) {
 
 func (s *slot) path(name string) string { return filepath.Join(s.dir, name) }
 
-// remove unmounts what is mounted in the slot and removes it.
+// remove unmounts what is mounted in the slot and removes it; a slot
+// where something stays mounted is left (for cleanTemp to retry) rather
+// than removed through the mount.
 func (s *slot) remove() {
+	for _, c := range s.closers {
+		c.Close()
+	}
 	for _, m := range []string{"rootfs", "src"} {
 		unmount(s.path(m))
+	}
+	if len(s.mounts) > 0 || s.secrets {
+		if !unmountBelow(s.dir) {
+			s.lock.Close()
+			return
+		}
 	}
 	os.RemoveAll(s.dir)
 	os.Remove(s.lock.Name())
@@ -353,7 +391,8 @@ func (b *builder) cleanTemp() {
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			(&slot{dir: strings.TrimSuffix(lp, ".lock"), lock: f}).remove()
+			// A crashed build's mounts may still be there.
+			(&slot{dir: strings.TrimSuffix(lp, ".lock"), lock: f, secrets: true}).remove()
 			continue
 		}
 		f.Close()
@@ -392,7 +431,7 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 	}
 	switch step.Kind {
 	case dockerfile.Run:
-		err = b.run(ctx, rootfs, step, v)
+		err = b.run(ctx, s, rootfs, step, v)
 	case dockerfile.Workdir:
 		err = workdir(rootfs, step)
 	case dockerfile.Copy:
@@ -411,13 +450,24 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 // run runs a RUN step's process in a container of rootfs (the runner's
 // namespaces, cgroup and device rules), as root unless the stage's USER
 // says otherwise, its output into the progress.
-func (b *builder) run(ctx context.Context, rootfs string, step dockerfile.Step, v *vertex) error {
-	cfg := ocispec.Image{Config: ocispec.ImageConfig{Env: step.Env, User: step.User, WorkingDir: step.Dir, Cmd: step.Args}}
+func (b *builder) run(ctx context.Context, sl *slot, rootfs string, step dockerfile.Step, v *vertex) error {
+	rm, err := b.prepareMounts(ctx, sl, rootfs, step)
+	if err != nil {
+		return err
+	}
+	env := step.Env
+	for _, e := range rm.env {
+		k, val, _ := strings.Cut(e, "=")
+		env = dockerfile.SetEnv(slices.Clone(env), k, val)
+	}
+	cfg := ocispec.Image{Config: ocispec.ImageConfig{Env: env, User: step.User, WorkingDir: step.Dir, Cmd: step.Args}}
 	s, err := spec.Generate(cfg, rootfs, spec.Options{Network: step.Network})
 	if err != nil {
 		return err
 	}
+	s.Mounts = append(s.Mounts, rm.specs...)
 	code, err := container.Run(ctx, s, container.Stdio{Out: v, Err: v})
+	removeStubs(rootfs, rm.stubs)
 	if err != nil {
 		return err
 	}
@@ -455,15 +505,9 @@ func workdir(rootfs string, step dockerfile.Step) error {
 // stage's or an image's layers mounted read-only.
 func (b *builder) copy(ctx context.Context, s *slot, rootfs string, cs *dockerfile.CopySpec) error {
 	src := b.context
-	var from []image.Layer
-	switch {
-	case cs.FromStage >= 0:
-		from = b.results[cs.FromStage].layers
-	case cs.FromImage != nil:
-		from = b.used[cs.FromImage.ID.String()].Layers
-	}
+	from := b.layersOf(cs.FromStage, cs.FromImage)
 	if cs.FromStage >= 0 || cs.FromImage != nil {
-		dir, err := b.mountSource(ctx, s, from)
+		dir, err := b.mountLayers(ctx, s, "src", from)
 		if err != nil {
 			return err
 		}
@@ -474,27 +518,56 @@ func (b *builder) copy(ctx context.Context, s *slot, rootfs string, cs *dockerfi
 	} else if src == nil && len(cs.Sources) > 0 {
 		return fmt.Errorf("%w: %q: no build context", ErrNotFound, cs.Sources[0])
 	}
-	return copyInto(ctx, rootfs, src, cs, s.dir)
+	if len(cs.URLs) == 0 {
+		return copyInto(ctx, rootfs, src, cs, s.dir)
+	}
+	if len(cs.Sources)+len(cs.Contents)+len(cs.URLs) > 1 && !strings.HasSuffix(cs.Dest, "/") {
+		return fmt.Errorf("%w: when using ADD with more than one source file, the destination must be a directory and end with a /", ErrInvalid)
+	}
+	if len(cs.Sources)+len(cs.Contents) > 0 {
+		if err := copyInto(ctx, rootfs, src, cs, s.dir); err != nil {
+			return err
+		}
+	}
+	return b.addRemote(ctx, s, rootfs, cs)
 }
 
-// mountSource makes the filesystem of ls readable at a directory: none is
-// an empty one, one is the layer's own directory (only read), more are a
-// read-only overlay in the slot.
-func (b *builder) mountSource(ctx context.Context, s *slot, ls []image.Layer) (string, error) {
+// layersOf are the layers of a stage (index in the plan) or an image.
+func (b *builder) layersOf(stage int, img *dockerfile.Image) []image.Layer {
+	switch {
+	case stage >= 0:
+		return b.results[stage].layers
+	case img != nil:
+		return b.used[img.ID.String()].Layers
+	}
+	return nil
+}
+
+// mountLayers makes the filesystem of ls readable at a directory: none
+// is an empty one, one is the layer's own directory (only read), more are
+// a read-only overlay at the slot's directory name.
+func (b *builder) mountLayers(ctx context.Context, s *slot, name string, ls []image.Layer) (string, error) {
 	sl, err := b.storeLayers(ls)
 	if err != nil {
 		return "", err
 	}
+	dir := s.path(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("build: %w", err)
+	}
 	switch len(sl) {
 	case 0:
-		return s.path("src"), nil
+		return dir, nil
 	case 1:
 		return sl[0].Dir, nil
 	}
-	if err := b.images.LayerStore().Mount(ctx, sl, "", "", s.path("src")); err != nil {
+	if name != "src" {
+		s.mounts = append(s.mounts, dir)
+	}
+	if err := b.images.LayerStore().Mount(ctx, sl, "", "", dir); err != nil {
 		return "", err
 	}
-	return s.path("src"), nil
+	return dir, nil
 }
 
 // historyTimes dates the build's history entries (those without a time),

@@ -1,7 +1,9 @@
 package build
 
 import (
+	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"context"
 	"fmt"
 	"io"
@@ -380,8 +382,19 @@ func removeAt(dirfd int, name string) error {
 	return err
 }
 
+// bzip2Magic starts a bzip2 stream ("BZh" and the block size digit).
+var bzip2Magic = []byte("BZh")
+
+// isBzip2Tar reports whether f is a bzip2 stream holding a tar.
+func isBzip2Tar(f io.Reader) bool {
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(bzip2.NewReader(f), head)
+	return n == 512 && bytes.HasPrefix(head[257:], []byte("ustar"))
+}
+
 // isArchive reports whether the file fd (O_PATH) is a tar archive ADD
-// unpacks: gzip- or zstd-compressed, or a plain tar (its header's magic).
+// unpacks: gzip-, zstd- or bzip2-compressed, or a plain tar (its
+// header's magic). xz is not read: such a file is copied as it is.
 func isArchive(fd int) (bool, error) {
 	f, err := reopen(fd, unix.O_RDONLY)
 	if err != nil {
@@ -396,6 +409,8 @@ func isArchive(fd int) (bool, error) {
 		return true, nil
 	case n == 512 && bytes.HasPrefix(head[257:], []byte("ustar")):
 		return true, nil
+	case bytes.HasPrefix(head, bzip2Magic):
+		return isBzip2Tar(io.MultiReader(bytes.NewReader(head), f)), nil
 	}
 	return false, nil
 }
@@ -414,7 +429,12 @@ func (c *copier) unpack(ctx context.Context, fd int, dest string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := layers.Extract(ctx, f, dir, layers.Limits{}); err != nil {
+	br := bufio.NewReader(f)
+	var tr io.Reader = br
+	if magic, _ := br.Peek(len(bzip2Magic)); bytes.Equal(magic, bzip2Magic) {
+		tr = bzip2.NewReader(br) // the layer store reads the plain tar
+	}
+	if err := layers.Extract(ctx, tr, dir, layers.Limits{}); err != nil {
 		return fmt.Errorf("ADD: unpacking the archive: %w", err)
 	}
 	r, err := openRoot(dir, nil, false)

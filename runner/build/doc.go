@@ -12,8 +12,9 @@
 // an absolute path or a symlink pointing anywhere resolves inside the
 // context, never outside it; .dockerignore excludes paths from it.
 //
-// It may import the standard library, golang.org/x/sys/unix, go-digest,
-// image-spec, Docker's config types, moby/patternmatcher, and
+// It may import the standard library (net/http fetches ADD's URLs),
+// golang.org/x/sys/unix, go-digest, image-spec, runtime-spec (the mounts
+// of RUN --mount), Docker's config types, moby/patternmatcher, and
 // runner/build/dockerfile, runner/image, runner/layers, runner/container,
 // runner/spec and runner/pull; never the registry server or the storage
 // drivers (depcheck_test.go).
@@ -30,16 +31,29 @@
 //	                                  src/ (a COPY --from source mount), add-*/ (an ADD
 //	                                  archive being unpacked)
 //	  tmp/<id>.lock                   flocked by the build using tmp/<id>; a build removes the
-//	                                  slots nobody holds (a crashed build's) when it starts
+//	                                  slots nobody holds (a crashed build's) when it starts,
+//	                                  unmounting what is still mounted below them first
+//	  tmp/<id>/mount-<n>[-src]/       a RUN --mount=type=bind source (bound read-only, or a copy
+//	                                  for rw), a heredoc script; secrets/ a tmpfs with the step's
+//	                                  secrets (never on disk)
+//	  mounts/<sha256 of id>/<n>/      a RUN --mount=type=cache cache: instance 0, and 1, 2, ...
+//	  mounts/<sha256 of id>/<n>.lock  for sharing=private steps finding it in use; flocked
+//	                                  shared (sharing=shared) or exclusive (locked, private)
+//	                                  for the step
+//	  http/<sha256 of url>/           ADD's download of a URL: data, and meta.json (its digest,
+//	                                  ETag and Last-Modified, for revalidation)
 //
 // # Cache
 //
 // A step's key hashes its parent's key (a stage starts from "scratch",
 // "image <config digest>" or its base stage's last key) and the step with
 // its arguments expanded: a RUN's command, environment (build args in
-// scope included), user, working directory and network; a WORKDIR's path
-// and user; a COPY's or ADD's history line, destination, --chown, --chmod
-// and its sources: for the build context, a hash of every path, type,
+// scope included), user, working directory, network and mounts (a bind's
+// source hashed as a COPY's is; never a secret's value nor a cache's
+// content); a WORKDIR's path and user; a COPY's or ADD's history line,
+// destination, --chown, --chmod and its sources: for a URL, the
+// --checksum, else the content's digest; for the build context, a hash
+// of every path, type,
 // mode, owner, size, content, link target and hardlink group (never
 // times); for a stage, that stage's last key; for an image, its ID. A
 // hit reuses the layer and prints CACHED; --no-cache runs every step.

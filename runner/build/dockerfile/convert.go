@@ -134,6 +134,9 @@ type Step struct {
 	Dir string
 	// Network is a Run's network: NetworkHost or NetworkNone.
 	Network string
+	// Mounts are a Run's --mount flags (and its heredoc script), in
+	// order.
+	Mounts []Mount
 	// Copy is what a Copy copies.
 	Copy *CopySpec
 	// CreatedBy is the history entry the step writes, for cache keys.
@@ -151,8 +154,15 @@ type CopySpec struct {
 	// a stage.
 	FromImage *Image
 	// Sources are the source paths as written (expanded), relative to
-	// the source's root; they may hold wildcards.
+	// the source's root; they may hold wildcards. An ADD's URLs are left
+	// out of them.
 	Sources []string
+	// URLs are an ADD's http(s) sources, fetched and copied as files
+	// (never unpacked), after Sources.
+	URLs []string
+	// Checksum (ADD --checksum) is the digest the single URL's content
+	// must have.
+	Checksum digest.Digest
 	// Contents are the files of heredocs (COPY <<EOF name).
 	Contents []Content
 	// Dest is the destination, absolute (relative ones are taken from
@@ -420,21 +430,32 @@ func (c *converter) need(i int, needed map[int]bool) error {
 		}
 	}
 	for _, cmd := range c.parsed[i].commands {
-		cp, ok := cmd.cmd.(*instructions.CopyCommand)
-		if !ok || cp.From == "" {
-			continue
+		var froms []string
+		switch x := cmd.cmd.(type) {
+		case *instructions.CopyCommand:
+			if x.From != "" {
+				from, _, err := c.lex.ProcessWord(x.From, c.global)
+				if err != nil {
+					return c.syntaxError(cmd.node, err)
+				}
+				froms = append(froms, from)
+			}
+		case *instructions.RunCommand:
+			for _, m := range instructions.GetMounts(x) {
+				if m.From != "" {
+					froms = append(froms, m.From)
+				}
+			}
 		}
-		from, _, err := c.lex.ProcessWord(cp.From, c.global)
-		if err != nil {
-			return c.syntaxError(cmd.node, err)
-		}
-		j, err := c.fromStage(i, from)
-		if err != nil {
-			return c.instrError(cmd.node, err)
-		}
-		if j >= 0 {
-			if err := c.need(j, needed); err != nil {
-				return err
+		for _, from := range froms {
+			j, err := c.fromStage(i, from)
+			if err != nil {
+				return c.instrError(cmd.node, err)
+			}
+			if j >= 0 {
+				if err := c.need(j, needed); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -678,7 +699,7 @@ func (c *converter) dispatch(i int, s *stageState, cmd command) error {
 		}
 		s.history("WORKDIR "+wd, layer)
 	case *instructions.RunCommand:
-		return c.run(s, x, line)
+		return c.run(i, s, x, line)
 	case *instructions.CopyCommand:
 		if x.Parents {
 			return fmt.Errorf("%w: COPY --parents", ErrUnsupported)
@@ -708,32 +729,64 @@ func (c *converter) dispatch(i int, s *stageState, cmd command) error {
 		}
 		return c.copy(s, x, spec, x.SourcesAndDest, x.Chown, x.Chmod, line)
 	case *instructions.AddCommand:
-		if x.Checksum != "" || x.KeepGitDir != nil {
-			return fmt.Errorf("%w: ADD --checksum and --keep-git-dir (remote sources)", ErrUnsupported)
+		if x.KeepGitDir != nil {
+			return fmt.Errorf("%w: ADD --keep-git-dir (git sources)", ErrUnsupported)
 		}
 		if len(x.ExcludePatterns) > 0 {
 			return fmt.Errorf("%w: ADD --exclude", ErrUnsupported)
 		}
-		for _, src := range x.SourcePaths {
-			if isRemote(src) {
-				return fmt.Errorf("%w: ADD of a URL or git repository (%s)", ErrUnsupported, src)
-			}
+		spec := &CopySpec{Add: true, FromStage: -1}
+		if err := addRemote(x, spec); err != nil {
+			return err
 		}
-		return c.copy(s, x, &CopySpec{Add: true, FromStage: -1}, x.SourcesAndDest, x.Chown, x.Chmod, line)
+		return c.copy(s, x, spec, x.SourcesAndDest, x.Chown, x.Chmod, line)
 	default:
 		return fmt.Errorf("%w: instruction %T", ErrUnsupported, cmd.cmd)
 	}
 	return nil
 }
 
-// isRemote reports whether an ADD source is a URL or a git repository.
-func isRemote(src string) bool {
-	for _, p := range []string{"http://", "https://", "git@", "git://"} {
-		if strings.HasPrefix(src, p) {
-			return true
+// addRemote checks the remote sources of an ADD and its --checksum: a
+// URL is fetched (spec.URLs), a git repository is not supported, and a
+// checksum goes with a single URL.
+func addRemote(x *instructions.AddCommand, spec *CopySpec) error {
+	for _, src := range x.SourcePaths {
+		switch {
+		case isGit(src):
+			return fmt.Errorf("%w: ADD of a git repository (%s)", ErrUnsupported, src)
+		case isURL(src):
+			spec.URLs = append(spec.URLs, src)
 		}
 	}
-	return false
+	if x.Checksum == "" {
+		return nil
+	}
+	if len(x.SourcePaths) != 1 {
+		return fmt.Errorf("%w: checksum can't be specified for multiple sources", ErrInvalid)
+	}
+	if len(spec.URLs) != 1 {
+		return fmt.Errorf("%w: checksum requires HTTP(S) sources", ErrInvalid)
+	}
+	d, err := digest.Parse(x.Checksum)
+	if err != nil {
+		return fmt.Errorf("%w: --checksum=%s: %v", ErrInvalid, x.Checksum, err)
+	}
+	spec.Checksum = d
+	return nil
+}
+
+// isURL reports whether an ADD source is fetched over HTTP(S).
+func isURL(src string) bool {
+	return (strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")) && !isGit(src)
+}
+
+// isGit reports whether an ADD source is a git repository.
+func isGit(src string) bool {
+	if strings.HasPrefix(src, "git@") || strings.HasPrefix(src, "git://") {
+		return true
+	}
+	u, _, _ := strings.Cut(src, "#")
+	return (strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://")) && strings.HasSuffix(u, ".git")
 }
 
 // stageArg declares ARGs in a stage: the build arg's value, else the
@@ -768,22 +821,35 @@ func (c *converter) stageArg(s *stageState, x *instructions.ArgCommand) error {
 }
 
 // run converts a RUN.
-func (c *converter) run(s *stageState, x *instructions.RunCommand, line int) error {
-	if len(instructions.GetMounts(x)) > 0 {
-		return fmt.Errorf("%w: RUN --mount", ErrUnsupported)
-	}
+func (c *converter) run(i int, s *stageState, x *instructions.RunCommand, line int) error {
 	if sec := instructions.GetSecurity(x); sec != "" && sec != "sandbox" {
 		return fmt.Errorf("%w: RUN --security=%s", ErrUnsupported, sec)
 	}
-	if len(x.Files) > 0 {
-		return fmt.Errorf("%w: RUN with a heredoc", ErrUnsupported)
+	mounts, err := c.mounts(i, x, s.cfg.Config.WorkingDir)
+	if err != nil {
+		return err
 	}
 	network := c.opts.Network
 	switch n := instructions.GetNetwork(x); n {
 	case instructions.NetworkNone, instructions.NetworkHost:
 		network = n
 	}
-	args := CommandLine(s.cfg.Config.Shell, x.ShellDependantCmdLine)
+	name := displayName(x)
+	cmdLine := x.ShellDependantCmdLine
+	if len(x.Files) > 0 {
+		args, script, err := runHeredoc(x)
+		if err != nil {
+			return err
+		}
+		if script != nil {
+			mounts = append(mounts, *script)
+		}
+		if parser.MustParseHeredoc(x.CmdLine[0]) != nil {
+			name += " (" + heredocSummary(x.Files[0].Data) + ")"
+		}
+		cmdLine.CmdLine = args
+	}
+	args := CommandLine(s.cfg.Config.Shell, cmdLine)
 	if len(args) == 0 {
 		return fmt.Errorf("%w: RUN without a command", ErrSyntax)
 	}
@@ -797,9 +863,9 @@ func (c *converter) run(s *stageState, x *instructions.RunCommand, line int) err
 	}
 	createdBy := "RUN " + runCommandString(args, s.args, s.env)
 	s.steps = append(s.steps, Step{
-		Kind: Run, Name: displayName(x), Line: line, Args: args, Env: env,
+		Kind: Run, Name: name, Line: line, Args: args, Env: env,
 		User: s.cfg.Config.User, Dir: s.cfg.Config.WorkingDir, Network: network,
-		CreatedBy: createdBy,
+		Mounts: mounts, CreatedBy: createdBy,
 	})
 	s.history(createdBy, true)
 	return nil
@@ -848,7 +914,9 @@ func (c *converter) copy(s *stageState, x instructions.Command, spec *CopySpec, 
 	spec.Chown = chown
 	for _, src := range sd.SourcePaths {
 		msg += " " + src
-		spec.Sources = append(spec.Sources, src)
+		if !slices.Contains(spec.URLs, src) {
+			spec.Sources = append(spec.Sources, src)
+		}
 	}
 	for _, sc := range sd.SourceContents {
 		msg += " <<" + sc.Path

@@ -13,6 +13,7 @@ var (
 	// that does not exist, ...).
 	ErrInvalid = errors.New("dockerfile: invalid")
 	// ErrUnsupported: a feature berth build does not have yet (RUN
-	// --mount, RUN heredocs, ADD of a URL, COPY --parents, --exclude).
+	// --mount=type=ssh, a cache mount from=, ADD of a git repository,
+	// COPY --parents, --exclude).
 	ErrUnsupported = errors.New("dockerfile: unsupported")
 )
