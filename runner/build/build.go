@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -301,7 +302,7 @@ func (b *builder) newSlot() (*slot, error) {
 		lock.Close()
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	for _, d := range []string{"upper", "work", "rootfs", "src"} {
+	for _, d := range []string{"upper", "work", "rootfs", "src", "base"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			os.Remove(lock.Name())
 			lock.Close()
@@ -315,7 +316,7 @@ func (s *slot) path(name string) string { return filepath.Join(s.dir, name) }
 
 // remove unmounts what is mounted in the slot and removes it.
 func (s *slot) remove() {
-	for _, m := range []string{"rootfs", "src"} {
+	for _, m := range []string{"rootfs", "src", "base"} {
 		unmount(s.path(m))
 	}
 	os.RemoveAll(s.dir)
@@ -387,7 +388,10 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 		return image.Layer{}, err
 	}
 	rootfs := s.path("rootfs")
-	if err := b.images.LayerStore().Mount(ctx, lower, s.path("upper"), s.path("work"), rootfs); err != nil {
+	// A RUN step's container makes the mount points its parent lacks
+	// (/dev, /proc, /sys) in upper: BuildKit's RUN layers hold them.
+	mo := layers.MountOptions{NoMountpoints: step.Kind == dockerfile.Run}
+	if err := b.images.LayerStore().MountWith(ctx, lower, s.path("upper"), s.path("work"), rootfs, mo); err != nil {
 		return image.Layer{}, err
 	}
 	switch step.Kind {
@@ -402,8 +406,16 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 	if err != nil {
 		return image.Layer{}, err
 	}
+	// The layer holds what changed over the parent, as BuildKit's differ
+	// writes it (layers.WriteOptions.Base).
+	var wo layers.WriteOptions
+	if len(parent) > 0 {
+		if wo.Base, err = b.mountView(ctx, s, parent, "base"); err != nil {
+			return image.Layer{}, err
+		}
+	}
 	return b.images.StoreLayer(ctx, image.FormatOCI.Layer, func(w io.Writer) error {
-		_, err := layers.WriteUpper(ctx, w, s.path("upper"), layers.WriteOptions{})
+		_, err := layers.WriteUpper(ctx, w, s.path("upper"), wo)
 		return err
 	})
 }
@@ -417,6 +429,8 @@ func (b *builder) run(ctx context.Context, rootfs string, step dockerfile.Step, 
 	if err != nil {
 		return err
 	}
+	u := &s.Process.User
+	u.AdditionalGids = withPrimaryGroup(u.GID, u.AdditionalGids)
 	code, err := container.Run(ctx, s, container.Stdio{Out: v, Err: v})
 	if err != nil {
 		return err
@@ -425,6 +439,16 @@ func (b *builder) run(ctx context.Context, rootfs string, step dockerfile.Step, 
 		return fmt.Errorf("%w: process %q did not complete successfully: exit code: %d", ErrRunFailed, strings.Join(step.Args, " "), code)
 	}
 	return nil
+}
+
+// withPrimaryGroup returns a RUN step's supplementary groups: the
+// user's, with its primary group among them (first, when it was not), as
+// BuildKit runs its steps (`id` shows it in groups=).
+func withPrimaryGroup(gid uint32, groups []uint32) []uint32 {
+	if slices.Contains(groups, gid) {
+		return groups
+	}
+	return append([]uint32{gid}, groups...)
 }
 
 // workdir makes a WORKDIR's directory, owned by the stage's user when it
@@ -463,7 +487,7 @@ func (b *builder) copy(ctx context.Context, s *slot, rootfs string, cs *dockerfi
 		from = b.used[cs.FromImage.ID.String()].Layers
 	}
 	if cs.FromStage >= 0 || cs.FromImage != nil {
-		dir, err := b.mountSource(ctx, s, from)
+		dir, err := b.mountView(ctx, s, from, "src")
 		if err != nil {
 			return err
 		}
@@ -477,24 +501,41 @@ func (b *builder) copy(ctx context.Context, s *slot, rootfs string, cs *dockerfi
 	return copyInto(ctx, rootfs, src, cs, s.dir)
 }
 
-// mountSource makes the filesystem of ls readable at a directory: none is
-// an empty one, one is the layer's own directory (only read), more are a
-// read-only overlay in the slot.
-func (b *builder) mountSource(ctx context.Context, s *slot, ls []image.Layer) (string, error) {
-	sl, err := b.storeLayers(ls)
+// mountView makes the filesystem of ls readable at a directory: none is
+// the slot's empty directory name, one layer (or one layer repeated) is
+// the layer's own directory (only read), more are a read-only overlay
+// mounted at the slot's directory name.
+func (b *builder) mountView(ctx context.Context, s *slot, ls []image.Layer, name string) (string, error) {
+	sl, err := b.storeLayers(distinctLayers(ls))
 	if err != nil {
 		return "", err
 	}
 	switch len(sl) {
 	case 0:
-		return s.path("src"), nil
+		return s.path(name), nil
 	case 1:
 		return sl[0].Dir, nil
 	}
-	if err := b.images.LayerStore().Mount(ctx, sl, "", "", s.path("src")); err != nil {
+	if err := b.images.LayerStore().Mount(ctx, sl, "", "", s.path(name)); err != nil {
 		return "", err
 	}
-	return s.path("src"), nil
+	return s.path(name), nil
+}
+
+// distinctLayers returns ls (base first) with each layer only at its top
+// position: a layer listed twice (two steps that changed nothing) shows
+// the same there as at both.
+func distinctLayers(ls []image.Layer) []image.Layer {
+	seen := map[digest.Digest]bool{}
+	var out []image.Layer
+	for i := len(ls) - 1; i >= 0; i-- {
+		if !seen[ls[i].DiffID] {
+			seen[ls[i].DiffID] = true
+			out = append(out, ls[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // historyTimes dates the build's history entries (those without a time),
