@@ -86,7 +86,7 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 	b := &builder{
 		images: images, opts: opts, prog: &progress{w: opts.Progress},
 		dir:  filepath.Join(images.Dir(), buildDir),
-		used: map[string]image.Image{},
+		used: map[string]image.Image{}, pulledAs: map[string]string{},
 	}
 	b.cache = &cache{dir: filepath.Join(b.dir, cacheDir), images: images}
 	if err := os.MkdirAll(filepath.Join(b.dir, tmpDir), 0o700); err != nil {
@@ -108,6 +108,7 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 			return dockerfile.Image{}, fmt.Errorf("%w: config of %s: %v", image.ErrCorrupt, ref, err)
 		}
 		b.used[img.ID.String()] = img
+		b.pulledAs[ref] = b.pulledFrom(ref)
 		return dockerfile.Image{ID: img.ID, Config: cfg}, nil
 	})
 	if err != nil {
@@ -153,16 +154,41 @@ type builder struct {
 	cache   *cache
 	context *srcRoot
 	used    map[string]image.Image // base images by ID
+	// pulledAs describes the layers of a base image, by the reference
+	// FROM names it with (pulledFrom).
+	pulledAs map[string]string
 	results []stageResult
 	created time.Time
 }
 
-// stageResult is a built stage: its layers, base first, when the layers
-// its steps made were made, and the cache key of its last step.
+// stageResult is a built stage: its layers, base first, what made each
+// (fillHistory), when the layers its steps made were made, and the cache
+// key of its last step.
 type stageResult struct {
 	layers []image.Layer
+	descs  []string
 	times  []time.Time
 	key    string
+}
+
+// pulledFrom describes the layers of the base image ref names, as
+// BuildKit's history does for layers its config's history does not
+// account for: "pulled from HOST/NAME:TAG@DIGEST", DIGEST being what the
+// reference resolved to in the registry (the index it was pulled
+// through, else the manifest).
+func (b *builder) pulledFrom(ref string) string {
+	r, err := pull.ParseReference(ref, b.images.DefaultRegistry)
+	if err != nil {
+		return fallbackDescription
+	}
+	if r.Digest == "" {
+		if ix, ok, err := b.images.Index(ref); err == nil && ok {
+			r.Digest = ix.Digest
+		} else if _, m, err := b.images.Lookup(ref); err == nil {
+			r.Digest = m
+		}
+	}
+	return "pulled from " + r.String()
 }
 
 // runStage runs the steps of stage i.
@@ -178,7 +204,7 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 	switch {
 	case st.BaseStage >= 0:
 		base := b.results[st.BaseStage]
-		res = stageResult{layers: append([]image.Layer(nil), base.layers...), times: append([]time.Time(nil), base.times...), key: base.key}
+		res = stageResult{layers: slices.Clone(base.layers), descs: slices.Clone(base.descs), times: slices.Clone(base.times), key: base.key}
 	case st.BaseImage != nil:
 		img := b.used[st.BaseImage.ID.String()]
 		for _, l := range img.Layers {
@@ -186,7 +212,10 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 				return fmt.Errorf("FROM %s: %w: layer %s (pulled by an older berth; pull it again)", st.Base, image.ErrBlobMissing, l.Digest)
 			}
 		}
-		res = stageResult{layers: append([]image.Layer(nil), img.Layers...), key: "image " + img.ID.String()}
+		res = stageResult{layers: slices.Clone(img.Layers), key: "image " + img.ID.String()}
+		for range img.Layers {
+			res.descs = append(res.descs, b.pulledAs[st.Base])
+		}
 	default:
 		res = stageResult{key: "scratch"}
 	}
@@ -212,6 +241,7 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 				}
 			}
 			res.layers = append(res.layers, e.Layer)
+			res.descs = append(res.descs, prefix(n+2)+" "+step.Name)
 			res.times = append(res.times, e.Created)
 			res.key = key
 		}
@@ -538,6 +568,46 @@ func distinctLayers(ls []image.Layer) []image.Layer {
 	return out
 }
 
+// fallbackDescription describes a layer nothing else describes.
+const fallbackDescription = "created by buildkit"
+
+// fillHistory makes history account for every layer, as BuildKit's image
+// exporter does when a base image's config lists fewer layers than it
+// has (an image not built by docker): one entry is appended per layer
+// not accounted for, from the first of them on, created by its
+// description (descs, one per layer: how a base layer was pulled, or the
+// step that made it as its progress names it) with the comment
+// "buildkit.exporter.image.v0". Entries for more layers than there are
+// become empty layers, from the last ones up.
+func fillHistory(history []ocispec.History, descs []string) []ocispec.History {
+	n := 0
+	for _, h := range history {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	out := slices.Clone(history)
+	if n > len(descs) {
+		k := 0
+		for i := range out {
+			if k >= len(descs) {
+				out[i].EmptyLayer = true
+			}
+			if !out[i].EmptyLayer {
+				k++
+			}
+		}
+		return out
+	}
+	for _, d := range descs[n:] {
+		if d == "" {
+			d = fallbackDescription
+		}
+		out = append(out, ocispec.History{CreatedBy: d, Comment: "buildkit.exporter.image.v0"})
+	}
+	return out
+}
+
 // historyTimes dates the build's history entries (those without a time),
 // as BuildKit does: an entry that made a layer takes the layer's time
 // (times, in order: when the step ran, or when the cached step first
@@ -602,6 +672,7 @@ var ociLayerTypes = map[string]string{
 // image under the tags.
 func (b *builder) record(st *dockerfile.Stage, res stageResult) (image.Image, error) {
 	cfg := st.Config
+	cfg.History = fillHistory(cfg.History, res.descs)
 	historyTimes(cfg.History, res.times, b.created)
 	created := b.created
 	if n := len(cfg.History); n > 0 && cfg.History[n-1].Created != nil {
