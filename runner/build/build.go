@@ -157,8 +157,8 @@ type builder struct {
 	// pulledAs describes the layers of a base image, by the reference
 	// FROM names it with (pulledFrom).
 	pulledAs map[string]string
-	results []stageResult
-	created time.Time
+	results  []stageResult
+	created  time.Time
 }
 
 // stageResult is a built stage: its layers, base first, what made each
