@@ -91,7 +91,7 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 	b := &builder{
 		images: images, opts: opts, prog: &progress{w: opts.Progress},
 		dir:  filepath.Join(images.Dir(), buildDir),
-		used: map[string]image.Image{},
+		used: map[string]image.Image{}, pulledAs: map[string]string{},
 	}
 	b.cache = &cache{dir: filepath.Join(b.dir, cacheDir), images: images}
 	b.remote = &remote{dir: filepath.Join(b.dir, httpDir), client: http.DefaultClient}
@@ -114,6 +114,7 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 			return dockerfile.Image{}, fmt.Errorf("%w: config of %s: %v", image.ErrCorrupt, ref, err)
 		}
 		b.used[img.ID.String()] = img
+		b.pulledAs[ref] = b.pulledFrom(ref)
 		return dockerfile.Image{ID: img.ID, Config: cfg}, nil
 	})
 	if err != nil {
@@ -160,16 +161,41 @@ type builder struct {
 	remote  *remote
 	context *srcRoot
 	used    map[string]image.Image // base images by ID
-	results []stageResult
-	created time.Time
+	// pulledAs describes the layers of a base image, by the reference
+	// FROM names it with (pulledFrom).
+	pulledAs map[string]string
+	results  []stageResult
+	created  time.Time
 }
 
-// stageResult is a built stage: its layers, base first, when the layers
-// its steps made were made, and the cache key of its last step.
+// stageResult is a built stage: its layers, base first, what made each
+// (fillHistory), when the layers its steps made were made, and the cache
+// key of its last step.
 type stageResult struct {
 	layers []image.Layer
+	descs  []string
 	times  []time.Time
 	key    string
+}
+
+// pulledFrom describes the layers of the base image ref names, as
+// BuildKit's history does for layers its config's history does not
+// account for: "pulled from HOST/NAME:TAG@DIGEST", DIGEST being what the
+// reference resolved to in the registry (the index it was pulled
+// through, else the manifest).
+func (b *builder) pulledFrom(ref string) string {
+	r, err := pull.ParseReference(ref, b.images.DefaultRegistry)
+	if err != nil {
+		return fallbackDescription
+	}
+	if r.Digest == "" {
+		if ix, ok, err := b.images.Index(ref); err == nil && ok {
+			r.Digest = ix.Digest
+		} else if _, m, err := b.images.Lookup(ref); err == nil {
+			r.Digest = m
+		}
+	}
+	return "pulled from " + r.String()
 }
 
 // runStage runs the steps of stage i.
@@ -185,7 +211,7 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 	switch {
 	case st.BaseStage >= 0:
 		base := b.results[st.BaseStage]
-		res = stageResult{layers: append([]image.Layer(nil), base.layers...), times: append([]time.Time(nil), base.times...), key: base.key}
+		res = stageResult{layers: slices.Clone(base.layers), descs: slices.Clone(base.descs), times: slices.Clone(base.times), key: base.key}
 	case st.BaseImage != nil:
 		img := b.used[st.BaseImage.ID.String()]
 		for _, l := range img.Layers {
@@ -193,7 +219,10 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 				return fmt.Errorf("FROM %s: %w: layer %s (pulled by an older berth; pull it again)", st.Base, image.ErrBlobMissing, l.Digest)
 			}
 		}
-		res = stageResult{layers: append([]image.Layer(nil), img.Layers...), key: "image " + img.ID.String()}
+		res = stageResult{layers: slices.Clone(img.Layers), key: "image " + img.ID.String()}
+		for range img.Layers {
+			res.descs = append(res.descs, b.pulledAs[st.Base])
+		}
 	default:
 		res = stageResult{key: "scratch"}
 	}
@@ -219,6 +248,7 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 				}
 			}
 			res.layers = append(res.layers, e.Layer)
+			res.descs = append(res.descs, prefix(n+2)+" "+step.Name)
 			res.times = append(res.times, e.Created)
 			res.key = key
 		}
@@ -328,7 +358,7 @@ func (b *builder) newSlot() (*slot, error) {
 		lock.Close()
 		return nil, fmt.Errorf("build: %w", err)
 	}
-	for _, d := range []string{"upper", "work", "rootfs", "src"} {
+	for _, d := range []string{"upper", "work", "rootfs", "src", "base"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			os.Remove(lock.Name())
 			lock.Close()
@@ -347,7 +377,7 @@ func (s *slot) remove() {
 	for _, c := range s.closers {
 		c.Close()
 	}
-	for _, m := range []string{"rootfs", "src"} {
+	for _, m := range []string{"rootfs", "src", "base"} {
 		unmount(s.path(m))
 	}
 	if len(s.mounts) > 0 || s.secrets {
@@ -426,7 +456,10 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 		return image.Layer{}, err
 	}
 	rootfs := s.path("rootfs")
-	if err := b.images.LayerStore().Mount(ctx, lower, s.path("upper"), s.path("work"), rootfs); err != nil {
+	// A RUN step's container makes the mount points its parent lacks
+	// (/dev, /proc, /sys) in upper: BuildKit's RUN layers hold them.
+	mo := layers.MountOptions{NoMountpoints: step.Kind == dockerfile.Run}
+	if err := b.images.LayerStore().MountWith(ctx, lower, s.path("upper"), s.path("work"), rootfs, mo); err != nil {
 		return image.Layer{}, err
 	}
 	switch step.Kind {
@@ -441,8 +474,16 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 	if err != nil {
 		return image.Layer{}, err
 	}
+	// The layer holds what changed over the parent, as BuildKit's differ
+	// writes it (layers.WriteOptions.Base).
+	var wo layers.WriteOptions
+	if len(parent) > 0 {
+		if wo.Base, err = b.mountLayers(ctx, s, "base", parent); err != nil {
+			return image.Layer{}, err
+		}
+	}
 	return b.images.StoreLayer(ctx, image.FormatOCI.Layer, func(w io.Writer) error {
-		_, err := layers.WriteUpper(ctx, w, s.path("upper"), layers.WriteOptions{})
+		_, err := layers.WriteUpper(ctx, w, s.path("upper"), wo)
 		return err
 	})
 }
@@ -466,6 +507,8 @@ func (b *builder) run(ctx context.Context, sl *slot, rootfs string, step dockerf
 		return err
 	}
 	s.Mounts = append(s.Mounts, rm.specs...)
+	u := &s.Process.User
+	u.AdditionalGids = withPrimaryGroup(u.GID, u.AdditionalGids)
 	code, err := container.Run(ctx, s, container.Stdio{Out: v, Err: v})
 	removeStubs(rootfs, rm.stubs)
 	if err != nil {
@@ -475,6 +518,16 @@ func (b *builder) run(ctx context.Context, sl *slot, rootfs string, step dockerf
 		return fmt.Errorf("%w: process %q did not complete successfully: exit code: %d", ErrRunFailed, strings.Join(step.Args, " "), code)
 	}
 	return nil
+}
+
+// withPrimaryGroup returns a RUN step's supplementary groups: the
+// user's, with its primary group among them (first, when it was not), as
+// BuildKit runs its steps (`id` shows it in groups=).
+func withPrimaryGroup(gid uint32, groups []uint32) []uint32 {
+	if slices.Contains(groups, gid) {
+		return groups
+	}
+	return append([]uint32{gid}, groups...)
 }
 
 // workdir makes a WORKDIR's directory, owned by the stage's user when it
@@ -544,10 +597,11 @@ func (b *builder) layersOf(stage int, img *dockerfile.Image) []image.Layer {
 }
 
 // mountLayers makes the filesystem of ls readable at a directory: none
-// is an empty one, one is the layer's own directory (only read), more are
-// a read-only overlay at the slot's directory name.
+// is an empty one, one layer (or one layer repeated) is the layer's own
+// directory (only read), more are a read-only overlay at the slot's
+// directory name.
 func (b *builder) mountLayers(ctx context.Context, s *slot, name string, ls []image.Layer) (string, error) {
-	sl, err := b.storeLayers(ls)
+	sl, err := b.storeLayers(distinctLayers(ls))
 	if err != nil {
 		return "", err
 	}
@@ -568,6 +622,62 @@ func (b *builder) mountLayers(ctx context.Context, s *slot, name string, ls []im
 		return "", err
 	}
 	return dir, nil
+}
+
+// distinctLayers returns ls (base first) with each layer only at its top
+// position: a layer listed twice (two steps that changed nothing) shows
+// the same there as at both.
+func distinctLayers(ls []image.Layer) []image.Layer {
+	seen := map[digest.Digest]bool{}
+	var out []image.Layer
+	for i := len(ls) - 1; i >= 0; i-- {
+		if !seen[ls[i].DiffID] {
+			seen[ls[i].DiffID] = true
+			out = append(out, ls[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// fallbackDescription describes a layer nothing else describes.
+const fallbackDescription = "created by buildkit"
+
+// fillHistory makes history account for every layer, as BuildKit's image
+// exporter does when a base image's config lists fewer layers than it
+// has (an image not built by docker): one entry is appended per layer
+// not accounted for, from the first of them on, created by its
+// description (descs, one per layer: how a base layer was pulled, or the
+// step that made it as its progress names it) with the comment
+// "buildkit.exporter.image.v0". Entries for more layers than there are
+// become empty layers, from the last ones up.
+func fillHistory(history []ocispec.History, descs []string) []ocispec.History {
+	n := 0
+	for _, h := range history {
+		if !h.EmptyLayer {
+			n++
+		}
+	}
+	out := slices.Clone(history)
+	if n > len(descs) {
+		k := 0
+		for i := range out {
+			if k >= len(descs) {
+				out[i].EmptyLayer = true
+			}
+			if !out[i].EmptyLayer {
+				k++
+			}
+		}
+		return out
+	}
+	for _, d := range descs[n:] {
+		if d == "" {
+			d = fallbackDescription
+		}
+		out = append(out, ocispec.History{CreatedBy: d, Comment: "buildkit.exporter.image.v0"})
+	}
+	return out
 }
 
 // historyTimes dates the build's history entries (those without a time),
@@ -634,6 +744,7 @@ var ociLayerTypes = map[string]string{
 // image under the tags.
 func (b *builder) record(st *dockerfile.Stage, res stageResult) (image.Image, error) {
 	cfg := st.Config
+	cfg.History = fillHistory(cfg.History, res.descs)
 	historyTimes(cfg.History, res.times, b.created)
 	created := b.created
 	if n := len(cfg.History); n > 0 && cfg.History[n-1].Created != nil {

@@ -158,13 +158,29 @@ func (c *copier) copyTree(src *srcRoot, rel, dest string) error {
 		mtime := time.Unix(e.st.Mtim.Sec, e.st.Mtim.Nsec)
 		switch e.st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
+			existed := e.rel == "" && c.isDir(target)
 			dfd, err := c.mkdirAll(target)
 			if err != nil {
 				return err
 			}
 			defer unix.Close(dfd)
-			if e.rel == "" && (src.context || src.scratch) && !c.chown {
-				return nil // the destination directory itself keeps what it has
+			if e.rel == "" {
+				// A directory's contents are copied into the
+				// destination, which takes nothing of the source
+				// directory: one that exists keeps what it has, a
+				// new one is --chown's (else root's) with --chmod's
+				// mode (else 0755), whatever the source.
+				if existed || src.scratch {
+					return nil
+				}
+				if c.spec.Chmod == 0 {
+					return nil // as mkdirAll made it
+				}
+				ruid, rgid := 0, 0
+				if c.chown {
+					ruid, rgid = c.uid, c.gid
+				}
+				return setMeta(dfd, "", ruid, rgid, c.spec.Chmod, time.Time{}, false)
 			}
 			return setMeta(dfd, "", uid, gid, mode, mtime, false)
 		case unix.S_IFREG:

@@ -28,8 +28,9 @@
 //	                                  its first two digits
 //	  tmp/<id>/                       a step in progress: upper/ work/ (the step's layer and
 //	                                  overlayfs's work dir), rootfs/ (the overlay mount),
-//	                                  src/ (a COPY --from source mount), add-*/ (an ADD
-//	                                  archive being unpacked)
+//	                                  src/ (a COPY --from source mount), base/ (the parent's
+//	                                  layers, read-only, to leave what did not change out of
+//	                                  the layer), add-*/ (an ADD archive being unpacked)
 //	  tmp/<id>.lock                   flocked by the build using tmp/<id>; a build removes the
 //	                                  slots nobody holds (a crashed build's) when it starts,
 //	                                  unmounting what is still mounted below them first

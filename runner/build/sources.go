@@ -219,7 +219,8 @@ func (r *srcRoot) walkDir(dfd int, rel, ctxRel string, visit func(e srcEntry) er
 			return fmt.Errorf("build: %s: %w", cc, err)
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if r.ignored(cc) && (!isDir || !r.ignore.Exclusions()) {
+		excluded := r.ignored(cc)
+		if excluded && (!isDir || !r.ignore.Exclusions()) {
 			continue
 		}
 		e := srcEntry{rel: cr, ctxRel: cc, st: st}
@@ -243,7 +244,23 @@ func (r *srcRoot) walkDir(dfd int, rel, ctxRel string, visit func(e srcEntry) er
 		default:
 			continue // devices and sockets are not copied
 		}
-		if err := visit(e); err != nil {
+		inner := visit
+		if excluded {
+			// An excluded directory walked for the exceptions ("!")
+			// is copied only with something it holds, as BuildKit
+			// sends it: just before the first entry an exception
+			// keeps.
+			pending := true
+			inner = func(c srcEntry) error {
+				if pending {
+					pending = false
+					if err := visit(e); err != nil {
+						return err
+					}
+				}
+				return visit(c)
+			}
+		} else if err := visit(e); err != nil {
 			return err
 		}
 		if isDir {
@@ -251,7 +268,7 @@ func (r *srcRoot) walkDir(dfd int, rel, ctxRel string, visit func(e srcEntry) er
 			if err != nil {
 				return fmt.Errorf("build: %s: %w", cc, err)
 			}
-			err = r.walkDir(cfd, cr, cc, visit)
+			err = r.walkDir(cfd, cr, cc, inner)
 			unix.Close(cfd)
 			if err != nil {
 				return err

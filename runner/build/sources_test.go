@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -160,5 +161,50 @@ func TestHashSources(t *testing.T) {
 	must(t, os.Symlink("dir", filepath.Join(ctxDir, "in")))
 	if hash() == h2 {
 		t.Error("a link target change kept the key")
+	}
+}
+
+// TestWalkIgnored lists what the walk of a context gives under
+// .dockerignore patterns: an excluded directory walked for an exception
+// ("!") is given only when something in it is kept, just before that.
+func TestWalkIgnored(t *testing.T) {
+	ctxDir := t.TempDir()
+	for _, d := range []string{"tmp/deep", "keep/inner", "logs"} {
+		must(t, os.MkdirAll(filepath.Join(ctxDir, d), 0o755))
+	}
+	for _, f := range []string{"a.log", "important.log", "tmp/x", "tmp/deep/y", "keep/inner/z.bak", "keep/inner/k", "logs/l.log", "logs/important.log"} {
+		must(t, os.WriteFile(filepath.Join(ctxDir, f), []byte(f), 0o644))
+	}
+	for _, tc := range []struct {
+		patterns []string
+		want     []string
+	}{
+		{nil, []string{"a.log", "important.log", "keep", "keep/inner", "keep/inner/k", "keep/inner/z.bak", "logs", "logs/important.log", "logs/l.log", "tmp", "tmp/deep", "tmp/deep/y", "tmp/x"}},
+		// No exception: an excluded directory is not entered.
+		{[]string{"tmp/", "**/*.bak"}, []string{"a.log", "important.log", "keep", "keep/inner", "keep/inner/k", "logs", "logs/important.log", "logs/l.log"}},
+		// An exception elsewhere: tmp is walked, and left out as empty.
+		{[]string{"*.log", "tmp/", "!important.log"}, []string{"important.log", "keep", "keep/inner", "keep/inner/k", "keep/inner/z.bak", "logs", "logs/important.log", "logs/l.log"}},
+		// An exception inside: the excluded directories that hold it come with it.
+		{[]string{"tmp", "logs", "!tmp/deep/y", "!logs/important.log"}, []string{"a.log", "important.log", "keep", "keep/inner", "keep/inner/k", "keep/inner/z.bak", "logs", "logs/important.log", "tmp", "tmp/deep", "tmp/deep/y"}},
+	} {
+		var pm *patternmatcher.PatternMatcher
+		if tc.patterns != nil {
+			var err error
+			pm, err = patternmatcher.New(tc.patterns)
+			must(t, err)
+		}
+		r, err := openRoot(ctxDir, pm, true)
+		must(t, err)
+		var got []string
+		must(t, r.walk(".", func(e srcEntry) error {
+			if e.rel != "" {
+				got = append(got, e.rel)
+			}
+			return nil
+		}))
+		r.close()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q:\n got %q\nwant %q", tc.patterns, got, tc.want)
+		}
 	}
 }

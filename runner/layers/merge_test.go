@@ -174,6 +174,42 @@ func TestMountOverlay(t *testing.T) {
 	}
 }
 
+// TestMountRepeatedLayer: a layer listed twice (two steps that changed
+// nothing) mounts, as the view of the layers with it once at its top
+// position, where overlayfs alone refuses the same lower twice.
+func TestMountRepeatedLayer(t *testing.T) {
+	s, ls, upper, wd, merged := writableMountSetup(t)
+	twice := append(append([]layers.Layer(nil), ls...), ls[len(ls)-1])
+	if err := s.Mount(context.Background(), twice, upper, wd, merged); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	checkMerged(t, merged)
+}
+
+// TestMountNoMountpoints: without the mount-point layer, the mount points
+// a runtime makes land in upper (a build's RUN layer holds them).
+func TestMountNoMountpoints(t *testing.T) {
+	s, ls, upper, wd, merged := writableMountSetup(t)
+	err := s.MountWith(context.Background(), ls, upper, wd, merged, layers.MountOptions{NoMountpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	checkMerged(t, merged)
+	for _, d := range layers.Mountpoints {
+		if exists(filepath.Join(merged, d)) {
+			t.Errorf("/%s is there: the mount got the mount-point layer", d)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(merged, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(upper, "proc")) {
+		t.Errorf("a mount point made in the mount is not in upper")
+	}
+}
+
 // TestMountVolatile: a volatile mount (a --rm container's) works like a
 // writable one and is marked volatile, so that unmounting it does not sync
 // the upper filesystem.

@@ -55,6 +55,11 @@ type MountOptions struct {
 	// container writes land in upper owned by the host ids they map to.
 	// A kernel that cannot do it fails the mount with ErrIDMapUnsupported.
 	UserNS *os.File
+	// NoMountpoints leaves the mount-point layer out of a writable mount
+	// of one layer or more: a runtime then makes the mount points the
+	// layers lack in upper, as a build's RUN step must (docker build's
+	// layers hold the /dev, /proc and /sys its RUN steps made).
+	NoMountpoints bool
 }
 
 // MountWith is Mount with options.
@@ -74,22 +79,16 @@ func (s *Store) MountWith(ctx context.Context, layers []Layer, upper, work, targ
 		return fmt.Errorf("%w: a read-only overlay needs two layers or more", ErrInvalid)
 	}
 	lowers := make([]string, 0, len(layers)+1)
-	if upper != "" {
+	if upper != "" && (!opts.NoMountpoints || len(layers) == 0) {
 		dir, err := s.mountpointLayer()
 		if err != nil {
 			return err
 		}
 		lowers = append(lowers, dir)
 	}
-	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top first
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l, err := s.Get(layers[i].DiffID)
-		if err != nil {
-			return err
-		}
-		lowers = append(lowers, l.Dir)
+	lowers, err := s.lowerDirs(ctx, lowers, layers)
+	if err != nil {
+		return err
 	}
 	if opts.UserNS != nil {
 		err := mountOverlayFsconfig(lowers, upper, work, target, opts.Volatile, int(opts.UserNS.Fd()))
@@ -121,21 +120,39 @@ func (s *Store) MountView(ctx context.Context, layers []Layer, upper, target str
 	if err != nil {
 		return err
 	}
-	lowers := []string{upper, mp}
-	for i := len(layers) - 1; i >= 0; i-- {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		l, err := s.Get(layers[i].DiffID)
-		if err != nil {
-			return err
-		}
-		lowers = append(lowers, l.Dir)
+	lowers, err := s.lowerDirs(ctx, []string{upper, mp}, layers)
+	if err != nil {
+		return err
 	}
 	if err := mountOverlay(lowers, "", "", target, false); err != nil {
 		return fmt.Errorf("layers: mounting the view of %s at %s: %w", upper, target, err)
 	}
 	return nil
+}
+
+// lowerDirs appends the directories of layers (base first) to lowers in
+// overlayfs's order, top first. A layer listed twice (two empty layers,
+// or two steps that made the same change) is listed once, at its top
+// position: overlayfs refuses a lower directory twice (ELOOP), and its
+// copy below the top one can change nothing that the top one does not
+// already show or hide.
+func (s *Store) lowerDirs(ctx context.Context, lowers []string, layers []Layer) ([]string, error) {
+	seen := map[string]bool{}
+	for i := len(layers) - 1; i >= 0; i-- { // overlayfs lists the top first
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		l, err := s.Get(layers[i].DiffID)
+		if err != nil {
+			return nil, err
+		}
+		if seen[l.Dir] {
+			continue
+		}
+		seen[l.Dir] = true
+		lowers = append(lowers, l.Dir)
+	}
+	return lowers, nil
 }
 
 // Mountpoints are the directories of the mount-point layer that Mount puts

@@ -24,6 +24,7 @@ const (
 	userOverlayPfx  = "user.overlay."
 	redirectSuffix  = "redirect"
 	metacopySuffix  = "metacopy"
+	capabilityXattr = "security.capability"
 )
 
 // WriteOptions are WriteUpper's and WriteTree's options.
@@ -32,6 +33,17 @@ type WriteOptions struct {
 	// entry records: a user-namespaced container's writable layer holds
 	// the host ids its ids map to. Nil keeps the owners as they are.
 	Owner func(uid, gid int) (int, int)
+	// Base, for WriteUpper, is a view of the layers below upper (their
+	// overlay mounted read-only, or one layer's directory), "" for none.
+	// With it the layer holds only what changed, as docker build's
+	// differ writes it: an entry that is no directory and is the same
+	// in Base (type, mode, owner, device, security.capability, size and
+	// mtime; and target or content when both mtimes lack nanoseconds,
+	// as unpacked ones do) is left out, such as a file overlayfs copied
+	// up only to hardlink it (whose new link is then written as a file
+	// of its own), and so is a whiteout of a name Base does not have.
+	// Owners are compared as on disk.
+	Base string
 }
 
 // WriteUpper writes the overlayfs upper directory upper (a container's
@@ -79,6 +91,7 @@ type treeWriter struct {
 	upper bool // an overlay upper directory: whiteouts and opaque dirs
 	owner func(uid, gid int) (int, int)
 	links map[[2]uint64]string // (dev, ino) of a multiply linked file -> its first name
+	diff  bool                 // WriteOptions.Base is set: unchanged entries are left out
 	buf   []byte
 	n     int
 }
@@ -90,7 +103,15 @@ func writeDir(ctx context.Context, w io.Writer, root string, upper bool, opts Wr
 	}
 	t := &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner,
 		links: map[[2]uint64]string{}, buf: make([]byte, 256<<10)}
-	if err := t.walk(fd, ""); err != nil {
+	base := -1
+	if upper && opts.Base != "" {
+		t.diff = true
+		if base, err = unix.Open(opts.Base, dirOpenFlags, 0); err != nil {
+			unix.Close(fd)
+			return 0, pathError("opening", opts.Base, err)
+		}
+	}
+	if err := t.walk(fd, base, ""); err != nil {
 		return t.n, err
 	}
 	if err := t.tw.Close(); err != nil {
@@ -100,10 +121,14 @@ func writeDir(ctx context.Context, w io.Writer, root string, upper bool, opts Wr
 }
 
 // walk writes the children of the directory fd (named rel in the tar,
-// "" for the root) and closes fd.
-func (t *treeWriter) walk(fd int, rel string) error {
+// "" for the root) and closes fd. base is the same directory in
+// WriteOptions.Base (-1: none there, or no Base), also closed.
+func (t *treeWriter) walk(fd, base int, rel string) error {
 	dir := os.NewFile(uintptr(fd), rel)
 	defer dir.Close()
+	if base >= 0 {
+		defer unix.Close(base)
+	}
 	names, err := dir.Readdirnames(-1)
 	if err != nil {
 		return pathError("listing", t.display(rel), err)
@@ -113,7 +138,7 @@ func (t *treeWriter) walk(fd int, rel string) error {
 		if err := t.ctx.Err(); err != nil {
 			return err
 		}
-		if err := t.entry(fd, rel, name); err != nil {
+		if err := t.entry(fd, base, rel, name); err != nil {
 			return err
 		}
 	}
@@ -128,8 +153,9 @@ func (t *treeWriter) display(rel string) string {
 	return "/" + rel
 }
 
-// entry writes the child name of the directory fd (rel in the tar).
-func (t *treeWriter) entry(fd int, rel, name string) error {
+// entry writes the child name of the directory fd (rel in the tar); base
+// is the directory's counterpart in WriteOptions.Base, or -1.
+func (t *treeWriter) entry(fd, base int, rel, name string) error {
 	p := path.Join(rel, name)
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -138,16 +164,39 @@ func (t *treeWriter) entry(fd int, rel, name string) error {
 		}
 		return pathError("stat", t.display(p), err)
 	}
+	var below *unix.Stat_t
+	if base >= 0 {
+		var bst unix.Stat_t
+		if unix.Fstatat(base, name, &bst, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			below = &bst
+		}
+	}
 	if t.upper && isWhiteout(&st) {
+		if t.diff && below == nil {
+			return nil // hides nothing
+		}
 		// A whiteout may share its inode with others (overlayfs reuses
 		// one): never a hardlink entry.
 		return t.write(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(rel, whiteoutPrefix+name),
 			Mode: 0o644, ModTime: mtime(&st), Format: tar.FormatPAX}, nil, p)
 	}
+	if below != nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		same, err := sameEntry(fd, base, name, &st, below)
+		if err != nil {
+			return pathError("comparing", t.display(p), err)
+		}
+		if same {
+			return nil
+		}
+	}
 	hdr := t.header(&st, p)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return t.dir(fd, name, p, hdr)
+		bdir := -1
+		if below != nil && below.Mode&unix.S_IFMT == unix.S_IFDIR {
+			bdir, _ = unix.Openat(base, name, dirOpenFlags|unix.O_NOFOLLOW, 0)
+		}
+		return t.dir(fd, bdir, name, p, hdr)
 	case unix.S_IFREG:
 		return t.file(fd, name, p, &st, hdr)
 	case unix.S_IFLNK:
@@ -186,22 +235,37 @@ func mtime(st *unix.Stat_t) time.Time {
 	return time.Unix(st.Mtim.Sec, 0).UTC()
 }
 
-// dir writes a directory entry (and its opaque marker) and walks it.
-func (t *treeWriter) dir(parent int, name, p string, hdr *tar.Header) error {
+// dir writes a directory entry (and its opaque marker) and walks it; base
+// is its counterpart in WriteOptions.Base (-1: none), closed here.
+func (t *treeWriter) dir(parent, base int, name, p string, hdr *tar.Header) error {
 	fd, err := unix.Openat(parent, name, dirOpenFlags, 0)
 	if err != nil {
+		if base >= 0 {
+			unix.Close(base)
+		}
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		return pathError("opening", t.display(p), err)
 	}
 	opaque, err := t.xattrs(fd, p, hdr, true)
+	if err == nil && opaque && base >= 0 {
+		// Nothing below an opaque directory shows: each entry is new.
+		unix.Close(base)
+		base = -1
+	}
 	if err != nil {
+		if base >= 0 {
+			unix.Close(base)
+		}
 		unix.Close(fd)
 		return err
 	}
 	hdr.Typeflag, hdr.Name = tar.TypeDir, p+"/"
 	if err := t.write(hdr, nil, p); err != nil {
+		if base >= 0 {
+			unix.Close(base)
+		}
 		unix.Close(fd)
 		return err
 	}
@@ -213,7 +277,7 @@ func (t *treeWriter) dir(parent int, name, p string, hdr *tar.Header) error {
 			return err
 		}
 	}
-	return t.walk(fd, p)
+	return t.walk(fd, base, p)
 }
 
 // file writes a regular file, or a hardlink entry to the first name of its
@@ -341,6 +405,84 @@ func readlinkAt(fd int, name string) (string, error) {
 		}
 		if n < size {
 			return string(buf[:n]), nil
+		}
+	}
+}
+
+// sameEntry reports whether name in the upper directory dir (st) is the
+// same as name in the base directory base (below), by WriteOptions.Base's
+// rules. Neither is a directory here.
+func sameEntry(dir, base int, name string, st, below *unix.Stat_t) (bool, error) {
+	if st.Mode != below.Mode || st.Uid != below.Uid || st.Gid != below.Gid || st.Rdev != below.Rdev ||
+		st.Size != below.Size || st.Mtim.Sec != below.Mtim.Sec {
+		return false, nil
+	}
+	truncated := st.Mtim.Nsec == 0 && below.Mtim.Nsec == 0
+	if !truncated && st.Mtim.Nsec != below.Mtim.Nsec {
+		return false, nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		if !truncated {
+			return true, nil
+		}
+		a, err := readlinkAt(dir, name)
+		if err != nil {
+			return false, err
+		}
+		b, err := readlinkAt(base, name)
+		return err == nil && a == b, err
+	case unix.S_IFREG:
+	default:
+		return true, nil
+	}
+	open := func(d int) (*os.File, error) {
+		fd, err := unix.Openat(d, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		return os.NewFile(uintptr(fd), name), nil
+	}
+	fa, err := open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer fa.Close()
+	fb, err := open(base)
+	if err != nil {
+		return false, err
+	}
+	defer fb.Close()
+	ca, _ := fgetXattr(int(fa.Fd()), capabilityXattr)
+	cb, _ := fgetXattr(int(fb.Fd()), capabilityXattr)
+	if string(ca) != string(cb) {
+		return false, nil
+	}
+	if !truncated || st.Size == 0 {
+		return true, nil
+	}
+	return sameContent(fa, fb)
+}
+
+// sameContent reports whether a and b read the same bytes.
+func sameContent(a, b io.Reader) (bool, error) {
+	ba, bb := make([]byte, 32<<10), make([]byte, 32<<10)
+	for {
+		na, ea := io.ReadFull(a, ba)
+		nb, eb := io.ReadFull(b, bb)
+		if na != nb || string(ba[:na]) != string(bb[:nb]) {
+			return false, nil
+		}
+		doneA := ea == io.EOF || ea == io.ErrUnexpectedEOF
+		doneB := eb == io.EOF || eb == io.ErrUnexpectedEOF
+		if ea != nil && !doneA {
+			return false, ea
+		}
+		if eb != nil && !doneB {
+			return false, eb
+		}
+		if doneA || doneB {
+			return doneA && doneB, nil
 		}
 	}
 }

@@ -301,3 +301,70 @@ func TestAdd(t *testing.T) {
 	}
 	assertNothingLeft(t, s, sha(bad))
 }
+
+// TestWriteUpperBase: with Base, the layer leaves out what overlayfs
+// copied up unchanged (a file hardlinked, whose new link is then a file of
+// its own) and whiteouts of names the base never had; a file in an opaque
+// directory is written even when it equals the hidden one.
+func TestWriteUpperBase(t *testing.T) {
+	s := newStore(t, false)
+	if err := s.OverlaySupported(); err != nil {
+		t.Skipf("overlayfs: %v", err)
+	}
+	base := mustUnpack(t, s,
+		dir("a/", 0o755), reg("a/x", "ax", 0o644),
+		reg("keep", "keep", 0o600), reg("f", "old", 0o644),
+	)
+	work := t.TempDir()
+	upper, wd, merged := filepath.Join(work, "upper"), filepath.Join(work, "work"), filepath.Join(work, "merged")
+	for _, d := range []string{upper, wd, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Mount(context.Background(), []layers.Layer{base}, upper, wd, merged); err != nil {
+		t.Fatal(err)
+	}
+	m := func(p string) string { return filepath.Join(merged, p) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			unix.Unmount(merged, unix.MNT_DETACH)
+			t.Fatal(err)
+		}
+	}
+	must(os.Link(m("keep"), m("keep2")))
+	must(os.WriteFile(m("f"), []byte("new"), 0o644))
+	st, err := os.Stat(filepath.Join(base.Dir, "a/x"))
+	must(err)
+	must(os.RemoveAll(m("a")))
+	must(os.Mkdir(m("a"), 0o755))
+	must(os.WriteFile(m("a/x"), []byte("ax"), 0o644))
+	must(os.Chtimes(m("a/x"), st.ModTime(), st.ModTime()))
+	must(unix.Unmount(merged, 0))
+	must(unix.Mknod(filepath.Join(upper, "ghost"), unix.S_IFCHR, 0))
+
+	var plain, diff bytes.Buffer
+	if _, err := layers.WriteUpper(context.Background(), &plain, upper, layers.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := layers.WriteUpper(context.Background(), &diff, upper, layers.WriteOptions{Base: base.Dir}); err != nil {
+		t.Fatal(err)
+	}
+	hdrs, _, order := tarEntries(t, plain.Bytes())
+	t.Logf("without Base: %v", order)
+	if hdrs["keep"] == nil || hdrs["keep2"] == nil || hdrs["keep2"].Typeflag != tar.TypeLink || hdrs[".wh.ghost"] == nil {
+		t.Errorf("without Base, keep, the link keep2 and .wh.ghost are written: %v", order)
+	}
+	hdrs, bodies, order := tarEntries(t, diff.Bytes())
+	t.Logf("with Base: %v", order)
+	if hdrs["keep"] != nil || hdrs[".wh.ghost"] != nil {
+		t.Errorf("with Base, the unchanged keep and the whiteout of nothing are left out: %v", order)
+	}
+	if h := hdrs["keep2"]; h == nil || h.Typeflag != tar.TypeReg || bodies["keep2"] != "keep" || h.Mode != 0o600 {
+		t.Errorf("keep2 (its first name left out) must be a file of its own: %+v", h)
+	}
+	if bodies["f"] != "new" || hdrs["a/x"] == nil || hdrs["a/.wh..wh..opq"] == nil {
+		t.Errorf("a changed file and an opaque directory's files are written: %v", order)
+	}
+}
