@@ -83,3 +83,25 @@ func TestDecodeRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSpec(t *testing.T) {
+	for in, want := range map[string]struct {
+		ref  string
+		mode build.CacheMode
+	}{
+		"host:5000/cache:1":                                  {"host:5000/cache:1", build.CacheMin},
+		"type=registry,ref=h/c:t":                            {"h/c:t", build.CacheMin},
+		"type=registry,ref=h/c:t,mode=max":                   {"h/c:t", build.CacheMax},
+		"type=registry,mode=min,ref=h/c:t,ignore-error=true": {"h/c:t", build.CacheMin},
+	} {
+		ref, mode, err := registrycache.ParseSpec(in)
+		if err != nil || ref != want.ref || mode != want.mode {
+			t.Errorf("ParseSpec(%q) = %q, %v, %v", in, ref, mode, err)
+		}
+	}
+	for _, in := range []string{"", "type=local,src=x", "type=registry", "type=registry,ref=x,mode=all", "type=registry,ref=x,foo=1"} {
+		if _, _, err := registrycache.ParseSpec(in); !errors.Is(err, registrycache.ErrInvalid) {
+			t.Errorf("ParseSpec(%q): %v, want ErrInvalid", in, err)
+		}
+	}
+}
