@@ -15,7 +15,8 @@ import (
 
 // outputsDockerfile has two stages, a COPY from the context, a COPY
 // --from and RUN steps that write files now (whose times
-// SOURCE_DATE_EPOCH clamps).
+// SOURCE_DATE_EPOCH clamps). The ENTRYPOINT replaces the test busybox's
+// own ("/bin/sh -c").
 const outputsDockerfile = `ARG BASE
 FROM $BASE AS build
 RUN mkdir -p /out && echo built > /out/artifact
@@ -24,7 +25,8 @@ FROM $BASE
 COPY file.txt /app/file.txt
 COPY --from=build /out/artifact /app/artifact
 RUN echo ran > /app/ran && mkdir /app/made
-CMD ["cat", "/app/file.txt", "/app/artifact", "/app/ran"]
+ENTRYPOINT ["cat"]
+CMD ["/app/file.txt", "/app/artifact", "/app/ran"]
 `
 
 // outputsSteps are outputsDockerfile's filesystem steps.
@@ -64,7 +66,7 @@ func TestBuildOutputs(t *testing.T) {
 	ctxDir := t.TempDir()
 	writeFiles(t, ctxDir, map[string]string{"Dockerfile": outputsDockerfile, "file.txt": "hello\n"})
 	const want = "hello\nbuilt\nran"
-	build := func(b berthCLI, extra ...string) (string, string) {
+	build := func(t *testing.T, b berthCLI, extra ...string) (string, string) {
 		t.Helper()
 		args := append([]string{"--progress", "plain", "--build-arg", base}, extra...)
 		out, errOut, code := b.run("build", append(args, ctxDir)...)
@@ -73,7 +75,7 @@ func TestBuildOutputs(t *testing.T) {
 		}
 		return out, errOut
 	}
-	digestOf := func(out string) string {
+	digestOf := func(t *testing.T, out string) string {
 		t.Helper()
 		m := pushedDigest.FindStringSubmatch(out)
 		if m == nil {
@@ -84,8 +86,8 @@ func TestBuildOutputs(t *testing.T) {
 
 	t.Run("push then podman and ctr", func(t *testing.T) {
 		pushed := srv.Host + "/outputs/app:1"
-		out, _ := build(b, "-t", pushed, "--push")
-		dgst := digestOf(out)
+		out, _ := build(t, b, "-t", pushed, "--push")
+		dgst := digestOf(t, out)
 		if got := strings.TrimSpace(b.ok("inspect", "-f", "{{.Descriptor.Digest}}", pushed)); got != dgst {
 			t.Errorf("pushed %s, the local image's manifest is %s", dgst, got)
 		}
@@ -116,7 +118,7 @@ func TestBuildOutputs(t *testing.T) {
 
 	t.Run("outputs", func(t *testing.T) {
 		local := filepath.Join(t.TempDir(), "rootfs")
-		build(b, "-t", "outputs/local:1", "--output", "type=local,dest="+local)
+		build(t, b, "-t", "localhost/outputs/local:1", "--output", "type=local,dest="+local)
 		for name, content := range map[string]string{"app/file.txt": "hello\n", "app/artifact": "built\n", "app/ran": "ran\n"} {
 			if got, err := os.ReadFile(filepath.Join(local, name)); err != nil || string(got) != content {
 				t.Errorf("--output type=local: %s = %q, %v; want %q", name, got, err, content)
@@ -126,7 +128,7 @@ func TestBuildOutputs(t *testing.T) {
 			t.Errorf("--output type=local: no bin/busybox from the base: %v", err)
 		}
 
-		tarOut, _ := build(b, "--output", "type=tar,dest=-")
+		tarOut, _ := build(t, b, "--output", "type=tar,dest=-")
 		tarFile := filepath.Join(t.TempDir(), "fs.tar")
 		mustDo(t, os.WriteFile(tarFile, []byte(tarOut), 0o644))
 		if files := readTar(t, tarFile); files["app/ran"] != "ran\n" || files["bin/busybox"] == "" {
@@ -136,7 +138,7 @@ func TestBuildOutputs(t *testing.T) {
 		needTools(t, env, "podman")
 		archive := filepath.Join(t.TempDir(), "app.tar")
 		tag := "localhost/outputs/loaded:1"
-		build(b, "-t", tag, "--output", "type=docker,dest="+archive)
+		build(t, b, "-t", tag, "--output", "type=docker,dest="+archive)
 		podman, run := podmanArgs(t)
 		mustOutput(t, env, "podman", append(podman, "load", "-q", "-i", archive)...)
 		if out := mustOutput(t, env, "podman", append(run, tag)...); strings.TrimSpace(out) != want {
@@ -151,7 +153,7 @@ func TestBuildOutputs(t *testing.T) {
 			s := newState()
 			s.env = append(os.Environ(), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", value))
 			oci := filepath.Join(t.TempDir(), "oci.tar")
-			out, _ := build(s, "-t", srv.Host+"/outputs/repro:"+tag, "--push", "--output", "type=oci,dest="+oci)
+			out, _ := build(t, s, "-t", srv.Host+"/outputs/repro:"+tag, "--push", "--output", "type=oci,dest="+oci)
 			_, layers := readOCIArchive(t, oci)
 			var cfg epochConfig
 			raw := mustOutput(t, env, "skopeo", "inspect", "--config", "--raw", "--tls-verify=false", "docker://"+srv.Host+"/outputs/repro:"+tag)
@@ -166,7 +168,7 @@ func TestBuildOutputs(t *testing.T) {
 					}
 				}
 			}
-			return digestOf(out), cfg
+			return digestOf(t, out), cfg
 		}
 		// Files the RUN steps write are newer than the epoch, and the two
 		// builds run at other times.
@@ -202,7 +204,7 @@ func TestBuildOutputs(t *testing.T) {
 		writeFiles(t, dir, map[string]string{"Dockerfile": outputsDockerfile, "file.txt": "hello\n"})
 		build := func() string {
 			t.Helper()
-			out, errOut, code := s.run("build", "--progress", "plain", "--build-arg", base, "-t", "outputs/cache:1", dir)
+			out, errOut, code := s.run("build", "--progress", "plain", "--build-arg", base, "-t", "localhost/outputs/cache:1", dir)
 			if code != 0 {
 				t.Fatalf("build: exit %d\n%s%s", code, out, errOut)
 			}
@@ -221,7 +223,7 @@ func TestBuildOutputs(t *testing.T) {
 		if n := strings.Count(errOut, " CACHED\n"); n != 1 || !regexp.MustCompile(`(?m)^#\d+ \[build 2/2\] RUN .*\n#\d+ CACHED$`).MatchString(errOut) {
 			t.Errorf("after an edit of the COPY's source: CACHED %d times, want once (the build stage's RUN):\n%s", n, errOut)
 		}
-		if out := strings.TrimSpace(s.ok("run", "--rm", "outputs/cache:1")); out != "edited\nbuilt\nran" {
+		if out := strings.TrimSpace(s.ok("run", "--rm", "localhost/outputs/cache:1")); out != "edited\nbuilt\nran" {
 			t.Errorf("the rebuilt image printed %q", out)
 		}
 	})
@@ -229,8 +231,14 @@ func TestBuildOutputs(t *testing.T) {
 	t.Run("registry cache", func(t *testing.T) {
 		cacheRef := srv.Host + "/outputs/cache:buildcache"
 		a := newState()
+		// A first cache under the tag, of an edited context: the cache
+		// pushed next replaces it, and the registry's GC then deletes
+		// what only it named.
+		edited := t.TempDir()
+		writeFiles(t, edited, map[string]string{"Dockerfile": outputsDockerfile, "file.txt": "replaced\n"})
+		a.ok("build", "--progress", "quiet", "--build-arg", base, "--cache-to", "type=registry,ref="+cacheRef, edited)
 		iidA := filepath.Join(t.TempDir(), "iid")
-		_, errOut := build(a, "-t", "outputs/rc:1", "--iidfile", iidA, "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
+		_, errOut := build(t, a, "-t", "localhost/outputs/rc:1", "--iidfile", iidA, "--cache-to", "type=registry,ref="+cacheRef+",mode=max")
 		if !strings.Contains(errOut, "exporting cache") {
 			t.Errorf("no cache export in the progress:\n%s", errOut)
 		}
@@ -244,20 +252,26 @@ func TestBuildOutputs(t *testing.T) {
 		if m.ArtifactType != "application/vnd.berth.build.cache.v1" || m.Config.MediaType != "application/vnd.berth.build.cache.config.v1+json" || len(m.Layers) != outputsSteps {
 			t.Errorf("cache manifest: %+v", m)
 		}
-		tags := mustOutput(t, env, "skopeo", "list-tags", "--tls-verify=false", "docker://"+srv.Host+"/outputs/cache")
-		if strings.Count(tags, `"`) != 2*2 { // "Repository", then one tag
-			t.Errorf("the cache repository's tags: %s", tags)
+		var tags struct{ Tags []string }
+		mustDo(t, json.Unmarshal([]byte(mustOutput(t, env, "skopeo", "list-tags", "--tls-verify=false", "docker://"+srv.Host+"/outputs/cache")), &tags))
+		if len(tags.Tags) != 1 {
+			t.Errorf("the cache repository's tags: %q, want the one cache tag", tags.Tags)
 		}
 
 		// The registry's garbage collection keeps what the tag names.
 		if srv.Kind == Berth {
 			rep := mustBerthGC(t, "--config", srv.ConfigPath, "--grace", "0s", "--delete-untagged")
-			t.Logf("berth gc on the server: %+v", rep)
+			// The replaced cache manifest (and its blob), its config and
+			// at least the layer of its COPY of the edit (those of the
+			// steps after it too, unless made in the same second).
+			if rep.Deleted.Manifests != 1 || rep.Deleted.Blobs < 3 {
+				t.Errorf("berth gc deleted %v; want the replaced cache manifest, its config and its own layers", rep.Deleted)
+			}
 		}
 
 		fresh := newState()
 		iidB := filepath.Join(t.TempDir(), "iid")
-		_, errOut = build(fresh, "-t", "outputs/rc:1", "--iidfile", iidB, "--cache-from", "type=registry,ref="+cacheRef)
+		_, errOut = build(t, fresh, "-t", "localhost/outputs/rc:1", "--iidfile", iidB, "--cache-from", "type=registry,ref="+cacheRef)
 		if n := strings.Count(errOut, " CACHED\n"); n != outputsSteps {
 			t.Errorf("--cache-from on a fresh state: CACHED %d times, want %d:\n%s", n, outputsSteps, errOut)
 		}
@@ -266,12 +280,12 @@ func TestBuildOutputs(t *testing.T) {
 		if len(idA) == 0 || string(idA) != string(idB) {
 			t.Errorf("--cache-from built %s, the --cache-to build %s", idB, idA)
 		}
-		mA := strings.TrimSpace(a.ok("inspect", "-f", "{{.Descriptor.Digest}}", "outputs/rc:1"))
-		mB := strings.TrimSpace(fresh.ok("inspect", "-f", "{{.Descriptor.Digest}}", "outputs/rc:1"))
+		mA := strings.TrimSpace(a.ok("inspect", "-f", "{{.Descriptor.Digest}}", "localhost/outputs/rc:1"))
+		mB := strings.TrimSpace(fresh.ok("inspect", "-f", "{{.Descriptor.Digest}}", "localhost/outputs/rc:1"))
 		if mA != mB {
 			t.Errorf("manifest %s from the cache, %s built", mB, mA)
 		}
-		if out := strings.TrimSpace(fresh.ok("run", "--rm", "outputs/rc:1")); out != want {
+		if out := strings.TrimSpace(fresh.ok("run", "--rm", "localhost/outputs/rc:1")); out != want {
 			t.Errorf("the image built from the registry cache printed %q", out)
 		}
 	})

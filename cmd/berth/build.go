@@ -176,7 +176,7 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	}
 	if out != nil {
 		name := img.ID.String()
-		if len(img.References) > 0 {
+		if len(o.tags) > 0 {
 			name = o.tags[0]
 		}
 		if err := output.Write(ctx, images, img, name, *out, a.stdout, filepath.Join(images.Dir(), "build", "tmp")); err != nil {
