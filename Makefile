@@ -74,8 +74,9 @@ test:
 
 # Clients, the conformance suite, docker-registry, versitygw, and what the
 # runner's tests use (busybox-static for test root filesystems, runc to run
-# `berth bundle` output, and under BuildKit's oci worker); a no-op when present.
-RUNNER_PACKAGES := busybox-static runc
+# `berth bundle` output, and under BuildKit's oci worker; containerd for ctr run
+# of what berth build --push pushed); a no-op when present.
+RUNNER_PACKAGES := busybox-static runc containerd
 prereqs: versitygw buildkit
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry

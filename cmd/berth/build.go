@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/spf13/cobra"
@@ -15,7 +17,11 @@ import (
 	"github.com/berth-registry/berth/runner/archive"
 	"github.com/berth-registry/berth/runner/build"
 	"github.com/berth-registry/berth/runner/build/dockerfile"
+	"github.com/berth-registry/berth/runner/build/output"
+	"github.com/berth-registry/berth/runner/build/registrycache"
 	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/pull"
+	"github.com/berth-registry/berth/runner/push"
 )
 
 // buildFlags are `berth build`'s flags.
@@ -25,7 +31,8 @@ type buildFlags struct {
 	secrets                   []string
 	file, target, network     string
 	progress, iidfile, output string
-	noCache                   bool
+	cacheFrom, cacheTo        []string
+	noCache, pull, push       bool
 }
 
 // newBuildCmd is `berth build`: a Dockerfile becomes an image in the
@@ -41,6 +48,14 @@ lands in the local image store under each -t (berth run and berth images see it)
 in the state directory: a rebuild with nothing changed prints CACHED for each step. CONTEXT "-"
 reads the Dockerfile from stdin, with no context. .dockerignore (or FILE.dockerignore next to the
 Dockerfile) excludes paths from the context.
+
+--push pushes the image to each -t's registry once built (as berth push does); --pull pulls
+every FROM image again. --output writes the result elsewhere too: type=local,dest=DIR (the
+filesystem), type=tar, type=oci or type=docker,dest=FILE (- is stdout). --cache-to
+type=registry,ref=REF[,mode=min|max] pushes the build's cache as one manifest, which
+--cache-from REF reads back on another machine: its steps are then CACHED and their layers
+downloaded instead of built. With SOURCE_DATE_EPOCH (environment or --build-arg) the build is
+reproducible: image and history times take it, file times are clamped to it.
 
 Exit codes: 0 on success, 2 for bad arguments, 1 otherwise (a failing RUN, a syntax error, a
 missing COPY source).`,
@@ -66,7 +81,11 @@ missing COPY source).`,
 	f.StringArrayVar(&o.secrets, "secret", nil, "give RUN --mount=type=secret a secret: `id=ID,src=FILE` or id=ID,env=VAR (repeatable)")
 	f.StringVar(&o.progress, "progress", "auto", "progress output `TYPE`: auto, plain, or quiet (print only the image ID)")
 	f.StringVar(&o.iidfile, "iidfile", "", "write the image ID to `FILE`")
-	f.StringVar(&o.output, "output", "", "also write the image as `type=oci,dest=FILE` (an OCI image archive)")
+	f.StringVarP(&o.output, "output", "o", "", "also write the result as `type=local|tar|oci|docker,dest=PATH` (- is stdout)")
+	f.BoolVar(&o.pull, "pull", false, "pull every FROM image again instead of using the local one")
+	f.BoolVar(&o.push, "push", false, "push the image to the registry of each -t once built")
+	f.StringArrayVar(&o.cacheFrom, "cache-from", nil, "also look steps up in the registry cache `type=registry,ref=REF` (or REF; repeatable)")
+	f.StringArrayVar(&o.cacheTo, "cache-to", nil, "push the build's cache to `type=registry,ref=REF[,mode=min|max]` as one manifest")
 	return cmd
 }
 
@@ -84,13 +103,27 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	default:
 		return usageError(fmt.Errorf("--progress %q: want auto, plain or quiet", o.progress))
 	}
-	dest, err := parseOutput(o.output)
-	if err != nil {
-		return usageError(err)
+	var out *output.Spec
+	if o.output != "" {
+		sp, err := output.Parse(o.output)
+		if err != nil {
+			return usageError(err)
+		}
+		out = &sp
+	}
+	if o.push && len(o.tags) == 0 {
+		return usageError(errors.New("--push needs at least one -t IMAGE to push to"))
+	}
+	if o.push && out != nil && out.Dest == output.Stdout {
+		return usageError(errors.New("--push prints to stdout: it cannot go with an --output to stdout"))
 	}
 	args, err := a.keyValues("--build-arg", o.buildArgs, true)
 	if err != nil {
 		return err
+	}
+	epoch, err := a.sourceDateEpoch(args)
+	if err != nil {
+		return usageError(err)
 	}
 	labels, err := a.keyValues("--label", o.labels, false)
 	if err != nil {
@@ -111,6 +144,8 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 		Tags:     o.tags,
 		Progress: progress,
 		Warn:     func(msg string) { fmt.Fprintf(a.stderr, "berth: warning: %s\n", msg) },
+
+		SourceDateEpoch: epoch,
 	}
 	if err := readDockerfile(contextArg, o.file, &opts); err != nil {
 		return err
@@ -119,10 +154,21 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	if err != nil {
 		return err
 	}
+	var client *pull.Client
+	if len(o.cacheFrom)+len(o.cacheTo) > 0 || o.push {
+		if client, err = pull.NewClientWithConfig(pull.ClientOptions{}, a.dockerConfigPath()); err != nil {
+			return err
+		}
+	}
+	if err := a.buildCaches(o, images, client, &opts); err != nil {
+		return err
+	}
 	opts.Resolve = func(ctx context.Context, ref string) (image.Image, error) {
-		img, err := images.Get(ref)
-		if !errors.Is(err, image.ErrNotFound) {
-			return img, err
+		if !o.pull {
+			img, err := images.Get(ref)
+			if !errors.Is(err, image.ErrNotFound) {
+				return img, err
+			}
 		}
 		po := image.PullOptions{}
 		if progress != nil {
@@ -139,17 +185,65 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 			return err
 		}
 	}
-	if dest != "" {
+	if out != nil {
 		name := img.ID.String()
-		if len(img.References) > 0 {
+		if len(o.tags) > 0 {
 			name = o.tags[0]
 		}
-		if err := writeArchive(ctx, images, dest, []string{name}); err != nil {
+		if err := output.Write(ctx, images, img, name, *out, a.stdout, filepath.Join(images.Dir(), "build", "tmp")); err != nil {
 			return err
 		}
 	}
-	if progress == nil {
+	if progress == nil && (out == nil || out.Dest != output.Stdout) {
 		fmt.Fprintln(a.stdout, img.ID)
+	}
+	if o.push {
+		return a.pushRefs(ctx, images, client, img.References, progress == nil, "")
+	}
+	return nil
+}
+
+// sourceDateEpoch is the time of a reproducible build: the
+// SOURCE_DATE_EPOCH build arg, else the environment variable (then also
+// passed as the build arg, as docker buildx does); nil without either.
+func (a *app) sourceDateEpoch(args map[string]string) (*time.Time, error) {
+	v, ok := args[build.SourceDateEpochArg]
+	if !ok {
+		if v, ok = a.lookupEnv(build.SourceDateEpochArg); !ok || v == "" {
+			return nil, nil
+		}
+		args[build.SourceDateEpochArg] = v
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("%s=%q: want seconds since 1970", build.SourceDateEpochArg, v)
+	}
+	t := time.Unix(n, 0).UTC()
+	return &t, nil
+}
+
+// buildCaches adds the --cache-from sources and --cache-to targets.
+func (a *app) buildCaches(o *buildFlags, images *image.Store, client *pull.Client, opts *build.Options) error {
+	for _, s := range o.cacheFrom {
+		ref, _, err := registrycache.ParseSpec(s)
+		if err != nil {
+			return usageError(fmt.Errorf("--cache-from: %w", err))
+		}
+		src, err := registrycache.NewSource(client, ref, images.DefaultRegistry)
+		if err != nil {
+			return usageError(fmt.Errorf("--cache-from: %w", err))
+		}
+		opts.CacheFrom = append(opts.CacheFrom, src)
+	}
+	for _, s := range o.cacheTo {
+		ref, mode, err := registrycache.ParseSpec(s)
+		if err != nil {
+			return usageError(fmt.Errorf("--cache-to: %w", err))
+		}
+		if _, err := pull.ParseReference(ref, images.DefaultRegistry); err != nil {
+			return usageError(fmt.Errorf("--cache-to: %w", err))
+		}
+		opts.CacheTo = append(opts.CacheTo, registrycache.Export(client, ref, mode, push.Options{}))
 	}
 	return nil
 }
@@ -188,29 +282,6 @@ func (a *app) keyValues(flag string, kvs []string, fromEnv bool) (map[string]str
 		out[k] = v
 	}
 	return out, nil
-}
-
-// parseOutput parses --output: "" or type=oci,dest=FILE.
-func parseOutput(s string) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	var typ, dest string
-	for _, f := range strings.Split(s, ",") {
-		k, v, _ := strings.Cut(f, "=")
-		switch k {
-		case "type":
-			typ = v
-		case "dest":
-			dest = v
-		default:
-			return "", fmt.Errorf("--output %q: unknown field %q", s, k)
-		}
-	}
-	if typ != "oci" || dest == "" {
-		return "", fmt.Errorf("--output %q: want type=oci,dest=FILE", s)
-	}
-	return dest, nil
 }
 
 // readDockerfile reads the Dockerfile and the context's ignore patterns

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -72,37 +73,7 @@ Exit codes: 0 on success, 2 for a bad flag or reference, 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			var opts push.Options
-			if !quiet {
-				opts.Progress = pushProgressTo(a.stderr)
-			}
-			for _, r := range refs {
-				res, err := push.Push(cmd.Context(), s, client, r, opts)
-				if errors.Is(err, image.ErrNotFound) {
-					return fmt.Errorf("%w (tag an image with \"berth tag\" first)", err)
-				}
-				if err != nil {
-					return err
-				}
-				if res.Index != "" {
-					fmt.Fprintf(a.stderr, "Only %s of multi-platform index %s is pushed: it is the only platform stored (pull it with --all-platforms to push them all)\n", res.Platform, res.Index)
-				}
-				if quiet {
-					fmt.Fprintln(a.stdout, res.Reference)
-				} else {
-					name := res.Reference.Tag
-					if res.Reference.Digest != "" {
-						name = res.Reference.Digest.String()
-					}
-					fmt.Fprintf(a.stdout, "%s: digest: %s size: %d\n", name, res.Digest, res.Size)
-				}
-				if digestFile != "" {
-					if err := os.WriteFile(digestFile, []byte(res.Digest.String()), 0o644); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return a.pushRefs(cmd.Context(), s, client, refs, quiet, digestFile)
 		},
 	}
 	a.addImageFlags(cmd, &f)
@@ -111,6 +82,43 @@ Exit codes: 0 on success, 2 for a bad flag or reference, 1 otherwise.`,
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP, or HTTPS without certificate verification, for a registry that is not loopback")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the pushed reference, no progress")
 	return cmd
+}
+
+// pushRefs pushes each of refs as berth push does, printing its progress
+// to stderr and "TAG: digest: DIGEST size: SIZE" to stdout (with quiet,
+// only the reference), and the digest to digestFile when it is not "".
+func (a *app) pushRefs(ctx context.Context, s *image.Store, client *pull.Client, refs []string, quiet bool, digestFile string) error {
+	var opts push.Options
+	if !quiet {
+		opts.Progress = pushProgressTo(a.stderr)
+	}
+	for _, r := range refs {
+		res, err := push.Push(ctx, s, client, r, opts)
+		if errors.Is(err, image.ErrNotFound) {
+			return fmt.Errorf("%w (tag an image with \"berth tag\" first)", err)
+		}
+		if err != nil {
+			return err
+		}
+		if res.Index != "" {
+			fmt.Fprintf(a.stderr, "Only %s of multi-platform index %s is pushed: it is the only platform stored (pull it with --all-platforms to push them all)\n", res.Platform, res.Index)
+		}
+		if quiet {
+			fmt.Fprintln(a.stdout, res.Reference)
+		} else {
+			name := res.Reference.Tag
+			if res.Reference.Digest != "" {
+				name = res.Reference.Digest.String()
+			}
+			fmt.Fprintf(a.stdout, "%s: digest: %s size: %d\n", name, res.Digest, res.Size)
+		}
+		if digestFile != "" {
+			if err := os.WriteFile(digestFile, []byte(res.Digest.String()), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // pushProgressTo returns the push progress display for w: redrawn lines on

@@ -28,6 +28,10 @@ import (
 	"github.com/berth-registry/berth/runner/spec"
 )
 
+// SourceDateEpochArg is the build arg (and environment variable) of a
+// reproducible build's time, never warned about as unused.
+const SourceDateEpochArg = "SOURCE_DATE_EPOCH"
+
 // Names in the build directory (drawn in doc.go).
 const (
 	buildDir = "build"
@@ -67,6 +71,14 @@ type Options struct {
 	// --mount=type=secret; they are never in a layer, the history or
 	// the cache.
 	Secrets map[string][]byte
+	// SourceDateEpoch, when set, makes the build reproducible: the
+	// config's and new history entries' times take its value, and file
+	// times after it are written as it in the layers.
+	SourceDateEpoch *time.Time
+	// CacheFrom are caches looked in when the local cache misses a step.
+	CacheFrom []CacheSource
+	// CacheTo receive the build's steps once the image is recorded.
+	CacheTo []CacheTarget
 }
 
 // Build builds the image opts.Dockerfile describes into images and
@@ -120,8 +132,8 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 	if err != nil {
 		return image.Image{}, err
 	}
-	if len(plan.UnusedArgs) > 0 && opts.Warn != nil {
-		opts.Warn(fmt.Sprintf("One or more build-args %v were not consumed", plan.UnusedArgs))
+	if unused := slices.DeleteFunc(plan.UnusedArgs, func(k string) bool { return k == SourceDateEpochArg }); len(unused) > 0 && opts.Warn != nil {
+		opts.Warn(fmt.Sprintf("One or more build-args %v were not consumed", unused))
 	}
 	if opts.ContextDir != "" {
 		var pm *patternmatcher.PatternMatcher
@@ -148,7 +160,11 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 			return image.Image{}, err
 		}
 	}
-	return b.record(plan.Stages[len(plan.Stages)-1], b.results[len(plan.Stages)-1])
+	img, err := b.record(plan.Stages[len(plan.Stages)-1], b.results[len(plan.Stages)-1])
+	if err != nil {
+		return image.Image{}, err
+	}
+	return img, b.exportCache(ctx, plan)
 }
 
 // builder is one build's state.
@@ -166,6 +182,7 @@ type builder struct {
 	pulledAs map[string]string
 	results  []stageResult
 	created  time.Time
+	records  []stageRecord // the steps run or found, for CacheTo
 }
 
 // stageResult is a built stage: its layers, base first, what made each
@@ -226,6 +243,10 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 	default:
 		res = stageResult{key: "scratch"}
 	}
+	if st.BaseStage < 0 && b.opts.SourceDateEpoch != nil {
+		// Its layers' times differ from those of a build without it.
+		res.key += fmt.Sprintf(" source-date-epoch=%d", b.opts.SourceDateEpoch.Unix())
+	}
 	v := b.prog.vertex(prefix(1) + " FROM " + st.Base)
 	v.done()
 	for n, step := range st.Steps {
@@ -235,7 +256,9 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 			var e cacheEntry
 			hit := false
 			if !b.opts.NoCache {
-				e, hit = b.cache.get(key)
+				if e, hit = b.cache.get(key); !hit {
+					e, hit = b.lookupSources(ctx, key)
+				}
 			}
 			if hit {
 				v.cached()
@@ -251,6 +274,9 @@ func (b *builder) runStage(ctx context.Context, plan *dockerfile.Plan, i int, st
 			res.descs = append(res.descs, prefix(n+2)+" "+step.Name)
 			res.times = append(res.times, e.Created)
 			res.key = key
+			if err == nil {
+				b.records = append(b.records, stageRecord{stage: i, rec: CacheRecord{Key: key, Layer: e.Layer, Created: e.Created, Step: e.Step}})
+			}
 		}
 		if err != nil {
 			v.fail(err)
@@ -483,6 +509,9 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 		}
 	}
 	return b.images.StoreLayer(ctx, image.FormatOCI.Layer, func(w io.Writer) error {
+		if b.opts.SourceDateEpoch != nil {
+			wo.Clamp = *b.opts.SourceDateEpoch
+		}
 		_, err := layers.WriteUpper(ctx, w, s.path("upper"), wo)
 		return err
 	})
@@ -745,10 +774,21 @@ var ociLayerTypes = map[string]string{
 func (b *builder) record(st *dockerfile.Stage, res stageResult) (image.Image, error) {
 	cfg := st.Config
 	cfg.History = fillHistory(cfg.History, res.descs)
-	historyTimes(cfg.History, res.times, b.created)
 	created := b.created
-	if n := len(cfg.History); n > 0 && cfg.History[n-1].Created != nil {
-		created = *cfg.History[n-1].Created
+	if epoch := b.opts.SourceDateEpoch; epoch != nil {
+		// As BuildKit does: the new history entries and the image
+		// take the epoch; the base image's entries keep theirs.
+		created = epoch.UTC()
+		for i := range cfg.History {
+			if cfg.History[i].Created == nil {
+				cfg.History[i].Created = &created
+			}
+		}
+	} else {
+		historyTimes(cfg.History, res.times, b.created)
+		if n := len(cfg.History); n > 0 && cfg.History[n-1].Created != nil {
+			created = *cfg.History[n-1].Created
+		}
 	}
 	cfg.Created = &created
 	cfg.RootFS.Type = "layers"

@@ -59,6 +59,23 @@
 // times); for a stage, that stage's last key; for an image, its ID. A
 // hit reuses the layer and prints CACHED; --no-cache runs every step.
 //
+// Options.CacheFrom are looked in when the local cache misses a step (a
+// hit is recorded locally); Options.CacheTo receive the steps once the
+// image is recorded (runner/build/registrycache keeps them in a registry
+// as one manifest). With Options.SourceDateEpoch the stages' root keys
+// carry the epoch, since their layers differ from those of a build
+// without it.
+//
+// # Reproducible builds
+//
+// With Options.SourceDateEpoch (SOURCE_DATE_EPOCH), the config's created
+// time and the new history entries' take its value (the base image's
+// entries keep theirs), the layers are written with file times newer
+// than it clamped to it (layers.WriteOptions.Clamp), in layers' sorted
+// walk with empty owner names, and compressed by image.Store.StoreLayer's
+// deterministic gzip: the same context on two state directories gives
+// the same manifest digest.
+//
 // The cache keeps no layers alive by itself: `berth image prune` removes
 // the layers and blobs no image names, cache hits included. An entry
 // whose layer or blob is gone is a miss, and is removed when looked up.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
@@ -47,7 +48,8 @@ func FormatOf(base Image) Format {
 // new layer: unpacked into the layer store (layers.Store.Add, which checks
 // every entry and computes the diff_id) while the same bytes are
 // gzip-compressed into a blob, which is committed only once the layer is
-// stored. The result describes both, the blob with mediaType. The caller
+// stored. The compression is deterministic (a header without name or
+// time, one fixed level), so the same tar stream gives the same blob. The result describes both, the blob with mediaType. The caller
 // holds Hold until the image naming the layer is recorded.
 func (s *Store) StoreLayer(ctx context.Context, mediaType string, write func(io.Writer) error) (Layer, error) {
 	bw, err := s.NewBlobWriter("", -1)
@@ -59,6 +61,9 @@ func (s *Store) StoreLayer(ctx context.Context, mediaType string, write func(io.
 	if err != nil {
 		return Layer{}, err
 	}
+	// A fixed header (no name, no time: klauspost's writer would encode
+	// the zero time.Time as a date), so the same tar gives the same blob.
+	gz.ModTime = time.Unix(0, 0)
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {

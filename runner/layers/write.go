@@ -44,6 +44,10 @@ type WriteOptions struct {
 	// of its own), and so is a whiteout of a name Base does not have.
 	// Owners are compared as on disk.
 	Base string
+	// Clamp, when not zero, is the latest modification time an entry
+	// records: a file changed after it is written with Clamp instead
+	// (SOURCE_DATE_EPOCH, for reproducible layers).
+	Clamp time.Time
 }
 
 // WriteUpper writes the overlayfs upper directory upper (a container's
@@ -90,6 +94,7 @@ type treeWriter struct {
 	tw    *tar.Writer
 	upper bool // an overlay upper directory: whiteouts and opaque dirs
 	owner func(uid, gid int) (int, int)
+	clamp time.Time            // see WriteOptions.Clamp
 	links map[[2]uint64]string // (dev, ino) of a multiply linked file -> its first name
 	diff  bool                 // WriteOptions.Base is set: unchanged entries are left out
 	buf   []byte
@@ -101,7 +106,7 @@ func writeDir(ctx context.Context, w io.Writer, root string, upper bool, opts Wr
 	if err != nil {
 		return 0, pathError("opening", root, err)
 	}
-	t := &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner,
+	t := &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner, clamp: opts.Clamp.UTC().Truncate(time.Second),
 		links: map[[2]uint64]string{}, buf: make([]byte, 256<<10)}
 	base := -1
 	if upper && opts.Base != "" {
@@ -178,7 +183,7 @@ func (t *treeWriter) entry(fd, base int, rel, name string) error {
 		// A whiteout may share its inode with others (overlayfs reuses
 		// one): never a hardlink entry.
 		return t.write(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(rel, whiteoutPrefix+name),
-			Mode: 0o644, ModTime: mtime(&st), Format: tar.FormatPAX}, nil, p)
+			Mode: 0o644, ModTime: t.mtime(&st), Format: tar.FormatPAX}, nil, p)
 	}
 	if below != nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		same, err := sameEntry(fd, base, name, &st, below)
@@ -227,12 +232,17 @@ func (t *treeWriter) header(st *unix.Stat_t, p string) *tar.Header {
 		uid, gid = t.owner(uid, gid)
 	}
 	return &tar.Header{Name: p, Mode: int64(st.Mode & 0o7777), Uid: uid, Gid: gid,
-		ModTime: mtime(st), Format: tar.FormatPAX}
+		ModTime: t.mtime(st), Format: tar.FormatPAX}
 }
 
-// mtime is an entry's modification time, to the second.
-func mtime(st *unix.Stat_t) time.Time {
-	return time.Unix(st.Mtim.Sec, 0).UTC()
+// mtime is an entry's modification time, to the second, and at most
+// t.clamp when that is set.
+func (t *treeWriter) mtime(st *unix.Stat_t) time.Time {
+	m := time.Unix(st.Mtim.Sec, 0).UTC()
+	if !t.clamp.IsZero() && m.After(t.clamp) {
+		return t.clamp
+	}
+	return m
 }
 
 // dir writes a directory entry (and its opaque marker) and walks it; base

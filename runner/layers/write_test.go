@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -366,5 +367,58 @@ func TestWriteUpperBase(t *testing.T) {
 	}
 	if bodies["f"] != "new" || hdrs["a/x"] == nil || hdrs["a/.wh..wh..opq"] == nil {
 		t.Errorf("a changed file and an opaque directory's files are written: %v", order)
+	}
+}
+
+// TestWriteClamp: with Clamp, times after it are written as Clamp and
+// earlier ones kept; owner names stay empty, and the same tree gives the
+// same bytes.
+func TestWriteClamp(t *testing.T) {
+	root := t.TempDir()
+	old := time.Unix(1000, 0)
+	clamp := time.Unix(2000, 0)
+	if err := os.MkdirAll(filepath.Join(root, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"d/new", "old", "a"} {
+		if err := os.WriteFile(filepath.Join(root, n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(filepath.Join(root, "old"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	write := func() []byte {
+		var buf bytes.Buffer
+		if _, err := layers.WriteTree(context.Background(), &buf, root, layers.WriteOptions{Clamp: clamp}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	first := write()
+	hdrs, _, order := tarEntries(t, first)
+	if want := "a d/ d/new old"; strings.Join(order, " ") != want {
+		t.Errorf("entries %q, want %q", order, want)
+	}
+	for _, n := range order {
+		h := hdrs[n]
+		want := clamp
+		if n == "old" {
+			want = old
+		}
+		if !h.ModTime.Equal(want) {
+			t.Errorf("%s: mtime %v, want %v", n, h.ModTime, want)
+		}
+		if h.Uname != "" || h.Gname != "" {
+			t.Errorf("%s: owner names %q %q", n, h.Uname, h.Gname)
+		}
+	}
+	// Touching a file past the clamp changes nothing written.
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(root, "a"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first, write()) {
+		t.Error("the same tree, clamped, gave other bytes")
 	}
 }

@@ -97,12 +97,10 @@ func Push(ctx context.Context, store *image.Store, client *pull.Client, ref stri
 			res.Index, res.Platform = ix.Digest, img.Platform.String()
 		}
 	}
-	p := &pusher{store: store, client: client, opts: opts, ref: r, progress: opts.Progress}
-	p.defaults()
-	if p.sources, err = mountSources(store, r); err != nil {
+	p, err := newPusher(store, client, r, opts)
+	if err != nil {
 		return Result{}, err
 	}
-	p.progress.Update(Event{Kind: EventRepository, Reference: r})
 	if res.Index != "" && r.Tag != "" && p.manifestAt(ctx, r.Tag, ix.MediaType) == ix.Digest {
 		// The tag already names the whole index this image was pulled through
 		// (a push back to where it came from): replacing it with one platform
