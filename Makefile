@@ -12,11 +12,14 @@
 #                berth on S3 (versitygw) with redirect on and off; then berth gc
 #                against docker-registry garbage-collect on 2,000 images; then berth
 #                run against runc and crun, berth pull against skopeo + umoci, berth
-#                push against skopeo copy
+#                push against skopeo copy, berth build against buildctl build and
+#                buildah bud
 #   make bench-gc   only berth gc against docker-registry garbage-collect
 #   make bench-run  only berth run (warm start) against runc and crun run of its
 #                bundle, and berth pull of debian against skopeo copy + umoci unpack
 #   make bench-push only berth push of debian against skopeo copy, cold and warm
+#   make bench-build only berth build against buildctl build (buildkitd) and
+#                buildah bud of three Dockerfiles, cold and as a no-change rebuild
 #   make lint    gofmt -l and go vet
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
@@ -51,11 +54,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-run bench-push bench-run-tools lint wrk help
+.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-run bench-push bench-build bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,23p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -135,17 +138,19 @@ lint:
 wrk:
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
-bench: build wrk versitygw distribution bench-run-tools
+bench: build wrk versitygw distribution buildkit bench-run-tools
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
-	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -distribution $(DISTRIBUTION_BIN) -versitygw $(VERSITYGW_BIN) -harness $(HARNESS_DIR)
+	$(TIMED) bench $(GO) run ./bench -berth $(BIN) -distribution $(DISTRIBUTION_BIN) -versitygw $(VERSITYGW_BIN) -harness $(HARNESS_DIR) $(BENCH_BUILDKIT)
 
 bench-gc: build
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
 	$(TIMED) bench-gc $(GO) run ./bench -berth $(BIN) -only gc
 
-# What the berth run case compares with (crun and umoci are optional to the
-# program, which says what it left out; installed here when apt has them).
-BENCH_RUN_PACKAGES := runc crun umoci skopeo
+# What the berth run, push and build cases compare with (crun and umoci are
+# optional to the program, which says what it left out; installed here when
+# apt has them). buildah is the build case's, with buildkitd (make buildkit).
+BENCH_RUN_PACKAGES := runc crun umoci skopeo buildah
+BENCH_BUILDKIT := -buildkitd $(BERTH_TOOLS)/buildkitd -buildctl $(BERTH_TOOLS)/buildctl
 bench-run-tools:
 	@missing=$$(for p in $(BENCH_RUN_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -158,3 +163,6 @@ bench-run: build bench-run-tools
 
 bench-push: build bench-run-tools
 	$(TIMED) bench-push $(GO) run ./bench -berth $(BIN) -only push -harness $(HARNESS_DIR)
+
+bench-build: build buildkit bench-run-tools
+	$(TIMED) bench-build $(GO) run ./bench -berth $(BIN) -only build -harness $(HARNESS_DIR) $(BENCH_BUILDKIT)

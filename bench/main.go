@@ -40,7 +40,9 @@
 //
 // Then (bench/run.go) berth run and berth pull, and (bench/push.go) berth push
 // of the debian test image against skopeo copy, cold and warm; -only run and
-// -only push run those alone.
+// -only push run those alone. Last (bench/build.go), berth build against
+// buildctl build (buildkitd) and buildah bud of three Dockerfiles, cold and
+// as a no-change rebuild; -only build runs it alone.
 package main
 
 import (
@@ -94,10 +96,10 @@ func main() {
 		duration   = flag.Duration("duration", 5*time.Second, "manifest GET load duration of one round")
 		rounds     = flag.Int("rounds", 4, "manifest GET rounds per registry (in turn)")
 		conns      = flag.Int("conns", 16, "manifest GET connections")
-		limit      = flag.Duration("timeout", 15*time.Minute, "give up after this long")
+		limit      = flag.Duration("timeout", 30*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
-		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), push (berth push against skopeo copy), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), push (berth push against skopeo copy), build (berth build against buildctl build and buildah bud), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
 		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 		profileDir = flag.String("cpuprofile", "", "berth writes its CPU and allocation profiles into this `DIR`")
 	)
@@ -123,10 +125,12 @@ func main() {
 		})
 	case "push":
 		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return pushCase(ctx, bin, dir, max(*pushReps, 1)) })
+	case "build":
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return buildCase(ctx, bin, dir, max(*buildReps, 1)) })
 	case "gc-root":
 		err = writeGCRootOnly(*dir)
 	default:
-		err = fmt.Errorf("-only %q: want gc, run, push or gc-root", *only)
+		err = fmt.Errorf("-only %q: want gc, run, push, build or gc-root", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -321,6 +325,11 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 	if *pushReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
 		if err := pushCase(ctx, berthBin, dir, *pushReps); err != nil {
 			return fmt.Errorf("berth push: %w", err)
+		}
+	}
+	if *buildReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
+		if err := buildCase(ctx, berthBin, dir, *buildReps); err != nil {
+			return fmt.Errorf("berth build: %w", err)
 		}
 	}
 	fmt.Printf("\nbench: load after: %s; took %.0fs\n", loadavg(), time.Since(start).Seconds())

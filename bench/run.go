@@ -59,11 +59,13 @@ func envOr(key, def string) string {
 }
 
 // runSeries is the samples of one row: wall and CPU (user+system of the
-// process and the children it reaped) per repetition.
+// process and the children it reaped) per repetition, and the peak memory
+// where the case measures it.
 type runSeries struct {
 	name      string
 	base      *runSeries // the berth row this one is compared with; nil: none
 	wall, cpu []time.Duration
+	rss       []int64 // bytes; empty: not measured
 }
 
 func (s *runSeries) add(wall, cpu time.Duration) {
@@ -492,6 +494,14 @@ func imagesCache() string {
 // timedRun runs argv with its output discarded unless it fails, and returns
 // its wall time and the CPU time of it and the children it waited for.
 func timedRun(ctx context.Context, argv ...string) (wall, cpu time.Duration, err error) {
+	wall, cpu, _, err = timedRunRSS(ctx, argv...)
+	return wall, cpu, err
+}
+
+// timedRunRSS is timedRun that also returns the peak resident set size in
+// bytes of the command or of the largest of the children it waited for
+// (getrusage's ru_maxrss, as time -v reports it).
+func timedRunRSS(ctx context.Context, argv ...string) (wall, cpu time.Duration, rss int64, err error) {
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -501,11 +511,14 @@ func timedRun(ctx context.Context, argv ...string) (wall, cpu time.Duration, err
 	wall = time.Since(start)
 	if cmd.ProcessState != nil {
 		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss << 10 // KiB on Linux
+		}
 	}
 	if err != nil {
-		return wall, cpu, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 15))
+		return wall, cpu, rss, fmt.Errorf("%s: %v\n%s", strings.Join(argv, " "), err, lastLines(out.String(), 15))
 	}
-	return wall, cpu, nil
+	return wall, cpu, rss, nil
 }
 
 // runCmd runs argv and returns its combined output.
@@ -556,7 +569,12 @@ func printRunTable(w io.Writer, rows []*runSeries, unit time.Duration) {
 		width = max(width, len(r.name))
 	}
 	val := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(unit), 'f', prec, 64) }
-	fmt.Fprintf(tw, "%-*s\tmedian %s\tbest %s\tcpu median %s\tberth/this median\tbest/best\t\n", width, "", u, u, u)
+	withRSS := slices.ContainsFunc(rows, func(r *runSeries) bool { return len(r.rss) > 0 })
+	header := fmt.Sprintf("%-*s\tmedian %s\tbest %s\tcpu median %s\tberth/this median\tbest/best\t", width, "", u, u, u)
+	if withRSS {
+		header += "peak RSS MiB\t"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		med, best := medianDuration(r.wall), slices.Min(r.wall)
 		line := fmt.Sprintf("%-*s\t%s\t%s\t%s\t", width, r.name, val(med), val(best), val(medianDuration(r.cpu)))
@@ -564,6 +582,11 @@ func printRunTable(w io.Writer, rows []*runSeries, unit time.Duration) {
 			line += fmt.Sprintf("%.2f\t%.2f\t", berthOver(r), float64(slices.Min(r.base.wall))/float64(best))
 		} else {
 			line += "\t\t"
+		}
+		if len(r.rss) > 0 {
+			line += fmt.Sprintf("%.0f\t", float64(slices.Max(r.rss))/(1<<20))
+		} else if withRSS {
+			line += "\t"
 		}
 		fmt.Fprintln(tw, line)
 	}

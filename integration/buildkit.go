@@ -155,6 +155,24 @@ type BuildOptions struct {
 // Build runs buildctl build; the error carries the last lines of its
 // progress output.
 func (b *BuildKit) Build(ctx context.Context, o BuildOptions) error {
+	argv := b.BuildArgv(o)
+	var tailBuf tailWriter
+	w := io.Writer(&tailBuf)
+	if o.Progress != nil {
+		w = io.MultiWriter(&tailBuf, o.Progress)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("buildctl build %s: %v\n%s", o.Context, err, tailBuf.tail(25))
+	}
+	return nil
+}
+
+// BuildArgv returns the buildctl command line (the binary first) that
+// Build runs for o; o.Progress is not part of it.
+func (b *BuildKit) BuildArgv(o BuildOptions) []string {
 	dockerfile := o.Dockerfile
 	if dockerfile == "" {
 		dockerfile = filepath.Join(o.Context, "Dockerfile")
@@ -185,18 +203,7 @@ func (b *BuildKit) Build(ctx context.Context, o BuildOptions) error {
 	for _, out := range o.Outputs {
 		args = append(args, "--output", out)
 	}
-	var tailBuf tailWriter
-	w := io.Writer(&tailBuf)
-	if o.Progress != nil {
-		w = io.MultiWriter(&tailBuf, o.Progress)
-	}
-	cmd := exec.CommandContext(ctx, b.buildctl, args...)
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("buildctl build %s: %v\n%s", o.Context, err, tailBuf.tail(25))
-	}
-	return nil
+	return append([]string{b.buildctl}, args...)
 }
 
 // tailWriter keeps what is written to it, for the error of a failed build.
@@ -318,6 +325,10 @@ func unescapeMountPath(s string) string {
 	}
 	return out.String()
 }
+
+// Pid is buildkitd's process ID (for reading its memory and CPU time
+// from /proc).
+func (b *BuildKit) Pid() int { return b.cmd.Process.Pid }
 
 // Exited reports whether buildkitd has ended.
 func (b *BuildKit) Exited() bool {
