@@ -508,13 +508,12 @@ func (b *builder) runStep(ctx context.Context, parent []image.Layer, step docker
 			return image.Layer{}, err
 		}
 	}
-	return b.images.StoreLayer(ctx, image.FormatOCI.Layer, func(w io.Writer) error {
-		if b.opts.SourceDateEpoch != nil {
-			wo.Clamp = *b.opts.SourceDateEpoch
-		}
-		_, err := layers.WriteUpper(ctx, w, s.path("upper"), wo)
-		return err
-	})
+	if b.opts.SourceDateEpoch != nil {
+		wo.Clamp = *b.opts.SourceDateEpoch
+	}
+	// The upper directory becomes the layer's tree as it is: no second
+	// extraction of the stream.
+	return b.images.StoreUpper(ctx, image.FormatOCI.Layer, s.path("upper"), wo)
 }
 
 // run runs a RUN step's process in a container of rootfs (the runner's

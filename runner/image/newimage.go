@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -49,9 +50,65 @@ func FormatOf(base Image) Format {
 // every entry and computes the diff_id) while the same bytes are
 // gzip-compressed into a blob, which is committed only once the layer is
 // stored. The compression is deterministic (a header without name or
-// time, one fixed level), so the same tar stream gives the same blob. The result describes both, the blob with mediaType. The caller
-// holds Hold until the image naming the layer is recorded.
+// time, one fixed level), so the same tar stream gives the same blob. The
+// result describes both, the blob with mediaType. The caller holds Hold
+// until the image naming the layer is recorded.
 func (s *Store) StoreLayer(ctx context.Context, mediaType string, write func(io.Writer) error) (Layer, error) {
+	return s.storeNewLayer(mediaType, func(w io.Writer) (layers.Layer, error) {
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pw.CloseWithError(write(pw))
+		}()
+		l, err := s.layers.Add(ctx, io.TeeReader(pr, w), layers.Limits{})
+		pr.CloseWithError(fmt.Errorf("image: layer stream abandoned"))
+		<-done
+		return l, err
+	})
+}
+
+// StoreUpper stores the overlayfs upper directory upper, which nothing
+// uses any more, as a new layer written as layers.WriteUpper writes it
+// with opts: the directory itself moves into the layer store
+// (layers.Store.AddUpper) while its tar stream is gzip-compressed into
+// the blob, as StoreLayer compresses it. upper is gone afterwards. The
+// caller holds Hold until the image naming the layer is recorded.
+func (s *Store) StoreUpper(ctx context.Context, mediaType, upper string, opts layers.WriteOptions) (Layer, error) {
+	var odd digest.Digest // the diff_id of a stream AddUpper could not store
+	l, err := s.storeNewLayer(mediaType, func(w io.Writer) (layers.Layer, error) {
+		l, err := s.layers.AddUpper(ctx, upper, w, opts)
+		if errors.Is(err, layers.ErrNotMovable) {
+			odd, err = l.DiffID, nil
+		}
+		return l, err
+	})
+	if err != nil || odd == "" {
+		return l, err
+	}
+	// Extract the stream from the blob just stored, as StoreLayer would
+	// have.
+	f, _, err := s.OpenBlob(l.Digest)
+	if err != nil {
+		return Layer{}, err
+	}
+	defer f.Close()
+	sl, err := s.layers.Add(ctx, f, layers.Limits{})
+	if err != nil {
+		return Layer{}, err
+	}
+	if sl.DiffID != odd {
+		return Layer{}, fmt.Errorf("image: layer of %s: %w: stored %s, wrote %s", upper, layers.ErrDigestMismatch, sl.DiffID, odd)
+	}
+	return l, nil
+}
+
+// storeNewLayer runs store, which stores a new layer in the layer store
+// from the uncompressed tar stream it writes to w, while a second
+// goroutine compresses that stream into a blob (deterministically: a
+// header without name or time, one fixed level); the blob is committed
+// once the layer is stored.
+func (s *Store) storeNewLayer(mediaType string, store func(w io.Writer) (layers.Layer, error)) (Layer, error) {
 	bw, err := s.NewBlobWriter("", -1)
 	if err != nil {
 		return Layer{}, err
@@ -65,19 +122,25 @@ func (s *Store) StoreLayer(ctx context.Context, mediaType string, write func(io.
 	// the zero time.Time as a date), so the same tar gives the same blob.
 	gz.ModTime = time.Unix(0, 0)
 	pr, pw := io.Pipe()
-	done := make(chan struct{})
+	zdone := make(chan error, 1)
 	go func() {
-		defer close(done)
-		pw.CloseWithError(write(pw))
+		_, err := io.CopyBuffer(gz, pr, make([]byte, 256<<10))
+		if err == nil {
+			err = gz.Close()
+		}
+		if err != nil {
+			pr.CloseWithError(fmt.Errorf("image: compressing the layer: %w", err))
+		}
+		zdone <- err
 	}()
-	l, err := s.layers.Add(ctx, io.TeeReader(pr, gz), layers.Limits{})
-	pr.CloseWithError(fmt.Errorf("image: layer stream abandoned"))
-	<-done
-	if err != nil {
+	l, err := store(pw)
+	pw.CloseWithError(err)
+	zerr := <-zdone
+	if err != nil && !errors.Is(err, layers.ErrNotMovable) {
 		return Layer{}, err
 	}
-	if err := gz.Close(); err != nil {
-		return Layer{}, fmt.Errorf("image: compressing the layer: %w", err)
+	if zerr != nil {
+		return Layer{}, fmt.Errorf("image: compressing the layer: %w", zerr)
 	}
 	d, size, err := bw.Commit()
 	if err != nil {

@@ -40,3 +40,10 @@ var (
 	// lower layer, or a file that changed while it was read.
 	ErrUnsupportedTree = errors.New("layers: tree cannot be written as a layer")
 )
+
+// ErrNotMovable: AddUpper wrote the upper directory's whole tar stream but
+// stored no layer, because extracting that stream would not give the tree
+// it wrote (a file named ".wh.*", which extraction reads as a whiteout, or
+// a symlink or fifo with several links). Store the layer by extracting the
+// stream (Add).
+var ErrNotMovable = errors.New("layers: upper directory differs from its extracted form")

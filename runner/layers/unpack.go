@@ -229,33 +229,44 @@ func (s *Store) unpack(ctx context.Context, r io.Reader, diffID digest.Digest, l
 	}
 	diffID = got
 
-	l := Layer{DiffID: diffID, Size: m.n, Entries: x.entries, Skipped: x.skipped, Complete: true}
+	l, err := s.place(sl, rootfd, Layer{DiffID: diffID, Size: m.n, Entries: x.entries, Skipped: x.skipped, Complete: true})
+	if err != nil {
+		return fail(err)
+	}
+	return l, nil
+}
+
+// place finishes a layer filled in the slot sl (its tree open as rootfd):
+// it syncs the filesystem, writes the metadata l last and renames the slot
+// into place. A layer another process stored first under the same diff_id
+// is kept, and returned.
+func (s *Store) place(sl *slot, rootfd int, l Layer) (Layer, error) {
 	if err := unix.Syncfs(rootfd); err != nil {
-		return fail(fmt.Errorf("syncfs: %w", err))
+		return Layer{}, fmt.Errorf("syncfs: %w", err)
 	}
 	if err := writeMeta(filepath.Join(sl.dir, metaFile), l); err != nil {
-		return fail(err)
+		return Layer{}, err
 	}
-	dst := s.layerDir(diffID)
+	dst := s.layerDir(l.DiffID)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return fail(err)
+		return Layer{}, err
 	}
-	err = os.Rename(sl.dir, dst)
+	err := os.Rename(sl.dir, dst)
 	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
 		// Another process stored it first: theirs is as good as ours.
-		if l, gerr := s.Get(diffID); gerr == nil {
+		if l, gerr := s.Get(l.DiffID); gerr == nil {
 			return l, nil
 		}
 		// Or a layer directory lost its metadata: replace it.
-		if rerr := s.Remove(diffID); rerr == nil {
+		if rerr := s.Remove(l.DiffID); rerr == nil {
 			err = os.Rename(sl.dir, dst)
 		}
 	}
 	if err != nil {
-		return fail(err)
+		return Layer{}, err
 	}
 	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return fail(err)
+		return Layer{}, err
 	}
 	l.Dir = filepath.Join(dst, fsDir)
 	return l, nil

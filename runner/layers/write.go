@@ -99,30 +99,44 @@ type treeWriter struct {
 	diff  bool                 // WriteOptions.Base is set: unchanged entries are left out
 	buf   []byte
 	n     int
+	// shape (AddUpper) makes the tree, as it is written, what extracting
+	// the stream would make: see shape.go.
+	shape   bool
+	skipped int  // with shape: device entries written, which extraction skips
+	odd     bool // with shape: the tree holds what extraction would read differently
 }
 
 func writeDir(ctx context.Context, w io.Writer, root string, upper bool, opts WriteOptions) (int, error) {
+	t := newTreeWriter(ctx, w, upper, opts)
+	return t.n, t.run(root, opts)
+}
+
+func newTreeWriter(ctx context.Context, w io.Writer, upper bool, opts WriteOptions) *treeWriter {
+	return &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner, clamp: opts.Clamp.UTC().Truncate(time.Second),
+		links: map[[2]uint64]string{}, buf: make([]byte, 256<<10)}
+}
+
+// run writes the tree root and the end of the archive.
+func (t *treeWriter) run(root string, opts WriteOptions) error {
 	fd, err := unix.Open(root, dirOpenFlags, 0)
 	if err != nil {
-		return 0, pathError("opening", root, err)
+		return pathError("opening", root, err)
 	}
-	t := &treeWriter{ctx: ctx, tw: tar.NewWriter(w), upper: upper, owner: opts.Owner, clamp: opts.Clamp.UTC().Truncate(time.Second),
-		links: map[[2]uint64]string{}, buf: make([]byte, 256<<10)}
 	base := -1
-	if upper && opts.Base != "" {
+	if t.upper && opts.Base != "" {
 		t.diff = true
 		if base, err = unix.Open(opts.Base, dirOpenFlags, 0); err != nil {
 			unix.Close(fd)
-			return 0, pathError("opening", opts.Base, err)
+			return pathError("opening", opts.Base, err)
 		}
 	}
 	if err := t.walk(fd, base, ""); err != nil {
-		return t.n, err
+		return err
 	}
 	if err := t.tw.Close(); err != nil {
-		return t.n, fmt.Errorf("layers: writing tar: %w", err)
+		return fmt.Errorf("layers: writing tar: %w", err)
 	}
-	return t.n, nil
+	return nil
 }
 
 // walk writes the children of the directory fd (named rel in the tar,
@@ -162,6 +176,9 @@ func (t *treeWriter) display(rel string) string {
 // is the directory's counterpart in WriteOptions.Base, or -1.
 func (t *treeWriter) entry(fd, base int, rel, name string) error {
 	p := path.Join(rel, name)
+	if t.shape && strings.HasPrefix(name, whiteoutPrefix) {
+		t.odd = true // extraction would read it as a whiteout
+	}
 	var st unix.Stat_t
 	if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -178,12 +195,15 @@ func (t *treeWriter) entry(fd, base int, rel, name string) error {
 	}
 	if t.upper && isWhiteout(&st) {
 		if t.diff && below == nil {
-			return nil // hides nothing
+			return t.leaveOut(fd, name, p) // hides nothing
 		}
 		// A whiteout may share its inode with others (overlayfs reuses
 		// one): never a hardlink entry.
-		return t.write(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(rel, whiteoutPrefix+name),
-			Mode: 0o644, ModTime: t.mtime(&st), Format: tar.FormatPAX}, nil, p)
+		if err := t.write(&tar.Header{Typeflag: tar.TypeReg, Name: path.Join(rel, whiteoutPrefix+name),
+			Mode: 0o644, ModTime: t.mtime(&st), Format: tar.FormatPAX}, nil, p); err != nil {
+			return err
+		}
+		return t.shapeWhiteout(fd, name, p, &st)
 	}
 	if below != nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		same, err := sameEntry(fd, base, name, &st, below)
@@ -191,7 +211,7 @@ func (t *treeWriter) entry(fd, base int, rel, name string) error {
 			return pathError("comparing", t.display(p), err)
 		}
 		if same {
-			return nil
+			return t.leaveOut(fd, name, p)
 		}
 	}
 	hdr := t.header(&st, p)
@@ -210,19 +230,32 @@ func (t *treeWriter) entry(fd, base int, rel, name string) error {
 			return pathError("readlink", t.display(p), err)
 		}
 		hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
-		return t.write(hdr, nil, p)
+		if err := t.write(hdr, nil, p); err != nil {
+			return err
+		}
+		return t.shapeSpecial(fd, name, p, &st, hdr)
 	case unix.S_IFCHR, unix.S_IFBLK:
 		hdr.Typeflag = tar.TypeChar
 		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 			hdr.Typeflag = tar.TypeBlock
 		}
 		hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
-		return t.write(hdr, nil, p)
+		if err := t.write(hdr, nil, p); err != nil {
+			return err
+		}
+		if t.shape {
+			t.skipped++ // extraction skips device nodes
+			return t.leaveOut(fd, name, p)
+		}
+		return nil
 	case unix.S_IFIFO:
 		hdr.Typeflag = tar.TypeFifo
-		return t.write(hdr, nil, p)
+		if err := t.write(hdr, nil, p); err != nil {
+			return err
+		}
+		return t.shapeSpecial(fd, name, p, &st, hdr)
 	}
-	return nil // a socket: left out, as docker does
+	return t.leaveOut(fd, name, p) // a socket: left out, as docker does
 }
 
 // header fills the fields every entry type shares.
@@ -271,6 +304,16 @@ func (t *treeWriter) dir(parent, base int, name, p string, hdr *tar.Header) erro
 		unix.Close(fd)
 		return err
 	}
+	if opaque && t.shape {
+		err = setOpaque(fd) // the form extraction gives (also for user.overlay.opaque)
+	}
+	if err != nil {
+		if base >= 0 {
+			unix.Close(base)
+		}
+		unix.Close(fd)
+		return err
+	}
 	hdr.Typeflag, hdr.Name = tar.TypeDir, p+"/"
 	if err := t.write(hdr, nil, p); err != nil {
 		if base >= 0 {
@@ -283,11 +326,22 @@ func (t *treeWriter) dir(parent, base int, name, p string, hdr *tar.Header) erro
 		wh := &tar.Header{Typeflag: tar.TypeReg, Name: path.Join(p, opaqueMarker), Mode: 0o644,
 			ModTime: hdr.ModTime, Format: tar.FormatPAX}
 		if err := t.write(wh, nil, p); err != nil {
+			if base >= 0 {
+				unix.Close(base)
+			}
 			unix.Close(fd)
 			return err
 		}
 	}
-	return t.walk(fd, base, p)
+	if err := t.walk(fd, base, p); err != nil {
+		return err
+	}
+	if t.shape {
+		// Last, as extraction sets them: removing what was left out
+		// changed the directory's times.
+		return t.setTimes(parent, name, p, hdr)
+	}
+	return nil
 }
 
 // file writes a regular file, or a hardlink entry to the first name of its
@@ -324,6 +378,11 @@ func (t *treeWriter) file(parent int, name, p string, st *unix.Stat_t, hdr *tar.
 	hdr.Typeflag, hdr.Size = tar.TypeReg, now.Size
 	if err := t.write(hdr, f, p); err != nil {
 		return err
+	}
+	if t.shape {
+		if err := t.setTimes(parent, name, p, hdr); err != nil {
+			return err
+		}
 	}
 	if st.Nlink > 1 {
 		t.links[key] = p
@@ -367,18 +426,26 @@ func (t *treeWriter) xattrs(fd int, p string, hdr *tar.Header, isDir bool) (opaq
 	for _, n := range names {
 		if t.upper {
 			if ov, ok := overlayXattr(n); ok {
+				keep := false
 				switch ov {
 				case "opaque":
 					v, err := fgetXattr(fd, n)
 					opaque = opaque || (err == nil && string(v) == "y")
+					keep = isDir && n == opaqueXattr && err == nil && string(v) == "y"
 				case redirectSuffix, metacopySuffix:
 					return false, fmt.Errorf("%w: %s is an overlayfs %s entry whose content is in a lower layer",
 						ErrUnsupportedTree, t.display(p), ov)
+				}
+				if err := t.dropXattr(fd, n, p, keep); err != nil {
+					return false, err
 				}
 				continue
 			}
 		}
 		if !allowedXattr(n) || strings.HasPrefix(n, userOverlayPfx) {
+			if err := t.dropXattr(fd, n, p, false); err != nil {
+				return false, err
+			}
 			continue
 		}
 		v, err := fgetXattr(fd, n)
