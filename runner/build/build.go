@@ -146,6 +146,13 @@ func Build(ctx context.Context, images *image.Store, opts Options) (image.Image,
 			return image.Image{}, err
 		}
 		defer b.context.close()
+		if b.context.abs, err = filepath.Abs(opts.ContextDir); err != nil {
+			return image.Image{}, fmt.Errorf("build: %w", err)
+		}
+		b.context.hashes = loadHashes(b.dir)
+		// Remembered hashes only spare reading files: failing to save
+		// them costs the next build time, not correctness.
+		defer b.context.hashes.save()
 	}
 
 	release, err := images.Hold()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -31,6 +32,11 @@ type srcRoot struct {
 	// scratch is set for an ADD archive unpacked: its root directory is
 	// not copied onto the destination.
 	scratch bool
+	// hashes, when set, remembers the content hashes of the root's files
+	// (the build context's) for hashSources; abs is the root's absolute
+	// path, their key.
+	hashes *fileHashes
+	abs    string
 }
 
 // openRoot opens dir as a source root; the caller closes it.
@@ -315,6 +321,7 @@ func readlinkAt(dirfd int, name string) (string, error) {
 // times. Missing sources fail as the copy would.
 func hashSources(r *srcRoot, sources []string) (string, error) {
 	h := sha256.New()
+	buf := make([]byte, 256<<10) // one copy buffer for all files
 	for _, src := range sources {
 		matches, err := r.match(src)
 		if err != nil {
@@ -340,17 +347,11 @@ func hashSources(r *srcRoot, sources []string) (string, error) {
 						break
 					}
 					inodes[key] = e.rel
-					f, err := e.open()
+					n, sum, err := r.fileHash(e, buf)
 					if err != nil {
 						return err
 					}
-					fh := sha256.New()
-					n, err := io.Copy(fh, f)
-					f.Close()
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(h, " %d %s", n, hex.EncodeToString(fh.Sum(nil)))
+					fmt.Fprintf(h, " %d %s", n, sum)
 				}
 				h.Write([]byte("\n"))
 				return nil
@@ -361,6 +362,34 @@ func hashSources(r *srcRoot, sources []string) (string, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileHash returns the length and the hex sha256 of the regular file e,
+// remembered (r.hashes) or read with buf.
+func (r *srcRoot) fileHash(e srcEntry, buf []byte) (int64, string, error) {
+	name := filepath.Join(r.abs, e.ctxRel)
+	if r.hashes != nil {
+		if sum, ok := r.hashes.get(name, &e.st); ok {
+			return e.st.Size, sum, nil
+		}
+	}
+	f, err := e.open()
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	fh := sha256.New()
+	n, err := io.CopyBuffer(fh, struct{ io.Reader }{f}, buf)
+	if err != nil {
+		return 0, "", err
+	}
+	sum := hex.EncodeToString(fh.Sum(nil))
+	var after unix.Stat_t
+	if r.hashes != nil && unix.Fstat(int(f.Fd()), &after) == nil && n == after.Size &&
+		statHash(&after, "") == statHash(&e.st, "") {
+		r.hashes.put(name, &after, sum)
+	}
+	return n, sum, nil
 }
 
 // errIsNotExist reports a missing path.
