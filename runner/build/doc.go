@@ -3,8 +3,9 @@
 // steps stage by stage. Every filesystem step (RUN, COPY, ADD, WORKDIR)
 // runs in a fresh overlay mount of its parent's layers (layers.Store.Mount)
 // with an upper directory of its own, which becomes the step's layer
-// (layers.WriteUpper, stored by image.Store.StoreLayer exactly as berth
-// commit stores one). RUN runs in Berth's own containers
+// (written by layers.WriteUpper as berth commit writes one; the directory
+// itself moves into the layer store, image.Store.StoreUpper, instead of
+// being extracted again from that stream). RUN runs in Berth's own containers
 // (runner/container, with runner/spec's namespaces, capabilities, device
 // rules and cgroup), as root unless USER says otherwise, on the host's
 // network unless --network none. COPY and ADD read the build context (or
@@ -26,6 +27,11 @@
 //	                                  size}, "step": its history entry}; <key> is the hex
 //	                                  sha256 of the parent's key and the step (below), <kk>
 //	                                  its first two digits
+//	  hashes.json                     the sha256 of build-context files, by absolute path, with
+//	                                  the dev, inode, size, mtime and ctime they had: used only
+//	                                  while all five still match (the cache key stays the
+//	                                  content's hash; a file changed within 100 ms of its hash
+//	                                  is not remembered)
 //	  tmp/<id>/                       a step in progress: upper/ work/ (the step's layer and
 //	                                  overlayfs's work dir), rootfs/ (the overlay mount),
 //	                                  src/ (a COPY --from source mount), base/ (the parent's

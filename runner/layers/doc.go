@@ -25,6 +25,11 @@
 //	  tmp/<id>/                        an unpack in progress (fs/ and layer.json as above),
 //	                                   or a layer being removed
 //
+// AddUpper stores a build step's overlayfs upper directory without a
+// second extraction: the directory is renamed to tmp/<id>/fs and made, as
+// its stream is written, exactly what extracting that stream would make
+// (see AddUpper); the rest is as for an unpack.
+//
 // An unpack fills tmp/<id>/, verifies the diff_id, syncs the filesystem,
 // writes layer.json last and renames tmp/<id> to layers/<alg>/<hex>: a
 // directory under layers/ is always complete. A failed unpack removes its
