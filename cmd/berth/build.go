@@ -336,20 +336,5 @@ func readDockerfile(contextArg, file string, opts *build.Options) error {
 // (archive.Save: an OCI image layout and a docker-archive at once),
 // through a temporary file renamed into place when complete.
 func writeArchive(ctx context.Context, images *image.Store, dest string, names []string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", dest, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := archive.Save(ctx, images, tmp, names); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", dest, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", dest, err)
-	}
-	return os.Rename(tmp.Name(), dest)
+	return output.WriteFile(dest, func(w io.Writer) error { return archive.Save(ctx, images, w, names) })
 }

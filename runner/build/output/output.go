@@ -128,12 +128,17 @@ func storeLayers(images *image.Store, img image.Image) ([]layers.Layer, error) {
 	return out, nil
 }
 
-// toFile runs write into stdout for "-", else into a temporary file
-// renamed to dest once write succeeded.
+// toFile runs write into stdout for "-", else into dest (WriteFile).
 func toFile(dest string, stdout io.Writer, write func(io.Writer) error) error {
 	if dest == Stdout {
 		return write(stdout)
 	}
+	return WriteFile(dest, write)
+}
+
+// WriteFile runs write into a temporary file beside dest, renamed to dest
+// (mode 0644) once write succeeded: dest is never seen half written.
+func WriteFile(dest string, write func(io.Writer) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", dest, err)
