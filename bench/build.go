@@ -41,7 +41,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -88,16 +87,9 @@ func buildCase(ctx context.Context, berthBin, dir string, reps int) error {
 		fmt.Println("\nbench: berth build case skipped: it needs root (RUN containers, overlay mounts)")
 		return nil
 	}
-	for _, tool := range []string{"skopeo", "runc", "buildah", *buildkitd, *buildctl} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found (make bench-build installs buildah, runc and skopeo with apt-get, and buildkitd and buildctl with make buildkit)", tool)
-		}
-	}
-	berthBin, err := filepath.Abs(berthBin)
-	if err != nil {
-		return err
-	}
-	images, err := runTestImages(ctx, *runHarness)
+	berthBin, images, err := caseInputs(ctx, berthBin,
+		"make bench-build installs buildah, runc and skopeo with apt-get, and buildkitd and buildctl with make buildkit",
+		"skopeo", "runc", "buildah", *buildkitd, *buildctl)
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -36,14 +34,7 @@ func pushCase(ctx context.Context, berthBin, dir string, reps int) error {
 		fmt.Println("\nbench: berth push case skipped: it needs root (berth's layer store, to pull the image first)")
 		return nil
 	}
-	if _, err := exec.LookPath("skopeo"); err != nil {
-		return errors.New("skopeo not found (make bench-run-tools installs it with apt-get)")
-	}
-	berthBin, err := filepath.Abs(berthBin)
-	if err != nil {
-		return err
-	}
-	images, err := runTestImages(ctx, *runHarness)
+	berthBin, images, err := caseInputs(ctx, berthBin, "make bench-run-tools installs it with apt-get", "skopeo")
 	if err != nil {
 		return err
 	}

@@ -88,16 +88,7 @@ func runCase(ctx context.Context, berthBin, dir string, reps, pulls int) error {
 		fmt.Println("\nbench: berth run case skipped: it needs root (layer store, namespaces, drop_caches)")
 		return nil
 	}
-	for _, tool := range []string{"skopeo", "runc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found (make bench-run installs it with apt-get)", tool)
-		}
-	}
-	berthBin, err := filepath.Abs(berthBin)
-	if err != nil {
-		return err
-	}
-	images, err := runTestImages(ctx, *runHarness)
+	berthBin, images, err := caseInputs(ctx, berthBin, "make bench-run installs it with apt-get", "skopeo", "runc")
 	if err != nil {
 		return err
 	}
@@ -420,6 +411,22 @@ func tarUnpack(ctx context.Context, layout, rootfs string) (wall, cpu time.Durat
 		wall, cpu = wall+w, cpu+c
 	}
 	return wall, cpu, nil
+}
+
+// caseInputs is what the runner cases start from: the tools must be on
+// PATH (hint says how to install them), berthBin is made absolute, and the
+// harness's test images are built (or found in their cache).
+func caseInputs(ctx context.Context, berthBin, hint string, tools ...string) (bin, images string, err error) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return "", "", fmt.Errorf("%s not found (%s)", tool, hint)
+		}
+	}
+	if bin, err = filepath.Abs(berthBin); err != nil {
+		return "", "", err
+	}
+	images, err = runTestImages(ctx, *runHarness)
+	return bin, images, err
 }
 
 // runTestImages returns the directory of the harness's test image layouts,
