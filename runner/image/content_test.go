@@ -173,3 +173,32 @@ func TestReferenceManifests(t *testing.T) {
 		t.Errorf("ReferenceManifests = %v, want %v", got, want)
 	}
 }
+
+// TestRecordWithoutLayers: an image with no layer at all (a `FROM scratch`
+// build with metadata only) is recorded, found and flattened to nothing.
+func TestRecordWithoutLayers(t *testing.T) {
+	needRoot(t)
+	s := openStore(t)
+	s.DefaultRegistry = "example.test"
+	release, err := s.Hold()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":[]}}`)
+	img, err := s.RecordNew(image.FormatOCI, cfg, nil, "empty:1")
+	if err != nil {
+		t.Fatalf("RecordNew of an image without layers: %v", err)
+	}
+	got, err := s.Get("empty:1")
+	if err != nil || got.ID != img.ID || len(got.Layers) != 0 || got.Config.Config.Labels["a"] != "b" {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	dir := filepath.Join(t.TempDir(), "rootfs")
+	if err := s.Flatten(t.Context(), got, dir); err != nil {
+		t.Fatalf("Flatten: %v", err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Errorf("the flattened image holds %d entries, %v; want none", len(ents), err)
+	}
+}

@@ -453,11 +453,10 @@ func (s *Store) Prune(ctx context.Context, inUse ...digest.Digest) (PruneResult,
 	return res, nil
 }
 
-// storedLayers returns the image's layers from the layer store, base first.
+// storedLayers returns the image's layers from the layer store, base
+// first; none for an image that has none (`FROM scratch` with metadata
+// only, as docker build makes it).
 func (s *Store) storedLayers(img Image) ([]layers.Layer, error) {
-	if len(img.Layers) == 0 {
-		return nil, fmt.Errorf("%w: image %s has no layers", ErrLayerMissing, img.ID)
-	}
 	out := make([]layers.Layer, len(img.Layers))
 	for i, l := range img.Layers {
 		sl, err := s.layers.Get(l.DiffID)
