@@ -199,31 +199,19 @@ func (c *copier) copyTree(src *srcRoot, rel, dest string) error {
 			st.Uid, st.Gid = uint32(uid), uint32(gid)
 			return c.writeFile(target, srcEntry{st: st}, f, mtime)
 		case unix.S_IFLNK:
-			pfd, name, err := c.parent(target)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(pfd)
-			if err := removeAt(pfd, name); err != nil {
-				return err
-			}
-			if err := unix.Symlinkat(e.link, pfd, name); err != nil {
-				return fmt.Errorf("build: %s: %w", target, err)
-			}
-			return setMeta(pfd, name, uid, gid, 0, mtime, true)
+			return c.replace(target, func(pfd int, name string) error {
+				if err := unix.Symlinkat(e.link, pfd, name); err != nil {
+					return fmt.Errorf("build: %s: %w", target, err)
+				}
+				return setMeta(pfd, name, uid, gid, 0, mtime, true)
+			})
 		case unix.S_IFIFO:
-			pfd, name, err := c.parent(target)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(pfd)
-			if err := removeAt(pfd, name); err != nil {
-				return err
-			}
-			if err := unix.Mkfifoat(pfd, name, mode); err != nil {
-				return fmt.Errorf("build: %s: %w", target, err)
-			}
-			return setMeta(pfd, name, uid, gid, mode, mtime, false)
+			return c.replace(target, func(pfd int, name string) error {
+				if err := unix.Mkfifoat(pfd, name, mode); err != nil {
+					return fmt.Errorf("build: %s: %w", target, err)
+				}
+				return setMeta(pfd, name, uid, gid, mode, mtime, false)
+			})
 		}
 		return nil
 	})
@@ -232,29 +220,22 @@ func (c *copier) copyTree(src *srcRoot, rel, dest string) error {
 // writeFile writes r as the regular file target with e's mode and owner
 // (unless chown is set, when the copier's), mtime as given.
 func (c *copier) writeFile(target string, e srcEntry, r io.Reader, mtime time.Time) error {
-	pfd, name, err := c.parent(target)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(pfd)
-	if err := removeAt(pfd, name); err != nil {
-		return err
-	}
-	mode := e.st.Mode &^ unix.S_IFMT
-	fd, err := unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return fmt.Errorf("build: %s: %w", target, err)
-	}
-	f := os.NewFile(uintptr(fd), target)
-	defer f.Close()
-	if _, err := io.Copy(f, r); err != nil {
-		return fmt.Errorf("build: writing %s: %w", target, err)
-	}
-	uid, gid := int(e.st.Uid), int(e.st.Gid)
-	if c.chown {
-		uid, gid = c.uid, c.gid
-	}
-	return setMeta(fd, "", uid, gid, mode, mtime, false)
+	return c.replace(target, func(pfd int, name string) error {
+		fd, err := unix.Openat(pfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("build: %s: %w", target, err)
+		}
+		f := os.NewFile(uintptr(fd), target)
+		defer f.Close()
+		if _, err := io.Copy(f, r); err != nil {
+			return fmt.Errorf("build: writing %s: %w", target, err)
+		}
+		uid, gid := int(e.st.Uid), int(e.st.Gid)
+		if c.chown {
+			uid, gid = c.uid, c.gid
+		}
+		return setMeta(fd, "", uid, gid, e.st.Mode&^unix.S_IFMT, mtime, false)
+	})
 }
 
 // hardlink links target to first, an earlier file of the same copy.
@@ -264,6 +245,17 @@ func (c *copier) hardlink(first, target string) error {
 		return err
 	}
 	defer unix.Close(ofd)
+	return c.replace(target, func(pfd int, name string) error {
+		if err := unix.Linkat(ofd, oname, pfd, name, 0); err != nil {
+			return fmt.Errorf("build: linking %s to %s: %w", target, first, err)
+		}
+		return nil
+	})
+}
+
+// replace removes what is at target (its directory created as needed)
+// and runs create in that directory for target's last name.
+func (c *copier) replace(target string, create func(pfd int, name string) error) error {
 	pfd, name, err := c.parent(target)
 	if err != nil {
 		return err
@@ -272,10 +264,7 @@ func (c *copier) hardlink(first, target string) error {
 	if err := removeAt(pfd, name); err != nil {
 		return err
 	}
-	if err := unix.Linkat(ofd, oname, pfd, name, 0); err != nil {
-		return fmt.Errorf("build: linking %s to %s: %w", target, first, err)
-	}
-	return nil
+	return create(pfd, name)
 }
 
 // parent opens the directory of target (created as needed) and returns
