@@ -7,11 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"time"
 
-	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/runner/archive"
@@ -117,17 +113,17 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	if o.push && out != nil && out.Dest == output.Stdout {
 		return usageError(errors.New("--push prints to stdout: it cannot go with an --output to stdout"))
 	}
-	args, err := a.keyValues("--build-arg", o.buildArgs, true)
-	if err != nil {
-		return err
-	}
-	epoch, err := a.sourceDateEpoch(args)
+	args, err := build.KeyValues("--build-arg", o.buildArgs, a.lookupEnv)
 	if err != nil {
 		return usageError(err)
 	}
-	labels, err := a.keyValues("--label", o.labels, false)
+	epoch, err := build.SourceDateEpoch(args, a.lookupEnv)
 	if err != nil {
-		return err
+		return usageError(err)
+	}
+	labels, err := build.KeyValues("--label", o.labels, nil)
+	if err != nil {
+		return usageError(err)
 	}
 	secrets := map[string][]byte{}
 	for _, s := range o.secrets {
@@ -147,7 +143,9 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 
 		SourceDateEpoch: epoch,
 	}
-	if err := readDockerfile(contextArg, o.file, &opts); err != nil {
+	if err := build.LoadDockerfile(contextArg, o.file, os.Stdin, &opts); errors.Is(err, build.ErrInvalid) {
+		return usageError(err)
+	} else if err != nil {
 		return err
 	}
 	images, err := a.openImageStore(&o.imageFlags)
@@ -203,25 +201,6 @@ func (a *app) build(ctx context.Context, o *buildFlags, contextArg string) error
 	return nil
 }
 
-// sourceDateEpoch is the time of a reproducible build: the
-// SOURCE_DATE_EPOCH build arg, else the environment variable (then also
-// passed as the build arg, as docker buildx does); nil without either.
-func (a *app) sourceDateEpoch(args map[string]string) (*time.Time, error) {
-	v, ok := args[build.SourceDateEpochArg]
-	if !ok {
-		if v, ok = a.lookupEnv(build.SourceDateEpochArg); !ok || v == "" {
-			return nil, nil
-		}
-		args[build.SourceDateEpochArg] = v
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return nil, fmt.Errorf("%s=%q: want seconds since 1970", build.SourceDateEpochArg, v)
-	}
-	t := time.Unix(n, 0).UTC()
-	return &t, nil
-}
-
 // buildCaches adds the --cache-from sources and --cache-to targets.
 func (a *app) buildCaches(o *buildFlags, images *image.Store, client *pull.Client, opts *build.Options) error {
 	for _, s := range o.cacheFrom {
@@ -261,75 +240,6 @@ func (a *app) signalContext(ctx context.Context) (context.Context, func()) {
 		}
 	}()
 	return ctx, func() { stop(); cancel() }
-}
-
-// keyValues parses K=V flags; with fromEnv, a lone K takes the
-// environment's value (and is left out when unset).
-func (a *app) keyValues(flag string, kvs []string, fromEnv bool) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if k == "" {
-			return nil, usageError(fmt.Errorf("%s %q: want K=V", flag, kv))
-		}
-		if !ok {
-			if !fromEnv {
-				v = ""
-			} else if v, ok = a.lookupEnv(k); !ok {
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
-// readDockerfile reads the Dockerfile and the context's ignore patterns
-// into opts: CONTEXT "-" (or -f -) is stdin, without a context.
-func readDockerfile(contextArg, file string, opts *build.Options) error {
-	if contextArg == "-" || file == "-" {
-		if contextArg != "-" || (file != "" && file != "-") {
-			return usageError(errors.New("a Dockerfile from stdin goes with CONTEXT -, and without -f FILE"))
-		}
-		df, err := io.ReadAll(os.Stdin)
-		if err != nil {
-			return fmt.Errorf("reading the Dockerfile from stdin: %w", err)
-		}
-		opts.Dockerfile, opts.DockerfileName = df, "Dockerfile"
-		return nil
-	}
-	st, err := os.Stat(contextArg)
-	if err != nil {
-		return usageError(fmt.Errorf("build context: %w", err))
-	}
-	if !st.IsDir() {
-		return usageError(fmt.Errorf("build context %s is not a directory", contextArg))
-	}
-	opts.ContextDir = contextArg
-	if file == "" {
-		file = filepath.Join(contextArg, "Dockerfile")
-	}
-	df, err := os.ReadFile(file)
-	if err != nil {
-		return usageError(fmt.Errorf("reading the Dockerfile: %w", err))
-	}
-	opts.Dockerfile, opts.DockerfileName = df, filepath.Base(file)
-	ignore := file + ".dockerignore"
-	if _, err := os.Stat(ignore); err != nil {
-		ignore = filepath.Join(contextArg, ".dockerignore")
-	}
-	f, err := os.Open(ignore)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if opts.Ignore, err = ignorefile.ReadAll(f); err != nil {
-		return fmt.Errorf("%s: %w", ignore, err)
-	}
-	return nil
 }
 
 // writeArchive writes the images names name as one archive at dest
