@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -110,19 +109,8 @@ func (a *app) inspect(ctx context.Context, f *imageFlags, names []string, o insp
 			docs = append(docs, doc)
 		}
 	}
-	if tmpl == nil {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetEscapeHTML(false)
-		enc.SetIndent("", "    ")
-		if err := enc.Encode(docs); err != nil {
-			return err
-		}
-	} else {
-		for _, doc := range docs {
-			if err := tmpl.Execute(a.stdout, doc); err != nil {
-				return fmt.Errorf("template: %w", err)
-			}
-		}
+	if err := view.WriteDocuments(a.stdout, docs, tmpl); err != nil {
+		return err
 	}
 	for _, e := range errs {
 		fmt.Fprintln(a.stderr, e)

@@ -2,11 +2,14 @@ package view
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/format"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/layers"
 )
@@ -148,4 +151,22 @@ func (in Inspector) History(ref string, o HistoryOptions) ([]HistoryRow, error) 
 		sizes = append(sizes, l.Size)
 	}
 	return History(img, sizes, o)
+}
+
+// WriteDocuments prints inspect documents as docker does: without tmpl, one
+// JSON array indented by four spaces (HTML characters not escaped); with
+// it, each document through the template.
+func WriteDocuments(w io.Writer, docs []any, tmpl *format.Template) error {
+	if tmpl == nil {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "    ")
+		return enc.Encode(docs)
+	}
+	for _, doc := range docs {
+		if err := tmpl.Execute(w, doc); err != nil {
+			return fmt.Errorf("template: %w", err)
+		}
+	}
+	return nil
 }

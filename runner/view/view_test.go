@@ -230,3 +230,25 @@ func TestNewContainer(t *testing.T) {
 		t.Errorf("container without spec and image: %+v", doc)
 	}
 }
+
+func TestWriteDocuments(t *testing.T) {
+	docs := []any{map[string]string{"Id": "a<b"}, map[string]string{"Id": "c"}}
+	var b bytes.Buffer
+	if err := view.WriteDocuments(&b, docs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[\n    {\n        \"Id\": \"a<b\"\n    },\n    {\n        \"Id\": \"c\"\n    }\n]\n"; b.String() != want {
+		t.Errorf("JSON:\n%s\nwant:\n%s", b.String(), want)
+	}
+	tmpl, err := format.Parse("{{.Id}}", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := view.WriteDocuments(&b, docs, tmpl); err != nil || b.String() != "a<b\nc\n" {
+		t.Errorf("template: %q, %v", b.String(), err)
+	}
+	if err := view.WriteDocuments(&b, []any{docs}, tmpl); err == nil {
+		t.Error("a template that does not fit the document succeeded")
+	}
+}
