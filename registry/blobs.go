@@ -12,9 +12,12 @@ import (
 	"sync"
 
 	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/storage"
+	"github.com/berth-registry/berth/storage/store"
 )
 
 // getBlob answers GET and HEAD /v2/<name>/blobs/<digest>: a redirect to the
@@ -36,6 +39,11 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		stat = reg.store.BlobSize
 	}
 	size, err := stat(ctx, repo, d)
+	if t := target(r); t != nil && errors.Is(err, store.ErrBlobUnknown) {
+		if size, err = reg.cachedBlob(w, r, t, d); err != nil || size < 0 {
+			return err // served (size < 0), or failed
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -90,6 +98,57 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("sending blob %s: %w", d, err)
 	}
 	return nil
+}
+
+// cachedBlob answers a GET or HEAD of blob d of the cached repository t,
+// which the store lacks. It returns -1 when it answered (the blob streamed
+// from the upstream as it was stored), else the blob's size: for a HEAD
+// the upstream's, for a GET once the blob is stored and part of the
+// repository (fetched by another request, or stored for another
+// repository), for the caller to serve from the store.
+func (reg *Registry) cachedBlob(w http.ResponseWriter, r *http.Request, t *proxy.Target, d digest.Digest) (int64, error) {
+	ctx := r.Context()
+	if r.Method == http.MethodHead {
+		size, err := reg.cache.StatBlob(ctx, t, d)
+		if err != nil {
+			return 0, err
+		}
+		h := w.Header()
+		h.Set("Docker-Content-Digest", d.String())
+		h.Set("Content-Type", "application/octet-stream")
+		if size >= 0 {
+			h.Set("Content-Length", strconv.FormatInt(size, 10))
+		}
+		w.WriteHeader(http.StatusOK)
+		return -1, nil
+	}
+	rw, _ := w.(*responseWriter)
+	served, err := reg.cache.Blob(ctx, t, d, func(size int64) io.Writer {
+		h := w.Header()
+		h.Set("Docker-Content-Digest", d.String())
+		h.Set("Etag", `"`+d.String()+`"`)
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.FormatInt(size, 10))
+		w.WriteHeader(http.StatusOK)
+		return w
+	})
+	if rw != nil {
+		switch {
+		case err != nil:
+			rw.cache = "error"
+		case served:
+			rw.cache = string(proxy.Miss)
+		default:
+			rw.cache = string(proxy.Hit)
+		}
+	}
+	switch {
+	case err != nil:
+		return 0, err
+	case served:
+		return -1, nil
+	}
+	return reg.store.BlobSize(ctx, t.Repo, d)
 }
 
 // sendBuffers hold blob bytes on their way to a peer on this host.

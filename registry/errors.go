@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -82,6 +83,12 @@ var errorTable = []errorClass{
 	{err: auth.ErrUnauthorized, code: "UNAUTHORIZED", status: http.StatusUnauthorized, message: "authentication required"},
 	{err: auth.ErrDenied, code: "DENIED", status: http.StatusForbidden, message: "requested access to the resource is denied"},
 	{err: errRouteUnknown, code: "NOT_FOUND", status: http.StatusNotFound},
+	// The pull-through cache: the upstream's trouble is never a 404.
+	{err: proxy.ErrPushDenied, code: "DENIED", status: http.StatusForbidden},
+	{err: proxy.ErrNotMirrored, code: "DENIED", status: http.StatusForbidden},
+	{err: proxy.ErrUpstreamDenied, code: "DENIED", status: http.StatusForbidden},
+	{err: proxy.ErrUpstreamThrottled, code: "TOOMANYREQUESTS", status: http.StatusServiceUnavailable},
+	{err: proxy.ErrUpstreamUnavailable, code: "UNAVAILABLE", status: http.StatusBadGateway},
 	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
 }
 
@@ -183,6 +190,9 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
 		h.Set("Retry-After", strconv.Itoa(te.Seconds()))
+	}
+	if te, ok := errors.AsType[*proxy.ThrottledError](err); ok && te.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())))
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))

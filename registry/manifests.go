@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -59,9 +60,24 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	var m store.Manifest
-	if ref.digest != "" {
+	switch t := target(r); {
+	case t != nil:
+		var s proxy.Served
+		s, err = reg.cache.Manifest(ctx, t, ref.tag, ref.digest)
+		m = s.Manifest
+		if rw, ok := w.(*responseWriter); ok {
+			rw.cache = string(s.Result)
+			if err != nil {
+				rw.cache = "error"
+			}
+		}
+		if s.Result == proxy.Stale {
+			// RFC 7234's "response is stale"; the text says why.
+			w.Header().Set("Warning", `110 berth "stale: upstream `+t.Upstream()+` could not confirm the tag"`)
+		}
+	case ref.digest != "":
 		m, err = reg.store.GetManifest(ctx, repo, ref.digest)
-	} else {
+	default:
 		m, err = reg.store.GetManifestByTag(ctx, repo, ref.tag)
 	}
 	if err != nil {

@@ -3,7 +3,9 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -31,6 +34,9 @@ type Options struct {
 	// Proxies are the proxies whose X-Forwarded-For names the client in
 	// the access log and refusal warnings; nil: the TCP peer is the client.
 	Proxies *auth.TrustedProxies
+	// Cache is the pull-through cache of upstream registries; nil: every
+	// repository is local.
+	Cache *proxy.Cache
 }
 
 // GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
@@ -51,6 +57,7 @@ type Registry struct {
 	authorizer    auth.Authorizer // nil: no authentication
 	gcPolicy      GCPolicy
 	proxies       *auth.TrustedProxies
+	cache         *proxy.Cache // nil: no upstreams
 	router        http.Handler // routes' result
 }
 
@@ -68,6 +75,7 @@ func New(opts Options) (*Registry, error) {
 		authorizer:    opts.Authorizer,
 		gcPolicy:      opts.GC,
 		proxies:       opts.Proxies,
+		cache:         opts.Cache,
 	}
 	if reg.log == nil {
 		reg.log = slog.Default()
@@ -122,10 +130,19 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 		}
 		var repo string
 		var err error
+		var cached *proxy.Target
 		if rt.hasName {
 			repo = mux.Vars(r)["name"]
 			if err = manifest.ValidateName(repo); err != nil {
 				repo = shorten(repo) // for the access log: it may be huge
+			} else if cached, err = reg.cache.Resolve(repo, r.URL.Query().Get("ns")); cached != nil {
+				// A cached repository: authorized, stored and logged
+				// under its name in storage (docker.io/library/nginx),
+				// however the client named it.
+				repo = cached.Repo
+				vars := maps.Clone(mux.Vars(r))
+				vars["name"] = repo
+				r = mux.SetURLVars(r, vars).WithContext(context.WithValue(r.Context(), targetKey{}, cached))
 			}
 		}
 		var subject string
@@ -139,6 +156,9 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				askMountSource(r, ch)
 				subject = ch.Subject // who was refused, if known
 			}
+		}
+		if err == nil && cached != nil && !cached.AllowsPush() && isWrite(r.Method) {
+			err = fmt.Errorf("%w: %s is filled from upstream %s; push to a repository outside its prefix", proxy.ErrPushDenied, repo, cached.Upstream())
 		}
 		if err == nil {
 			err = h(rw, r)
@@ -169,7 +189,7 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 		status := rw.statusOrOK()
 		rt.metrics.observe(r.Method, status, in, rw.written, elapsed.Seconds())
 		if reg.accessLog {
-			reg.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			attrs := []slog.Attr{
 				slog.String("method", r.Method),
 				slog.String("route", rt.template),
 				slog.String("repository", repo),
@@ -181,7 +201,11 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				slog.String("remote", r.RemoteAddr),
 				slog.String("client", reg.client(r)),
 				slog.String("user_agent", r.UserAgent()),
-			)
+			}
+			if cached != nil {
+				attrs = append(attrs, slog.String("upstream", cached.Upstream()), slog.String("cache", rw.cache))
+			}
+			reg.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		}
 	})
 }
@@ -211,6 +235,22 @@ func (reg *Registry) client(r *http.Request) string {
 		return a.String()
 	}
 	return ""
+}
+
+// isWrite reports whether a request with method changes a repository's
+// content by pushing (a DELETE is cache management, and allowed).
+func isWrite(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
+}
+
+// targetKey is the request-context key of the *proxy.Target of a request
+// for a cached repository.
+type targetKey struct{}
+
+// target returns the cached repository r is for, nil for a local one.
+func target(r *http.Request) *proxy.Target {
+	t, _ := r.Context().Value(targetKey{}).(*proxy.Target)
+	return t
 }
 
 // identityKey is the request-context key of the *auth.Identity that serve

@@ -15,6 +15,9 @@ type responseWriter struct {
 	http.ResponseWriter
 	status  int   // 0 until the header is written
 	written int64 // body bytes
+	// cache is how the pull-through cache answered ("hit", "miss",
+	// "stale"), for the access log; "" when it did not.
+	cache string
 }
 
 func (w *responseWriter) WriteHeader(code int) {

@@ -171,7 +171,12 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	cache, err := newCache(cfg.Proxy, st, logger, metrics) // nil without upstreams
+	if err != nil {
+		return err
+	}
 	reg, err := registry.New(registry.Options{
+		Cache:         cache,
 		Proxies:       proxies,
 		Store:         st,
 		Logger:        logger,
@@ -212,6 +217,9 @@ func (a *app) serve(cfg *config.Config) error {
 	attrs = append(attrs, storageAttrs(cfg.Storage)...)
 	attrs = append(attrs, "deleteEnabled", cfg.Storage.Delete.Enabled, "sparseManifests", cfg.Storage.Manifests.Sparse)
 	attrs = append(attrs, authAttrs(cfg)...)
+	for _, u := range cfg.Proxy.Upstreams {
+		attrs = append(attrs, "upstream", u.Name+"="+u.Prefix+"<-"+u.URL)
+	}
 	attrs = append(attrs, "version", buildVersion())
 	logger.Info("listening", attrs...)
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -16,7 +17,8 @@ import (
 // its own file with its defaults and its validation; adding a section means
 // adding a field here (with a yaml tag), a line in Default, a call in
 // Validate, and its keys in configs/berth.yaml. Its environment variables
-// follow by themselves, except for a list of sections (gc.retention), which
+// follow by themselves, except for lists of sections (gc.retention,
+// proxy.upstreams), which
 // is set in YAML only (see YAMLOnlyKeys).
 type Config struct {
 	// Log configures the process logger.
@@ -30,6 +32,8 @@ type Config struct {
 	// GC configures garbage collection: periodic runs in the server and
 	// the defaults of `berth gc`.
 	GC GC `yaml:"gc"`
+	// Proxy configures the pull-through cache of upstream registries.
+	Proxy Proxy `yaml:"proxy"`
 }
 
 // Default returns the configuration used where no file, variable or flag
@@ -41,6 +45,7 @@ func Default() Config {
 		Storage: defaultStorage(),
 		Auth:    defaultAuth(),
 		GC:      defaultGC(),
+		Proxy:   defaultProxy(),
 	}
 }
 
@@ -57,6 +62,7 @@ func (c *Config) Validate() error {
 	c.Storage.validate(report)
 	c.validateAuth(report)
 	c.GC.validate(report)
+	c.Proxy.validate(report)
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
@@ -95,6 +101,7 @@ func Load(path string, lookupEnv func(string) (string, bool), overrides ...func(
 	for _, o := range overrides {
 		o(&c)
 	}
+	c.Proxy.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -115,6 +122,15 @@ func (c Config) Redacted() Config {
 			f.SetString(RedactedSecret)
 		}
 	}
+	// Lists of sections are YAML only, so not leaves: their secrets
+	// are redacted in copies of the lists.
+	ups := slices.Clone(c.Proxy.Upstreams)
+	for i := range ups {
+		if ups[i].Password != "" {
+			ups[i].Password = RedactedSecret
+		}
+	}
+	c.Proxy.Upstreams = ups
 	return c
 }
 

@@ -405,6 +405,7 @@ func TestEnvOverrides(t *testing.T) {
 		},
 		GC: config.GC{Interval: 30 * time.Minute, Grace: 0, DeleteUntagged: true, UploadMaxAge: 2 * time.Hour,
 			DryRun: true, Retention: []config.RetentionRule{}},
+		Proxy: config.Proxy{Upstreams: []config.Upstream{}},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
@@ -473,7 +474,7 @@ func TestPrecedence(t *testing.T) {
 // TestYAMLOnlyKeys: a list of rules has no environment variable, says so,
 // and a variable named after it is reported as unknown.
 func TestYAMLOnlyKeys(t *testing.T) {
-	if got, want := config.YAMLOnlyKeys(), []string{"gc.retention"}; !reflect.DeepEqual(got, want) {
+	if got, want := config.YAMLOnlyKeys(), []string{"gc.retention", "proxy.upstreams"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("YAMLOnlyKeys() = %q, want %q", got, want)
 	}
 	for _, v := range config.EnvVars() {

@@ -53,6 +53,11 @@ type ClientOptions struct {
 	// Backoff is the wait before the n-th consecutive retry without progress (n >= 1);
 	// nil means 250ms doubling up to 4s. A retry after progress does not wait.
 	Backoff func(n int) time.Duration
+	// Scheme, "http" or "https", is the only scheme tried for every registry; "" means
+	// the default choice (plain HTTP for loopback registries, HTTPS for others, and
+	// HTTP after HTTPS with Insecure). A client of one configured registry URL (the
+	// pull-through cache's) sets it from the URL.
+	Scheme string
 }
 
 // Client pulls images from registries. It remembers, per registry, the scheme that
@@ -152,6 +157,8 @@ func (c *Client) registry(ctx context.Context, host string) (*registryState, err
 // schemes returns the schemes to try for host, in order.
 func (c *Client) schemes(host string) []string {
 	switch {
+	case c.opts.Scheme != "":
+		return []string{c.opts.Scheme}
 	case isLoopback(host):
 		return []string{"http"}
 	case c.opts.Insecure:

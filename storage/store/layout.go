@@ -24,9 +24,15 @@ import (
 //	    │   ├── startedat                           RFC 3339 time the upload began
 //	    │   └── hashstates/<alg>/<offset>           hash state after <offset> bytes, so a resumed
 //	    │                                           upload never re-reads what it hashed
-//	    └── _referrers/<alg>/<hex>/<alg>/<hex>/descriptor
-//	                                                (Berth only) subject digest -> referrer digest:
-//	                                                the referrer's OCI descriptor as JSON
+//	    ├── _referrers/<alg>/<hex>/<alg>/<hex>/descriptor
+//	    │                                           (Berth only) subject digest -> referrer digest:
+//	    │                                           the referrer's OCI descriptor as JSON
+//	    └── _pulls/<alg>/<hex>                      (Berth only, cached repositories) written when
+//	                                                the manifest was last pulled, for cache retention
+//
+// and, beside them, Berth's own state under /docker/registry/v2/_berth/:
+// gc/ (garbage collection's interlock, gc.go) and proxy/claims/<alg>/<hex>
+// (which process downloads a blob from an upstream, mirror.go).
 //
 // A repository exists while it has a _manifests directory (Distribution's
 // catalog rule). Link files hold the digest string and nothing else.
@@ -88,6 +94,16 @@ func uploadStartedAtPath(repo, id string) string {
 
 func uploadHashStatePath(repo, id string, alg digest.Algorithm, offset int64) string {
 	return uploadPath(repo, id) + "/hashstates/" + string(alg) + "/" + itoa(offset)
+}
+
+func pullsPath(repo string) string { return repoPath(repo) + "/_pulls" }
+
+func pullPath(repo string, d digest.Digest) string {
+	return pullsPath(repo) + "/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func claimPath(d digest.Digest) string {
+	return rootPath + "/_berth/proxy/claims/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 func referrersPath(repo string, subject digest.Digest) string {
