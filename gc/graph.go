@@ -28,6 +28,9 @@ type Repository struct {
 	// use it (a manifest's subject comes from its body); Run completes the
 	// index from it.
 	Indexed map[digest.Digest][]digest.Digest
+	// Pulled is, in a cached repository (Options.Caches), when each
+	// manifest was last pulled, where a pull was recorded.
+	Pulled map[digest.Digest]time.Time
 }
 
 // Tag is where a tag points and when it was last pushed (the ModTime of its
@@ -80,6 +83,10 @@ type MarkOptions struct {
 	// while the collector ran (see store.Lease). A leased digest that is
 	// not a manifest of the repository is marked as a blob of it.
 	Leased map[string][]digest.Digest
+	// InUse, for the cached repositories that expire (ApplyCacheExpiry),
+	// are their manifests in use: there they are the roots besides tags
+	// and leases, and other untagged manifests are not kept.
+	InUse map[string]map[digest.Digest]bool
 }
 
 // Mark marks everything the roots of g reach.
@@ -105,9 +112,12 @@ func Mark(g Graph, opts MarkOptions) Marks {
 		for _, d := range opts.Leased[name] {
 			keep(d, "leased")
 		}
+		inUse, cached := opts.InUse[name]
 		for d, mf := range r.Manifests {
 			switch {
-			case !opts.DeleteUntagged:
+			case cached && inUse[d]:
+				keep(d, "pulled from the cache lately")
+			case !opts.DeleteUntagged && !cached:
 				keep(d, "untagged manifests are kept")
 			case !opts.Cutoff.IsZero() && !mf.ModTime.Before(opts.Cutoff):
 				keep(d, "newer than the cutoff")

@@ -31,6 +31,11 @@ type Options struct {
 	// Retention removes tags before marking; the first rule whose
 	// Repositories glob matches a repository applies to it.
 	Retention []RetentionRule
+	// Caches are the pull-through cache's prefixes and their lifetimes:
+	// in a cached repository a manifest not pulled for its rule's
+	// ExpireAfter goes, with its tags (see ApplyCacheExpiry), whatever
+	// DeleteUntagged says; blobs that other manifests need stay.
+	Caches []CacheRule
 	// DryRun plans without deleting anything. A real run on the same data
 	// deletes exactly what its dry run planned (less what clients relied
 	// on meanwhile: see Report.Spared).
@@ -162,7 +167,8 @@ type KeptItem struct {
 	Repository string        `json:"repository,omitempty"`
 	Digest     digest.Digest `json:"digest"`
 	// Reason is one of: "tagged <tag>", "child of <digest>", "referrer of
-	// <digest>", "untagged manifests are kept", "referenced by <repo>@<digest>",
-	// "newer than the cutoff", "leased" (a client relied on it during the run).
+	// <digest>", "untagged manifests are kept", "pulled from the cache
+	// lately", "referenced by <repo>@<digest>", "newer than the cutoff",
+	// "leased" (a client relied on it during the run).
 	Reason string `json:"reason"`
 }

@@ -31,6 +31,22 @@ const (
 // of the repositories finds it), and the three parts of each repository
 // and its manifests several at a time.
 func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
+	return readGraph(ctx, st, nil)
+}
+
+// ReadGraphWithPulls is ReadGraph that also reads, for the cached
+// repositories whose rule expires content, when their manifests were last
+// pulled (Repository.Pulled), as Usage and a collection need.
+func ReadGraphWithPulls(ctx context.Context, st *store.Store, caches []CacheRule) (Graph, error) {
+	return readGraph(ctx, st, func(name string) bool {
+		r, ok := cacheRule(caches, name)
+		return ok && r.ExpireAfter > 0
+	})
+}
+
+// readGraph is ReadGraph that also reads the pull notes (Repository.Pulled)
+// of the repositories pulls names.
+func readGraph(ctx context.Context, st *store.Store, pulls func(name string) bool) (Graph, error) {
 	g := Graph{Repositories: map[string]Repository{}, Blobs: map[digest.Digest]Blob{}}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
@@ -45,7 +61,7 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 		rg.SetLimit(repoConcurrency)
 		err := st.WalkRepositoryDirs(rctx, func(name string) error {
 			rg.Go(func() error {
-				r, err := readRepository(rctx, st, name)
+				r, err := readRepository(rctx, st, name, pulls != nil && pulls(name))
 				if err != nil {
 					return err
 				}
@@ -67,7 +83,7 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 
 // readRepository reads one repository's part of the graph: its manifests,
 // tags, layer links and referrers index at once.
-func readRepository(ctx context.Context, st *store.Store, name string) (Repository, error) {
+func readRepository(ctx context.Context, st *store.Store, name string, pulls bool) (Repository, error) {
 	r := Repository{
 		Manifests:  map[digest.Digest]Manifest{},
 		Tags:       map[string]Tag{},
@@ -106,6 +122,13 @@ func readRepository(ctx context.Context, st *store.Store, name string) (Reposito
 		}
 		return nil
 	})
+	if pulls {
+		eg.Go(func() error {
+			p, err := st.Pulls(ectx, name)
+			r.Pulled = p
+			return err
+		})
+	}
 	eg.Go(func() error {
 		entries, err := st.ReferrerEntries(ectx, name)
 		if err != nil {

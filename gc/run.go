@@ -75,7 +75,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		opts.hooks.afterStart()
 	}
 
-	g, err := ReadGraph(ctx, st)
+	g, err := ReadGraphWithPulls(ctx, st, opts.Caches)
 	if err != nil {
 		return rep, err
 	}
@@ -214,9 +214,15 @@ func plan(g Graph, opts Options, rep *Report) (sweepPlan, error) {
 	if err != nil {
 		return sweepPlan{}, err
 	}
+	inUse, expired := ApplyCacheExpiry(g, opts.Caches, rep.Start)
+	for _, t := range expired {
+		if !slices.ContainsFunc(tags, func(o TagItem) bool { return o.Repository == t.Repository && o.Tag == t.Tag }) {
+			tags = append(tags, t)
+		}
+	}
 	rep.Tags = tags
 	g = withoutTags(g, tags)
-	marks := Mark(g, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: rep.Cutoff})
+	marks := Mark(g, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: rep.Cutoff, InUse: inUse})
 	p := Sweep(g, marks, rep.Cutoff)
 	sp := sweepPlan{graph: g, sizes: map[digest.Digest]int64{}}
 	for _, m := range p.Manifests {

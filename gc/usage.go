@@ -20,6 +20,15 @@ type UsageOptions struct {
 	// "" lists every repository. It must be valid (see ValidateGlob): an
 	// invalid glob lists none.
 	Repositories string
+	// Caches are the pull-through cache's prefixes: their repositories are
+	// reported as caches (RepositoryUsage.Cache, UsageTotal.CacheBytes),
+	// and their manifests expire as a collection at Now would expire them
+	// (ApplyCacheExpiry; the graph must hold their pulls, see
+	// ReadGraphWithPulls).
+	Caches []CacheRule
+	// Now is when the expiry of cached manifests is judged; zero means
+	// Cutoff.
+	Now time.Time
 }
 
 // UsageReport is the storage used per repository, as "berth du --json" and
@@ -39,6 +48,9 @@ type UsageReport struct {
 // the stored blobs; a referenced blob that is not stored counts for nothing.
 type RepositoryUsage struct {
 	Name string `json:"name"`
+	// Cache is the prefix of the upstream the repository is a cache of,
+	// "" for a local repository.
+	Cache string `json:"cache,omitempty"`
 	// Bytes is the size of the blobs the repository's kept manifests mark
 	// (their bodies, configs, layers and children), each counted once.
 	Bytes int64 `json:"bytes"`
@@ -80,13 +92,28 @@ type UsageTotal struct {
 	// Manifests and Tags are the sums of the repositories' counts.
 	Manifests int `json:"manifests"`
 	Tags      int `json:"tags"`
+	// LocalBytes and CacheBytes split Bytes between the listed local
+	// repositories and the listed caches of upstreams, each blob counted
+	// once in each; a blob both mark counts in both.
+	LocalBytes int64 `json:"localBytes"`
+	CacheBytes int64 `json:"cacheBytes"`
 }
 
 // Usage reports the storage each repository of g uses, what it shares with
 // other repositories and what a collection would reclaim from it, marking
 // and sweeping by the rules of Mark and Sweep. It reads nothing but g.
 func Usage(g Graph, opts UsageOptions) UsageReport {
-	marks := Mark(g, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: opts.Cutoff})
+	var inUse map[string]map[digest.Digest]bool
+	if len(opts.Caches) > 0 {
+		now := opts.Now
+		if now.IsZero() {
+			now = opts.Cutoff
+		}
+		var expired []TagItem
+		inUse, expired = ApplyCacheExpiry(g, opts.Caches, now)
+		g = withoutTags(g, expired)
+	}
+	marks := Mark(g, MarkOptions{DeleteUntagged: opts.DeleteUntagged, Cutoff: opts.Cutoff, InUse: inUse})
 	plan := Sweep(g, marks, opts.Cutoff)
 	reclaimable := make(map[digest.Digest]bool, len(plan.Blobs))
 	for _, d := range plan.Blobs {
@@ -108,8 +135,9 @@ func Usage(g Graph, opts UsageOptions) UsageReport {
 	linked := map[digest.Digest]bool{}
 
 	rep := UsageReport{Cutoff: opts.Cutoff, DeleteUntagged: opts.DeleteUntagged, Repositories: []RepositoryUsage{}}
-	used := map[digest.Digest]bool{}      // the union of the listed repositories' marks
-	reclaimed := map[digest.Digest]bool{} // the union of their reclaimable blobs
+	used := map[digest.Digest]bool{}            // the union of the listed repositories' marks
+	usedBy := [2]map[digest.Digest]bool{{}, {}} // the same for local [0] and cached [1] repositories
+	reclaimed := map[digest.Digest]bool{}       // the union of their reclaimable blobs
 	names := make([]string, 0, len(g.Repositories))
 	for name := range g.Repositories {
 		names = append(names, name)
@@ -138,6 +166,10 @@ func Usage(g Graph, opts UsageOptions) UsageReport {
 		}
 
 		u := RepositoryUsage{Name: name, Tags: len(r.Tags)}
+		group := 0
+		if rule, ok := cacheRule(opts.Caches, name); ok {
+			u.Cache, group = rule.Prefix, 1
+		}
 		marked := marks.Repositories[name]
 		for d := range r.Manifests {
 			if marked[d] {
@@ -155,6 +187,7 @@ func Usage(g Graph, opts UsageOptions) UsageReport {
 				u.SharedBytes += b.Size
 			}
 			used[d] = true
+			usedBy[group][d] = true
 		}
 		for d := range here {
 			u.ReclaimableBytes += g.Blobs[d].Size
@@ -173,6 +206,12 @@ func Usage(g Graph, opts UsageOptions) UsageReport {
 		if markedBy[d] > 1 {
 			rep.Total.SharedBytes += size
 		}
+	}
+	for d := range usedBy[0] {
+		rep.Total.LocalBytes += g.Blobs[d].Size
+	}
+	for d := range usedBy[1] {
+		rep.Total.CacheBytes += g.Blobs[d].Size
 	}
 	for d := range reclaimed {
 		rep.Total.ReclaimableBytes += g.Blobs[d].Size

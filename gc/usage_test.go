@@ -103,7 +103,7 @@ func TestUsageSharedLayer(t *testing.T) {
 			{Name: "b", Bytes: f.size("m2", "c2", "shared"), SharedBytes: f.size("shared"), Manifests: 1, Tags: 2, Blobs: 3},
 		},
 		Total: UsageTotal{Repositories: 2, Bytes: f.size("m1", "c1", "m2", "c2", "shared"), Blobs: 5,
-			SharedBytes: f.size("shared"), Manifests: 2, Tags: 3},
+			SharedBytes: f.size("shared"), Manifests: 2, Tags: 3, LocalBytes: f.size("m1", "c1", "m2", "c2", "shared")},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Usage:\n got %+v\nwant %+v", got, want)
@@ -222,7 +222,8 @@ func TestUsageGlob(t *testing.T) {
 		Total: UsageTotal{Repositories: 3,
 			Bytes: f.size("m-app", "c-app", "base", "app", "m-db", "c-db", "db"), Blobs: 7,
 			SharedBytes: f.size("base", "app"), ReclaimableBytes: f.size("c-dropped"),
-			UnlinkedReclaimableBytes: f.size("m-dropped"), Manifests: 2, Tags: 2},
+			UnlinkedReclaimableBytes: f.size("m-dropped"), Manifests: 2, Tags: 2,
+			LocalBytes: f.size("m-app", "c-app", "base", "app", "m-db", "c-db", "db")},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Usage team/*:\n got %+v\nwant %+v", got, want)
@@ -252,7 +253,7 @@ func TestUsageJSON(t *testing.T) {
 		Cutoff:       time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 		Repositories: []RepositoryUsage{{Name: "a", Bytes: 1, SharedBytes: 2, ReclaimableBytes: 3, Manifests: 4, Tags: 5, Blobs: 6}},
 		Total: UsageTotal{Repositories: 1, Bytes: 7, Blobs: 8, SharedBytes: 9, ReclaimableBytes: 10,
-			UnlinkedReclaimableBytes: 11, Manifests: 12, Tags: 13},
+			UnlinkedReclaimableBytes: 11, Manifests: 12, Tags: 13, LocalBytes: 14, CacheBytes: 15},
 	}
 	b, err := json.Marshal(rep)
 	if err != nil {
@@ -261,7 +262,7 @@ func TestUsageJSON(t *testing.T) {
 	const want = `{"cutoff":"2025-01-02T03:04:05Z","deleteUntagged":false,` +
 		`"repositories":[{"name":"a","bytes":1,"sharedBytes":2,"reclaimableBytes":3,"manifests":4,"tags":5,"blobs":6}],` +
 		`"total":{"repositories":1,"bytes":7,"blobs":8,"sharedBytes":9,"reclaimableBytes":10,` +
-		`"unlinkedReclaimableBytes":11,"manifests":12,"tags":13}}`
+		`"unlinkedReclaimableBytes":11,"manifests":12,"tags":13,"localBytes":14,"cacheBytes":15}}`
 	if string(b) != want {
 		t.Errorf("JSON:\n got %s\nwant %s", b, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/auth"
+	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/storage/store"
@@ -43,6 +44,10 @@ type Options struct {
 type GCPolicy struct {
 	Grace          time.Duration // zero: gc.DefaultGrace; negative: none
 	DeleteUntagged bool
+	// Caches are the pull-through cache's prefixes and lifetimes: their
+	// repositories are reported as caches, their expired manifests as
+	// reclaimable.
+	Caches []gc.CacheRule
 }
 
 // Registry is the HTTP handler of the distribution API. Its handlers are

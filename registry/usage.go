@@ -82,7 +82,7 @@ func (c *usageCache) report(ctx context.Context, glob string) (gc.UsageReport, e
 		// The cutoff counts from before the read, as in gc.Run: what is
 		// written meanwhile is recent, so never counted reclaimable.
 		begun := time.Now()
-		g, err := gc.ReadGraph(ctx, c.st)
+		g, err := gc.ReadGraphWithPulls(ctx, c.st, c.policy.Caches)
 		if err != nil {
 			return gc.UsageReport{}, err
 		}
@@ -103,5 +103,6 @@ func (c *usageCache) report(ctx context.Context, glob string) (gc.UsageReport, e
 	if grace == 0 {
 		grace = gc.DefaultGrace
 	}
-	return gc.Usage(s.graph, gc.UsageOptions{Cutoff: s.begun.Add(-max(grace, 0)), DeleteUntagged: c.policy.DeleteUntagged, Repositories: glob}), nil
+	return gc.Usage(s.graph, gc.UsageOptions{Cutoff: s.begun.Add(-max(grace, 0)), Now: s.begun,
+		DeleteUntagged: c.policy.DeleteUntagged, Repositories: glob, Caches: c.policy.Caches}), nil
 }

@@ -114,7 +114,8 @@ func TestUsage(t *testing.T) {
 		t.Errorf("repositories:\n got %+v\nwant %+v", all.Repositories, wantRepos)
 	}
 	wantTotal := gc.UsageTotal{Repositories: 3, Bytes: a.size() + b.size() + c.size(), Blobs: 9, SharedBytes: a.size(),
-		ReclaimableBytes: dbUsage.ReclaimableBytes, UnlinkedReclaimableBytes: int64(len(gone.manifest.data)), Manifests: 4, Tags: 3}
+		ReclaimableBytes: dbUsage.ReclaimableBytes, UnlinkedReclaimableBytes: int64(len(gone.manifest.data)), Manifests: 4, Tags: 3,
+		LocalBytes: a.size() + b.size() + c.size()}
 	if all.Total != wantTotal {
 		t.Errorf("total:\n got %+v\nwant %+v", all.Total, wantTotal)
 	}

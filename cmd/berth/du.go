@@ -110,9 +110,11 @@ func (a *app) du(ctx context.Context, cfg *config.Config, opts gc.UsageOptions, 
 	st := store.New(driver, store.Options{Logger: newLogger(a.stderr, cfg.Log)})
 	// The cutoff is taken before reading, as gc.Run does: what is written
 	// while the graph is read is recent, so never reclaimable.
-	opts.Cutoff = time.Now().Add(-grace)
+	opts.Now = time.Now()
+	opts.Cutoff = opts.Now.Add(-grace)
+	opts.Caches = cacheRules(cfg.Proxy)
 	defer a.procsForWalks()()
-	g, err := gc.ReadGraph(ctx, st)
+	g, err := gc.ReadGraphWithPulls(ctx, st, opts.Caches)
 	if err != nil {
 		return fmt.Errorf("reading the reference graph: %w", err)
 	}
@@ -122,13 +124,14 @@ func (a *app) du(ctx context.Context, cfg *config.Config, opts gc.UsageOptions, 
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	return writeUsageTable(a.stdout, rep, opts.Repositories == "")
+	return writeUsageTable(a.stdout, rep, opts.Repositories == "", len(opts.Caches) > 0)
 }
 
 // writeUsageTable prints rep as a table with a TOTAL line; with
 // unlinked set (every repository listed), a "(unlinked)" line too, counted
-// in the total's reclaimable bytes.
-func writeUsageTable(w io.Writer, rep gc.UsageReport, unlinked bool) error {
+// in the total's reclaimable bytes; with caches set (upstreams are
+// configured), LOCAL and CACHE lines splitting the total's size.
+func writeUsageTable(w io.Writer, rep gc.UsageReport, unlinked, caches bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tSIZE\tSHARED\tRECLAIMABLE\tMANIFESTS\tTAGS")
 	for _, r := range rep.Repositories {
@@ -143,6 +146,10 @@ func writeUsageTable(w io.Writer, rep gc.UsageReport, unlinked bool) error {
 	}
 	fmt.Fprintf(tw, "TOTAL\t%s\t%s\t%s\t%d\t%d\n", humanBytes(t.Bytes), humanBytes(t.SharedBytes),
 		humanBytes(reclaimable), t.Manifests, t.Tags)
+	if caches {
+		fmt.Fprintf(tw, "LOCAL\t%s\t-\t-\t-\t-\n", humanBytes(t.LocalBytes))
+		fmt.Fprintf(tw, "CACHE\t%s\t-\t-\t-\t-\n", humanBytes(t.CacheBytes))
+	}
 	return tw.Flush()
 }
 

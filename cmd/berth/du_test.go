@@ -123,7 +123,7 @@ func TestDU(t *testing.T) {
 	}
 	wantTotal := gc.UsageTotal{Repositories: 3, Bytes: f.sizes["app"] + f.sizes["db"] + f.sizes["untagged"] + f.base, Blobs: 10,
 		SharedBytes: f.sizes["app"] + f.base, ReclaimableBytes: f.layer["gone"], UnlinkedReclaimableBytes: f.body["gone"],
-		Manifests: 4, Tags: 3}
+		Manifests: 4, Tags: 3, LocalBytes: f.sizes["app"] + f.sizes["db"] + f.sizes["untagged"] + f.base}
 	if rep.Total != wantTotal {
 		t.Errorf("total:\n got %+v\nwant %+v", rep.Total, wantTotal)
 	}

@@ -114,6 +114,7 @@ Exit codes: 0 on success, 2 for a bad flag, rule or configuration, 1 otherwise.`
 			if err != nil {
 				return usageError(err)
 			}
+			opts.Caches = cacheRules(cfg.Proxy)
 			opts.Explain = explain
 			return a.gc(cmd.Context(), cfg, opts, gcOutput{json: asJSON, verbose: verbose})
 		},
@@ -170,6 +171,15 @@ func gcOptions(c config.GC) (gc.Options, error) {
 		opts.Retention = append(opts.Retention, rule)
 	}
 	return opts, nil
+}
+
+// cacheRules are the lifetimes of the pull-through cache's upstreams.
+func cacheRules(p config.Proxy) []gc.CacheRule {
+	var out []gc.CacheRule
+	for _, u := range p.Upstreams {
+		out = append(out, gc.CacheRule{Prefix: u.Prefix, ExpireAfter: u.ExpireAfter})
+	}
+	return out
 }
 
 // parseRetentionRules parses the values of --retention (see

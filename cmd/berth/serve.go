@@ -171,6 +171,9 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if collector != nil {
+		collector.opts.Caches = cacheRules(cfg.Proxy)
+	}
 	cache, err := newCache(cfg.Proxy, st, logger, metrics) // nil without upstreams
 	if err != nil {
 		return err
@@ -184,7 +187,8 @@ func (a *app) serve(cfg *config.Config) error {
 		AccessLog:     cfg.Log.AccessLog,
 		DeleteEnabled: cfg.Storage.Delete.Enabled,
 		Authorizer:    authorizer,
-		GC:            registry.GCPolicy{Grace: gcGrace(cfg.GC.Grace), DeleteUntagged: cfg.GC.DeleteUntagged},
+		GC: registry.GCPolicy{Grace: gcGrace(cfg.GC.Grace), DeleteUntagged: cfg.GC.DeleteUntagged,
+			Caches: cacheRules(cfg.Proxy)},
 	})
 	if err != nil {
 		return err

@@ -136,6 +136,7 @@ func (it Item) files() []string {
 		for _, t := range it.TagHistory {
 			out = append(out, tagIndexLinkPath(it.Repository, t, it.Digest))
 		}
+		out = append(out, pullPath(it.Repository, it.Digest)) // a cached manifest's pull note, if any
 	}
 	return out
 }
