@@ -122,7 +122,6 @@ func (reg *Registry) cachedBlob(w http.ResponseWriter, r *http.Request, t *proxy
 		w.WriteHeader(http.StatusOK)
 		return -1, nil
 	}
-	rw, _ := w.(*responseWriter)
 	served, err := reg.cache.Blob(ctx, t, d, func(size int64) io.Writer {
 		h := w.Header()
 		h.Set("Docker-Content-Digest", d.String())
@@ -132,16 +131,11 @@ func (reg *Registry) cachedBlob(w http.ResponseWriter, r *http.Request, t *proxy
 		w.WriteHeader(http.StatusOK)
 		return w
 	})
-	if rw != nil {
-		switch {
-		case err != nil:
-			rw.cache = "error"
-		case served:
-			rw.cache = string(proxy.Miss)
-		default:
-			rw.cache = string(proxy.Hit)
-		}
+	res := proxy.Hit
+	if served {
+		res = proxy.Miss
 	}
+	noteCache(w, res, err)
 	switch {
 	case err != nil:
 		return 0, err

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/berth-registry/berth/registry/proxy"
+
 	"github.com/gorilla/mux"
 )
 
@@ -22,7 +24,14 @@ func (reg *Registry) listTags(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tags, err := reg.store.Tags(r.Context(), repo)
+	var tags []string
+	if t := target(r); t != nil {
+		var res proxy.Result
+		tags, res, err = reg.cache.Tags(r.Context(), t)
+		noteCache(w, res, err)
+	} else {
+		tags, err = reg.store.Tags(r.Context(), repo)
+	}
 	if err != nil {
 		return err
 	}

@@ -65,12 +65,7 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		var s proxy.Served
 		s, err = reg.cache.Manifest(ctx, t, ref.tag, ref.digest)
 		m = s.Manifest
-		if rw, ok := w.(*responseWriter); ok {
-			rw.cache = string(s.Result)
-			if err != nil {
-				rw.cache = "error"
-			}
-		}
+		noteCache(w, s.Result, err)
 		if s.Result == proxy.Stale {
 			// RFC 7234's "response is stale"; the text says why.
 			w.Header().Set("Warning", `110 berth "stale: upstream `+t.Upstream()+` could not confirm the tag"`)

@@ -8,6 +8,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-registry/berth/manifest"
+	"github.com/berth-registry/berth/registry/proxy"
 )
 
 // referrers answers GET /v2/<name>/referrers/<digest>[?artifactType=<type>]
@@ -19,7 +20,14 @@ func (reg *Registry) referrers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	artifactType := r.URL.Query().Get("artifactType")
-	descs, err := reg.store.Referrers(r.Context(), vars["name"], d, artifactType)
+	var descs []v1.Descriptor
+	if t := target(r); t != nil {
+		var res proxy.Result
+		descs, res, err = reg.cache.Referrers(r.Context(), t, d, artifactType)
+		noteCache(w, res, err)
+	} else {
+		descs, err = reg.store.Referrers(r.Context(), vars["name"], d, artifactType)
+	}
 	if err != nil {
 		return err
 	}

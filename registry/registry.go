@@ -258,6 +258,17 @@ func target(r *http.Request) *proxy.Target {
 	return t
 }
 
+// noteCache records how the cache answered, for the access log: res, or
+// "error" when err is set.
+func noteCache(w http.ResponseWriter, res proxy.Result, err error) {
+	if rw, ok := w.(*responseWriter); ok {
+		rw.cache = string(res)
+		if err != nil {
+			rw.cache = "error"
+		}
+	}
+}
+
 // identityKey is the request-context key of the *auth.Identity that serve
 // authorized; only the upload handler reads it, for the source of a mount.
 type identityKey struct{}
