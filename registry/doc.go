@@ -2,6 +2,10 @@
 // tags, catalog, referrers) over a storage/store.Store, plus health, readiness
 // and Prometheus endpoints and the storage-usage report (/v2/_berth/usage).
 //
-// It may import the store, manifest, storage, auth and gc packages,
+// Repositories under an upstream's prefix are served by the pull-through
+// cache (registry/proxy), which serve resolves for every request naming a
+// repository.
+//
+// It may import the store, manifest, storage, auth, gc and registry/proxy packages,
 // gorilla/mux and the Prometheus client; nothing it imports may import it.
 package registry

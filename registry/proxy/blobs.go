@@ -80,10 +80,12 @@ func (c *Cache) Blob(ctx context.Context, t *Target, d digest.Digest, begin func
 			case <-ctx.Done():
 				return false, ctx.Err()
 			}
-			if f.err != nil {
+			if f.err != nil && !(errors.Is(f.err, context.Canceled) && ctx.Err() == nil) {
 				return false, f.err
 			}
-			continue // stored, perhaps for another repository: look again
+			// Stored, perhaps for another repository, or the request
+			// that led went away before the download began: look again.
+			continue
 		}
 		served, err = c.lead(ctx, t, d, begin)
 		f.err = err
@@ -297,6 +299,10 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	}
 	return served, nil
 }
+
+// CountHit counts a request for a blob of the cached repository t that the
+// store answered without the cache (it held the blob).
+func (c *Cache) CountHit(t *Target) { c.metrics.result(t.up.Name, "blob", Hit) }
 
 // StatBlob answers a HEAD for blob d of the cached repository t, which the
 // store lacks, by asking the upstream; it stores nothing.
