@@ -36,7 +36,7 @@ func newCache(cfg config.Proxy, st *store.Store, logger *slog.Logger, metrics *p
 		ups = append(ups, proxy.Upstream{
 			Name: u.Name, URL: u.URL, Prefix: u.Prefix, Credentials: creds, Transport: tr,
 			TagFreshness: u.TagFreshness, ReadTimeout: u.ReadTimeout,
-			Include: u.Include, Exclude: u.Exclude, AllowPush: u.AllowPush,
+			Include: u.Include, Exclude: u.Exclude, AllowPush: u.AllowPush, ExpireAfter: u.ExpireAfter,
 		})
 	}
 	return proxy.New(proxy.Options{Store: st, Upstreams: ups, Logger: logger, Metrics: metrics,

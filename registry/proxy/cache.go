@@ -166,15 +166,21 @@ type pullKey struct {
 // by one process: retention counts in days.
 const pullNoteEvery = 10 * time.Minute
 
-// notePull records that manifest d of repo was pulled, at most every
-// pullNoteEvery per process. A failure is only logged: the pull itself
-// succeeded.
-func (c *Cache) notePull(ctx context.Context, repo string, d digest.Digest) {
+// notePull records that manifest d of the cached repository t was pulled,
+// at most every pullNoteEvery per process (more often for a shorter
+// ExpireAfter: every eighth of it). A failure is only logged: the pull
+// itself succeeded.
+func (c *Cache) notePull(ctx context.Context, t *Target, d digest.Digest) {
+	repo := t.Repo
+	every := pullNoteEvery
+	if e := t.up.ExpireAfter; e > 0 {
+		every = min(every, e/8)
+	}
 	k := pullKey{repo, d}
 	now := time.Now()
 	c.mu.Lock()
 	last, ok := c.pulls[k]
-	due := !ok || now.Sub(last) >= pullNoteEvery
+	due := !ok || now.Sub(last) >= every
 	if due {
 		c.pulls[k] = now
 		if len(c.pulls) > 100_000 { // bound the memo; forgetting costs one write each

@@ -50,7 +50,7 @@ func (c *Cache) Manifest(ctx context.Context, t *Target, tag string, d digest.Di
 		return s, err
 	}
 	c.metrics.result(t.up.Name, "manifest", s.Result)
-	c.notePull(ctx, t.Repo, s.Digest)
+	c.notePull(ctx, t, s.Digest)
 	if s.Result == Stale {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "serving a cached tag the upstream could not confirm",
 			slog.String("upstream", t.up.Name), slog.String("repository", t.Repo), slog.String("tag", tag),

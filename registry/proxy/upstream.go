@@ -44,6 +44,9 @@ type Upstream struct {
 	// AllowPush lets clients push into the prefix (kept here, never sent
 	// upstream); false refuses pushes with ErrPushDenied.
 	AllowPush bool
+	// ExpireAfter is the cache lifetime garbage collection applies (see
+	// gc.CacheRule); pulls are noted often enough for it. Zero: none.
+	ExpireAfter time.Duration
 }
 
 // upstream is an Upstream ready for use.
