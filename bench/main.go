@@ -38,6 +38,11 @@
 //
 //	go run ./bench -berth bin/berth -only gc
 //
+// Then (bench/proxy.go) a GET of a 1 GiB blob through berth's pull-through
+// cache against docker-registry in proxy mode, both in front of one upstream
+// berth: time to first byte and total, cold (fresh storage) and warm, and
+// the same GET of the upstream's local content; -only proxy runs it alone.
+//
 // Then (bench/run.go) berth run and berth pull, and (bench/push.go) berth push
 // of the debian test image against skopeo copy, cold and warm; -only run and
 // -only push run those alone. Last (bench/build.go), berth build against
@@ -99,7 +104,7 @@ func main() {
 		limit      = flag.Duration("timeout", 30*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
-		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), push (berth push against skopeo copy), build (berth build against buildctl build and buildah bud), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), proxy (a blob GET through berth's pull-through cache against docker-registry's proxy mode), push (berth push against skopeo copy), build (berth build against buildctl build and buildah bud), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
 		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 		profileDir = flag.String("cpuprofile", "", "berth writes its CPU and allocation profiles into this `DIR`")
 	)
@@ -127,10 +132,14 @@ func main() {
 		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return pushCase(ctx, bin, dir, max(*pushReps, 1)) })
 	case "build":
 		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return buildCase(ctx, bin, dir, max(*buildReps, 1)) })
+	case "proxy":
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error {
+			return proxyCase(ctx, bin, *drBin, dir, max(*proxyReps, 1), *proxySizeMiB<<20)
+		})
 	case "gc-root":
 		err = writeGCRootOnly(*dir)
 	default:
-		err = fmt.Errorf("-only %q: want gc, run, push, build or gc-root", *only)
+		err = fmt.Errorf("-only %q: want gc, proxy, run, push, build or gc-root", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -315,6 +324,12 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 		slices.Contains(kinds, integration.Berth) && slices.Contains(kinds, integration.DockerRegistry) {
 		if err := runGC(ctx, berthBin, drBin, dir, b.gcReps); err != nil {
 			return fmt.Errorf("gc: %w", err)
+		}
+	}
+	if kinds := strings.Split(registries, ","); *proxyReps > 0 && targetURL == "" &&
+		slices.Contains(kinds, integration.Berth) && slices.Contains(kinds, integration.DockerRegistry) {
+		if err := proxyCase(ctx, berthBin, drBin, dir, *proxyReps, *proxySizeMiB<<20); err != nil {
+			return fmt.Errorf("proxy: %w", err)
 		}
 	}
 	if *runReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
@@ -722,7 +737,13 @@ func (b *bench) do(req *http.Request, want int) (*http.Response, error) {
 
 // startUpload POSTs a new upload session and returns its location.
 func (b *bench) startUpload(ctx context.Context, base string) (*url.URL, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/"+repo+"/blobs/uploads/", nil)
+	return b.startUploadTo(ctx, base, repo)
+}
+
+// startUploadTo POSTs a new upload session to repository name and returns
+// its location.
+func (b *bench) startUploadTo(ctx context.Context, base, name string) (*url.URL, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v2/"+name+"/blobs/uploads/", nil)
 	resp, err := b.do(req, http.StatusAccepted)
 	if err != nil {
 		return nil, err

@@ -55,8 +55,10 @@ type Options struct {
 	// Auth is Berth's auth section, YAML without the "auth:" line, indented
 	// by two spaces ("  mode: token\n..."); "" for none.
 	Auth string
-	// Extra is YAML appended to Berth's config: whole top-level sections
-	// the other options do not write ("gc:\n  interval: 1s\n"); "" for none.
+	// Extra is YAML appended to the config of Berth, docker-registry or
+	// Distribution v3: whole top-level sections the other options do not
+	// write ("gc:\n  interval: 1s\n", "proxy:\n  remoteurl: ...\n"); ""
+	// for none.
 	Extra string
 }
 
@@ -222,6 +224,7 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 		// config of Distribution v3's container image.
 		b.WriteString("  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\n")
 		fmt.Fprintf(&b, "http:\n  addr: %s\n", host)
+		b.WriteString(o.Extra)
 		return bin, []string{"serve", cfgPath}, b.String()
 	default: // Berth; keys as in configs/berth.yaml
 		var b strings.Builder
