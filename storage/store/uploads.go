@@ -99,7 +99,7 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, start int64, 
 	if start >= 0 && start != u.Size {
 		return u, &RangeError{Size: u.Size, Start: start}
 	}
-	size, h, err := s.appendData(ctx, u, r, false)
+	size, h, err := s.appendData(ctx, u, r, nil)
 	u.Size = size
 	if h != nil {
 		s.saveHashState(ctx, u, h)
@@ -113,6 +113,15 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, start int64, 
 // wrapping ErrDigestMismatch is returned. Nobody can read the blob before it
 // has been verified. It returns the blob size.
 func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, expected digest.Digest) (int64, error) {
+	return s.finishUpload(ctx, repo, id, r, expected, nil)
+}
+
+// finishUpload is FinishUpload that calls verified, if set, as soon as the
+// content is known to hash to expected: before it is made durable and
+// moved into place, when expected is a sha256 digest (hashed as the bytes
+// arrive), after that otherwise. A content that does not match is never
+// committed.
+func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
 	mu := s.uploadLock(id)
 	mu.Lock()
 	defer mu.Unlock()
@@ -120,19 +129,34 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, 
 	if err != nil {
 		return 0, err
 	}
-	size, h, err := s.appendData(ctx, u, r, true)
-	if err != nil {
+	var got digest.Digest
+	streamed := expected.Algorithm() == streamAlgorithm
+	size, h, err := s.appendData(ctx, u, r, func(h hash.Hash) error {
+		if !streamed {
+			return nil
+		}
+		if got = digest.NewDigest(streamAlgorithm, h); got != expected {
+			return errDiscard
+		}
+		if verified != nil {
+			verified()
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDiscard) {
 		if h != nil {
 			u.Size = size
 			s.saveHashState(ctx, u, h)
 		}
 		return 0, err
 	}
-	var got digest.Digest
-	if expected.Algorithm() == streamAlgorithm {
-		got = digest.NewDigest(streamAlgorithm, h)
-	} else if got, err = s.rehash(ctx, uploadDataPath(repo, id), size, expected.Algorithm()); err != nil {
-		return 0, err
+	if !streamed {
+		if got, err = s.rehash(ctx, uploadDataPath(repo, id), size, expected.Algorithm()); err != nil {
+			return 0, err
+		}
+		if got == expected && verified != nil {
+			verified()
+		}
 	}
 	if got != expected {
 		if err := s.driver.Delete(ctx, uploadPath(repo, id)); err != nil {
@@ -172,11 +196,20 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, 
 // PutBlob stores the bytes of r as blob expected of repo in one request
 // (a monolithic upload), verifying them as they stream.
 func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, expected digest.Digest) (int64, error) {
+	return s.PutBlobVerified(ctx, repo, r, expected, nil)
+}
+
+// PutBlobVerified is PutBlob that calls verified, if set, once the bytes
+// are known to hash to expected, which for a sha256 digest is before they
+// are made durable and moved into place (a pull-through cache lets its
+// client have the last bytes then). It is called at most once, and never
+// for content that does not match.
+func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
 	u, err := s.StartUpload(ctx, repo)
 	if err != nil {
 		return 0, err
 	}
-	size, err := s.FinishUpload(ctx, repo, u.ID, r, expected)
+	size, err := s.finishUpload(ctx, repo, u.ID, r, expected, verified)
 	if err != nil {
 		_ = s.driver.Delete(context.WithoutCancel(ctx), uploadPath(repo, u.ID))
 	}
@@ -194,12 +227,18 @@ func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
 	return s.driver.Delete(ctx, uploadPath(repo, id))
 }
 
+// errDiscard is returned by an appendData beforeCommit function to cancel
+// the writer instead of committing it.
+var errDiscard = errors.New("store: discard the upload's data")
+
 // appendData streams r into the upload's data file, hashing as it writes,
 // starting from the hash state saved for the bytes already there. With
-// commit the data is made durable and final; otherwise it is kept for a
-// later append. It returns the new size and the hash over all of it (nil if
-// nothing could be written).
-func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bool) (int64, hash.Hash, error) {
+// beforeCommit set the data is made durable and final once all of r is
+// written, unless beforeCommit (given the hash over all of it) returns an
+// error: then the writer is cancelled and that error returned. Without
+// beforeCommit the data is kept for a later append. It returns the new size
+// and the hash over all of it (nil if nothing could be written).
+func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, beforeCommit func(hash.Hash) error) (int64, hash.Hash, error) {
 	h, err := s.resumeHash(ctx, u)
 	if err != nil {
 		return u.Size, nil, err
@@ -210,9 +249,14 @@ func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, commit bo
 	}
 	copyErr := copyHashing(w, h, r)
 	var endErr error
-	if commit && copyErr == nil {
-		endErr = w.Commit(ctx)
-	} else {
+	switch {
+	case beforeCommit != nil && copyErr == nil:
+		if endErr = beforeCommit(h); endErr != nil {
+			_ = w.Cancel(ctx)
+		} else {
+			endErr = w.Commit(ctx)
+		}
+	default:
 		endErr = w.Close()
 	}
 	if copyErr != nil {
