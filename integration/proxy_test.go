@@ -193,7 +193,9 @@ func fetch(t *testing.T, method, u string, header ...string) fetched {
 // ociError returns the code and message of the first error of an OCI
 // error envelope ("", "" if there is none).
 func (f fetched) ociError() (code, message string) {
-	var env struct{ Errors []struct{ Code, Message string } }
+	var env struct {
+		Errors []struct{ Code, Message string }
+	}
 	if json.Unmarshal(f.body, &env) != nil || len(env.Errors) == 0 {
 		return "", ""
 	}
