@@ -145,9 +145,11 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				// under its name in storage (docker.io/library/nginx),
 				// however the client named it.
 				repo = cached.Repo
+				// The target joins the context first: WithContext on the
+				// request SetURLVars returns would drop the new vars.
 				vars := maps.Clone(mux.Vars(r))
 				vars["name"] = repo
-				r = mux.SetURLVars(r, vars).WithContext(context.WithValue(r.Context(), targetKey{}, cached))
+				r = mux.SetURLVars(r.WithContext(context.WithValue(r.Context(), targetKey{}, cached)), vars)
 			}
 		}
 		var subject string
