@@ -201,6 +201,13 @@ func sleep(ctx context.Context, d time.Duration) error {
 // download GETs blob d from the upstream and stores it in t.Repo while
 // streaming it to the writer begin returns (not when the upstream does not
 // say the size: then the caller serves the stored blob).
+//
+// The store and the client each take the bytes at their own pace: chunks
+// go to the store through a queue of at most storeQueue chunks, so that
+// neither the upload's set-up nor a slow disk holds up the first bytes to
+// the client, nor a slow client the store. The last chunk reaches the
+// client only once the store has hashed every byte and found the digest,
+// so a client never receives all of a blob that fails verification.
 func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin func(size int64) io.Writer) (served bool, err error) {
 	what := "blob " + d.String() + " of " + t.Remote
 	// The download outlives the client's request (the cache is filled
@@ -229,12 +236,28 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	size := resp.ContentLength
 	watchdog.Reset(t.up.ReadTimeout)
 
+	// The store's side: a pipe fed from a queue of chunks.
 	pr, pw := io.Pipe()
+	verified := make(chan struct{})
 	stored := make(chan error, 1)
 	go func() {
-		_, err := c.store.PutBlob(dctx, t.Repo, pr, d)
-		pr.CloseWithError(err) // unblocks a writer if PutBlob gave up early
+		_, err := c.store.PutBlobVerified(dctx, t.Repo, pr, d, func() { close(verified) })
+		pr.CloseWithError(err) // unblocks the feeder if PutBlob gave up early
 		stored <- err
+	}()
+	queue := make(chan *chunk, storeQueue)
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		failed := false
+		for ch := range queue {
+			if !failed {
+				if _, err := pw.Write(ch.b); err != nil {
+					failed = true // the store's error comes from stored
+				}
+			}
+			ch.release()
+		}
 	}()
 
 	var client io.Writer
@@ -242,29 +265,31 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 		client = begin(size)
 		served = true
 	}
-	bufA, bufB := streamBuffers.Get().(*[]byte), streamBuffers.Get().(*[]byte)
-	defer streamBuffers.Put(bufA)
-	defer streamBuffers.Put(bufB)
-	bufs := [2][]byte{*bufA, *bufB}
-	var held []byte // the bytes the client gets next, held back by one read
+	var held *chunk // the bytes the client gets next, held back by one read
 	var received int64
 	var readErr error
-	for cur := 0; ; cur ^= 1 {
-		n, rerr := resp.Body.Read(bufs[cur])
+	for {
+		ch := newChunk()
+		n, rerr := io.ReadAtLeast(resp.Body, ch.buf, 1)
 		if n > 0 {
 			watchdog.Reset(t.up.ReadTimeout)
 			received += int64(n)
-			if _, werr := pw.Write(bufs[cur][:n]); werr != nil {
-				break // the store failed: its error comes from stored
-			}
-			if client != nil && held != nil {
-				if _, werr := client.Write(held); werr != nil {
-					client = nil // the client went away; the cache is still filled
+			ch.b = ch.buf[:n]
+			ch.refs.Store(2) // the store's and the client's
+			queue <- ch
+			if held != nil {
+				if client != nil {
+					if _, werr := client.Write(held.b); werr != nil {
+						client = nil // the client went away; the cache is still filled
+					}
 				}
+				held.release()
 			}
-			held = bufs[cur][:n]
+			held = ch
+		} else {
+			ch.release()
 		}
-		if rerr == io.EOF {
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && n > 0 && size >= 0 && received == size {
 			break
 		}
 		if rerr != nil {
@@ -275,14 +300,43 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 			break
 		}
 	}
+	close(queue)
+	<-fed
 	c.metrics.received(t.up.Name, received)
+	release := func() {
+		if held != nil {
+			held.release()
+			held = nil
+		}
+	}
+	defer release()
 	if readErr != nil {
 		pw.CloseWithError(readErr)
 		<-stored
 		return served, t.up.upstreamError(readErr, store.ErrBlobUnknown, what)
 	}
 	pw.Close()
-	if err := <-stored; err != nil {
+	// The last bytes go out once the store has found the digest, before
+	// it has made them durable; the request ends once they are stored.
+	select {
+	case <-verified:
+		if client != nil && held != nil {
+			if _, err := client.Write(held.b); err == nil {
+				_ = http.NewResponseController(client.(http.ResponseWriter)).Flush()
+			}
+		}
+		release()
+		if err := <-stored; err != nil {
+			return served, err
+		}
+		return served, nil
+	case err := <-stored:
+		if err == nil { // verified was closed first: cannot happen, but serve it
+			if client != nil && held != nil {
+				_, _ = client.Write(held.b)
+			}
+			return served, nil
+		}
 		if errors.Is(err, store.ErrDigestMismatch) {
 			c.log.LogAttrs(ctx, slog.LevelWarn, "upstream sent a blob that does not match its digest; nothing was cached",
 				slog.String("upstream", t.up.Name), slog.String("repository", t.Repo), slog.String("digest", d.String()),
@@ -292,12 +346,32 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 		}
 		return served, err
 	}
-	if client != nil && held != nil {
-		if _, err := client.Write(held); err != nil {
-			return served, err
-		}
+}
+
+// storeQueue bounds the chunks waiting for the store while the client
+// runs ahead of it: 64 of streamBufferSize, 16 MiB per download.
+const storeQueue = 64
+
+// chunk is a pooled buffer of a download, shared by the store's side and
+// the client's; it returns to the pool when both released it.
+type chunk struct {
+	buf  []byte // streamBufferSize bytes, pooled
+	b    []byte // the part read
+	refs atomic.Int32
+}
+
+func newChunk() *chunk {
+	bp := streamBuffers.Get().(*[]byte)
+	ch := &chunk{buf: *bp}
+	ch.refs.Store(1)
+	return ch
+}
+
+func (ch *chunk) release() {
+	if ch.refs.Add(-1) == 0 {
+		b := ch.buf
+		streamBuffers.Put(&b)
 	}
-	return served, nil
 }
 
 // CountHit counts a request for a blob of the cached repository t that the
