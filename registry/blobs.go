@@ -39,9 +39,17 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		stat = reg.store.BlobSize
 	}
 	size, err := stat(ctx, repo, d)
-	if t := target(r); t != nil && errors.Is(err, store.ErrBlobUnknown) {
-		if size, err = reg.cachedBlob(w, r, t, d); err != nil || size < 0 {
-			return err // served (size < 0), or failed
+	if t := target(r); t != nil {
+		switch {
+		case errors.Is(err, store.ErrBlobUnknown):
+			if size, err = reg.cachedBlob(w, r, t, d); err != nil || size < 0 {
+				return err // served (size < 0), or failed
+			}
+		case err == nil: // cached before: a hit
+			reg.cache.BlobHit(t)
+			if rw, ok := w.(*responseWriter); ok {
+				rw.cache = string(proxy.Hit)
+			}
 		}
 	}
 	if err != nil {

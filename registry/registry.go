@@ -142,7 +142,10 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 				repo = cached.Repo
 				vars := maps.Clone(mux.Vars(r))
 				vars["name"] = repo
-				r = mux.SetURLVars(r, vars).WithContext(context.WithValue(r.Context(), targetKey{}, cached))
+				// (Two statements: r.Context() must be the one with
+				// the new vars.)
+				r = mux.SetURLVars(r, vars)
+				r = r.WithContext(context.WithValue(r.Context(), targetKey{}, cached))
 			}
 		}
 		var subject string

@@ -95,6 +95,12 @@ func (c *Cache) Blob(ctx context.Context, t *Target, d digest.Digest, begin func
 	}
 }
 
+// BlobHit counts a request for blob of the cached repository t that the
+// store answered without asking the cache (the blob was cached before).
+func (c *Cache) BlobHit(t *Target) {
+	c.metrics.result(t.up.Name, "blob", Hit)
+}
+
 // lead makes d part of t.Repo for the requests of this process: by linking
 // bytes already stored (once the upstream confirms the repository has
 // them), by waiting for another process that downloads it, or by
