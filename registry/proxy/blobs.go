@@ -44,6 +44,10 @@ var streamBuffers = sync.Pool{New: func() any { b := make([]byte, streamBufferSi
 type flight struct {
 	done chan struct{}
 	err  error
+	// abandoned: the leading request's own context ended before an
+	// outcome (its client went away while it waited for another process):
+	// no answer for the waiting requests, which look again.
+	abandoned bool
 }
 
 // Blob serves blob d of the cached repository t, which the store lacks
@@ -80,13 +84,14 @@ func (c *Cache) Blob(ctx context.Context, t *Target, d digest.Digest, begin func
 			case <-ctx.Done():
 				return false, ctx.Err()
 			}
-			if f.err != nil {
+			if f.err != nil && !f.abandoned {
 				return false, f.err
 			}
-			continue // stored, perhaps for another repository: look again
+			continue // stored, perhaps for another repository, or abandoned: look again
 		}
 		served, err = c.lead(ctx, t, d, begin)
 		f.err = err
+		f.abandoned = err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err())
 		c.mu.Lock()
 		delete(c.flights, d)
 		c.mu.Unlock()

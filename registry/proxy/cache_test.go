@@ -40,19 +40,46 @@ const prefix = "up.test" // the prefix the mirror serves the upstream under
 // aged substrings that much earlier, as if storage's clock had run on. It
 // stands in for time passing (tag freshness, stale claims) without waiting.
 //
-// It also counts the Stats of download claims (claimStats), each followed
-// by a signal on claimStat, so that a test can see a request waiting on one.
+// It also counts the Stats of each path, each followed by a signal on
+// statted, so that a test can see a request get somewhere (waitStats).
 type agedDriver struct {
 	*inmemory.Driver
-	mu  sync.Mutex
-	age map[string]time.Duration
+	mu    sync.Mutex
+	age   map[string]time.Duration
+	stats map[string]int64
 
-	claimStats atomic.Int64
-	claimStat  chan struct{} // buffered: a signal after each claim Stat
+	statted chan struct{} // buffered: a signal after each Stat
 }
 
 func newAgedDriver() *agedDriver {
-	return &agedDriver{Driver: inmemory.New(), age: map[string]time.Duration{}, claimStat: make(chan struct{}, 1)}
+	return &agedDriver{Driver: inmemory.New(), age: map[string]time.Duration{}, stats: map[string]int64{},
+		statted: make(chan struct{}, 1)}
+}
+
+// statCount returns how many Stats were of paths containing sub.
+func (a *agedDriver) statCount(sub string) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var n int64
+	for p, c := range a.stats {
+		if strings.Contains(p, sub) {
+			n += c
+		}
+	}
+	return n
+}
+
+// waitStats returns once n Stats of paths containing sub were made, or
+// fails t if done (a request's end) comes first.
+func (a *agedDriver) waitStats(t *testing.T, sub string, n int64, done <-chan response) {
+	t.Helper()
+	for a.statCount(sub) < n {
+		select {
+		case <-a.statted:
+		case r := <-done:
+			t.Fatalf("the request ended (status %d, %s) before it reached %d Stats of %s", r.status, r.body, n, sub)
+		}
+	}
 }
 
 // setAge makes the files whose path contains sub look older by d (0: as
@@ -69,15 +96,13 @@ func (a *agedDriver) setAge(sub string, d time.Duration) {
 
 func (a *agedDriver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	fi, err := a.Driver.Stat(ctx, p)
-	if strings.Contains(p, "/_berth/proxy/claims/") {
-		a.claimStats.Add(1)
-		select {
-		case a.claimStat <- struct{}{}:
-		default:
-		}
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.stats[p]++
+	select {
+	case a.statted <- struct{}{}:
+	default:
+	}
 	for sub, d := range a.age {
 		if strings.Contains(p, sub) {
 			fi.ModTime = fi.ModTime.Add(-d)
@@ -150,7 +175,7 @@ type mirrorServer struct {
 func newMirror(t *testing.T, upstreamURL string, change func(*proxy.Upstream)) *mirrorServer {
 	t.Helper()
 	d := newAgedDriver()
-	logs := &lockedBuffer{}
+	logs := &lockedBuffer{wrote: make(chan struct{}, 1)}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	st := store.New(d, store.Options{Logger: logger})
 	u := proxy.Upstream{Name: "up", URL: upstreamURL, Prefix: prefix, TagFreshness: time.Hour}
@@ -172,14 +197,32 @@ func newMirror(t *testing.T, upstreamURL string, change func(*proxy.Upstream)) *
 
 // lockedBuffer is a log sink safe for the servers' goroutines.
 type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{} // buffered: a signal after each write
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	select {
+	case b.wrote <- struct{}{}:
+	default:
+	}
 	return b.buf.Write(p)
+}
+
+// waitAccessLog returns the access log lines of route once there are at
+// least n: a request is logged once its handler has returned, after the
+// client may have read the whole response.
+func (m *mirrorServer) waitAccessLog(t *testing.T, route string, n int) []map[string]any {
+	t.Helper()
+	for {
+		if l := m.accessLog(t, route); len(l) >= n {
+			return l
+		}
+		<-m.logs.wrote
+	}
 }
 
 // accessLog returns the mirror's access log lines (JSON) for requests of
@@ -427,7 +470,7 @@ func TestManifestByTagThenDigest(t *testing.T) {
 		t.Errorf("upstream requests of the fresh tag: %d GET, %d HEAD; want 1, 0", n, h)
 	}
 	results := []string{}
-	for _, l := range m.accessLog(t, "/v2/{name}/manifests/{reference}") {
+	for _, l := range m.waitAccessLog(t, "/v2/{name}/manifests/{reference}", 5) {
 		results = append(results, fmt.Sprint(l["cache"]))
 		if l["upstream"] != "up" || l["repository"] != prefix+"/team/app" {
 			t.Errorf("access log: upstream %v, repository %v; want up, %s/team/app", l["upstream"], l["repository"], prefix)
@@ -457,7 +500,7 @@ func TestManifestByTagThenDigest(t *testing.T) {
 		}
 	}
 	results = results[:0]
-	for _, l := range m.accessLog(t, "/v2/{name}/blobs/{digest}") {
+	for _, l := range m.waitAccessLog(t, "/v2/{name}/blobs/{digest}", 4) {
 		results = append(results, fmt.Sprint(l["cache"]))
 	}
 	if got := strings.Join(results, " "); got != "miss hit miss hit" {
@@ -506,7 +549,7 @@ func TestTagFreshness(t *testing.T) {
 	if w := r.header.Get("Warning"); !strings.HasPrefix(w, "110 ") {
 		t.Errorf("stale tag: Warning %q, want a 110 warning", w)
 	}
-	logs := m.accessLog(t, "/v2/{name}/manifests/{reference}")
+	logs := m.waitAccessLog(t, "/v2/{name}/manifests/{reference}", 6)
 	if got := logs[len(logs)-1]["cache"]; got != "stale" {
 		t.Errorf("stale tag: access log cache=%v, want stale", got)
 	}
@@ -571,7 +614,7 @@ func TestConcurrentBlobOneDownload(t *testing.T) {
 		t.Errorf("%d concurrent requests made %d upstream GETs, want 1", clients, n)
 	}
 	counts := map[any]int{}
-	for _, l := range m.accessLog(t, "/v2/{name}/blobs/{digest}") {
+	for _, l := range m.waitAccessLog(t, "/v2/{name}/blobs/{digest}", clients) {
 		counts[l["cache"]]++
 	}
 	if counts["miss"] != 1 || counts["hit"] != clients-1 {
@@ -610,6 +653,7 @@ func TestDigestMismatchStoresNothing(t *testing.T) {
 		t.Fatalf("GET of a corrupted blob: the client received the right bytes, which the upstream never sent")
 	}
 	t.Logf("GET of a corrupted blob: status %d, %d of %d bytes, error %v", r.status, len(r.body), len(corrupt), r.err)
+	m.waitAccessLog(t, "/v2/{name}/blobs/{digest}", 1)
 	if have, err := m.store.HasBlobData(t.Context(), d); have || err != nil {
 		t.Fatalf("after a corrupted download: blob data stored %v (%v), want none", have, err)
 	}
@@ -717,7 +761,7 @@ func TestStaleClaimTakenOver(t *testing.T) {
 	if err := m.store.WriteClaim(t.Context(), d, "other-process"); err != nil {
 		t.Fatal(err)
 	}
-	before := m.driver.claimStats.Load()
+	before := m.driver.statCount(claims)
 	done := make(chan response, 1)
 	go func() {
 		done <- do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/team/app/blobs/"+d.String())
@@ -725,13 +769,7 @@ func TestStaleClaimTakenOver(t *testing.T) {
 	// Wait until the mirror has found the claim held and looked again: it
 	// is waiting. Until the other process finishes, it must not have gone
 	// upstream.
-	for m.driver.claimStats.Load() < before+2 {
-		select {
-		case <-m.driver.claimStat:
-		case r := <-done:
-			t.Fatalf("with a live claim of another process, the GET ended at once: status %d, %d bytes", r.status, len(r.body))
-		}
-	}
+	m.driver.waitStats(t, claims, before+2, done)
 	if n := up.count(http.MethodGet, upPath); n != 0 {
 		t.Fatalf("with a live claim of another process the mirror downloaded the blob (%d upstream GETs)", n)
 	}
@@ -756,10 +794,66 @@ func TestStaleClaimTakenOver(t *testing.T) {
 	m.driver.setAge(claims, time.Hour)
 	defer m.driver.setAge(claims, 0)
 	wantBody(t, "GET over a dead owner's claim", do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/team/app/blobs/"+d2.String()), img2.layer)
+	m.waitAccessLog(t, "/v2/{name}/blobs/{digest}", 2)
 	if n := up.count(http.MethodGet, "/v2/team/app/blobs/"+d2.String()); n != 1 {
 		t.Errorf("upstream GETs after taking over a stale claim: %d, want 1", n)
 	}
 	if _, held, err := m.store.ReadClaim(t.Context(), d2); held || err != nil {
 		t.Errorf("after the takeover: claim held %v, %v; want none left", held, err)
+	}
+}
+
+// TestLeaderGoneOthersServed: the request of this process that waits for
+// another process's download ends (its client went away); a request that
+// was waiting behind it still gets the blob.
+func TestLeaderGoneOthersServed(t *testing.T) {
+	up := newUpstreamServer(t)
+	img := pushImage(t, up, "team/app", "v1", 64<<10)
+	d := digest.FromBytes(img.layer)
+	m := newMirror(t, up.URL, nil)
+	blobURL := m.URL + "/v2/" + prefix + "/team/app/blobs/" + d.String()
+	const claims = "/_berth/proxy/claims/"
+	link := "/repositories/" + prefix + "/team/app/_layers/sha256/" + d.Encoded() + "/link"
+	if err := m.store.WriteClaim(t.Context(), d, "other-process"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A leads: it polls the other process's claim.
+	actx, cancelA := context.WithCancel(t.Context())
+	defer cancelA()
+	aDone := make(chan response, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(actx, http.MethodGet, blobURL, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			aDone <- response{status: resp.StatusCode}
+			return
+		}
+		aDone <- response{err: err}
+	}()
+	m.driver.waitStats(t, claims, m.driver.statCount(claims)+2, aDone)
+
+	// B comes, finds A's download under way and waits for it (its second
+	// look at the repository's link is the cache's, just before it joins).
+	bDone := make(chan response, 1)
+	before := m.driver.statCount(link)
+	go func() { bDone <- do(t, http.MethodGet, blobURL) }()
+	m.driver.waitStats(t, link, before+2, bDone)
+
+	// A's client goes away; the other process then stores the blob.
+	cancelA()
+	if r := <-aDone; r.err == nil {
+		t.Fatalf("A's request was not cut: status %d", r.status)
+	}
+	if _, err := m.store.PutBlob(t.Context(), "elsewhere/repo", bytes.NewReader(img.layer), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.store.DropClaim(t.Context(), d, "other-process"); err != nil {
+		t.Fatal(err)
+	}
+	wantBody(t, "B's GET after A's client went away", <-bDone, img.layer)
+	if n := up.count(http.MethodGet, "/v2/team/app/blobs/"+d.String()); n != 0 {
+		t.Errorf("upstream GETs of a blob another process stored: %d, want 0", n)
 	}
 }
