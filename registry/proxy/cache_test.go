@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/registry"
@@ -165,9 +166,35 @@ var discard = slog.New(slog.DiscardHandler)
 // mirrorServer is the mirror registry and its cache.
 type mirrorServer struct {
 	*httptest.Server
-	store  *store.Store
-	driver *agedDriver
-	logs   *lockedBuffer
+	store   *store.Store
+	driver  *agedDriver
+	logs    *lockedBuffer
+	metrics *prometheus.Registry
+}
+
+// requests returns berth_proxy_requests_total of kind and result.
+func (m *mirrorServer) requests(t *testing.T, kind, result string) float64 {
+	t.Helper()
+	mfs, err := m.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() != "berth_proxy_requests_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind && labels["result"] == result {
+				n += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }
 
 // newMirror starts a mirror of upstream URL under prefix; change edits
@@ -182,7 +209,8 @@ func newMirror(t *testing.T, upstreamURL string, change func(*proxy.Upstream)) *
 	if change != nil {
 		change(&u)
 	}
-	c, err := proxy.New(proxy.Options{Store: st, Upstreams: []proxy.Upstream{u}, Logger: logger})
+	metrics := prometheus.NewRegistry()
+	c, err := proxy.New(proxy.Options{Store: st, Upstreams: []proxy.Upstream{u}, Logger: logger, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +220,7 @@ func newMirror(t *testing.T, upstreamURL string, change func(*proxy.Upstream)) *
 	}
 	srv := httptest.NewServer(reg)
 	t.Cleanup(srv.Close)
-	return &mirrorServer{Server: srv, store: st, driver: d, logs: logs}
+	return &mirrorServer{Server: srv, store: st, driver: d, logs: logs, metrics: metrics}
 }
 
 // lockedBuffer is a log sink safe for the servers' goroutines.
@@ -505,6 +533,14 @@ func TestManifestByTagThenDigest(t *testing.T) {
 	}
 	if got := strings.Join(results, " "); got != "miss hit miss hit" {
 		t.Errorf("blob access log cache results: %s, want miss hit miss hit", got)
+	}
+	for _, c := range []struct {
+		kind, result string
+		want         float64
+	}{{"blob", "miss", 2}, {"blob", "hit", 2}, {"manifest", "miss", 2}, {"manifest", "hit", 5}} {
+		if got := m.requests(t, c.kind, c.result); got != c.want {
+			t.Errorf("berth_proxy_requests_total{kind=%s,result=%s} = %v, want %v", c.kind, c.result, got, c.want)
+		}
 	}
 }
 
