@@ -42,7 +42,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if t := target(r); t != nil {
 		switch {
 		case err == nil:
-			reg.cache.CountHit(t)
+			reg.cache.BlobHit(t)
 			noteCache(w, proxy.Hit, nil)
 		case errors.Is(err, store.ErrBlobUnknown):
 			if size, err = reg.cachedBlob(w, r, t, d); err != nil || size < 0 {

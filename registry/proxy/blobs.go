@@ -44,6 +44,10 @@ var streamBuffers = sync.Pool{New: func() any { b := make([]byte, streamBufferSi
 type flight struct {
 	done chan struct{}
 	err  error
+	// abandoned: the leading request's own context ended before an
+	// outcome (its client went away while it waited for another process):
+	// no answer for the waiting requests, which look again.
+	abandoned bool
 }
 
 // Blob serves blob d of the cached repository t, which the store lacks
@@ -80,21 +84,26 @@ func (c *Cache) Blob(ctx context.Context, t *Target, d digest.Digest, begin func
 			case <-ctx.Done():
 				return false, ctx.Err()
 			}
-			if f.err != nil && !(errors.Is(f.err, context.Canceled) && ctx.Err() == nil) {
+			if f.err != nil && !f.abandoned {
 				return false, f.err
 			}
-			// Stored, perhaps for another repository, or the request
-			// that led went away before the download began: look again.
-			continue
+			continue // stored, perhaps for another repository, or abandoned: look again
 		}
 		served, err = c.lead(ctx, t, d, begin)
 		f.err = err
+		f.abandoned = err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err())
 		c.mu.Lock()
 		delete(c.flights, d)
 		c.mu.Unlock()
 		close(f.done)
 		return served, err
 	}
+}
+
+// BlobHit counts a request for blob of the cached repository t that the
+// store answered without asking the cache (the blob was cached before).
+func (c *Cache) BlobHit(t *Target) {
+	c.metrics.result(t.up.Name, "blob", Hit)
 }
 
 // lead makes d part of t.Repo for the requests of this process: by linking
@@ -373,10 +382,6 @@ func (ch *chunk) release() {
 		streamBuffers.Put(&b)
 	}
 }
-
-// CountHit counts a request for a blob of the cached repository t that the
-// store answered without the cache (it held the blob).
-func (c *Cache) CountHit(t *Target) { c.metrics.result(t.up.Name, "blob", Hit) }
 
 // StatBlob answers a HEAD for blob d of the cached repository t, which the
 // store lacks, by asking the upstream; it stores nothing.
