@@ -664,9 +664,15 @@ func TestProxyCorruption(t *testing.T) {
 		t.Fatalf("the pull once the bytes are right: %v", err)
 	}
 	for _, b := range blobs {
+		// The client has the last bytes once they are verified; the
+		// cache then makes them durable and moves them into place.
 		got, err := os.ReadFile(dataPath(b))
+		for wait := 0; err != nil && wait < 100; wait++ {
+			time.Sleep(50 * time.Millisecond)
+			got, err = os.ReadFile(dataPath(b))
+		}
 		if err != nil {
-			t.Errorf("blob %s is not stored after a good pull: %v", b, err)
+			t.Errorf("blob %s is not stored 5 s after a good pull: %v", b, err)
 		} else if sum := sha256.Sum256(got); "sha256:"+hex.EncodeToString(sum[:]) != b {
 			t.Errorf("blob %s is stored with other bytes", b)
 		}
