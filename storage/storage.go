@@ -156,6 +156,18 @@ type UploadJanitor interface {
 	AbortStaleUploads(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
+// ErrExists: CreateExclusive found a file at the path already.
+var ErrExists = errors.New("storage: a file is at the path already")
+
+// ExclusiveCreator is an optional driver ability: writing a small file only
+// if no file is at its path, as one atomic step, so that of callers racing
+// to create the same path exactly one succeeds and the others get an error
+// wrapping ErrExists (a claim that one process of several takes). Wrappers
+// of a Driver must forward it. The content is durable when it returns nil.
+type ExclusiveCreator interface {
+	CreateExclusive(ctx context.Context, path string, b []byte) error
+}
+
 // ErrUnsupported: the driver cannot do what was asked (for example, give a
 // redirect URL); the caller falls back to a way every driver supports.
 var ErrUnsupported = errors.New("storage: operation not supported by this driver")

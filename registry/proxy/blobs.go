@@ -23,9 +23,10 @@ import (
 // Timing of the claims that make one process of several over one storage
 // the downloader of a blob. A claim is renewed every claimRefresh while its
 // download runs and is taken over once claimStale old (its owner died). A
-// process writes its claim, waits claimSettle and reads it back: of
-// processes that found no claim at the same moment, the last writer wins,
-// and each learns it after every write has landed.
+// free claim is taken by creating it exclusively where the storage can (a
+// link on the filesystem, If-None-Match on S3): one process of those racing
+// gets it. Elsewhere, and to take over a stale claim, a process writes its
+// claim, waits claimSettle and reads it back: the last writer wins.
 const (
 	claimRefresh = 5 * time.Second
 	claimStale   = 30 * time.Second
@@ -171,23 +172,19 @@ func (c *Cache) claim(ctx context.Context, d digest.Digest) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if !held || time.Since(cl.Since) > claimStale {
-			if held {
-				c.log.Info("taking over a stale blob download claim", "digest", d, "owner", cl.Owner, "since", cl.Since)
-			}
-			if err := c.store.WriteClaim(ctx, d, owner); err != nil {
-				return "", err
-			}
-			if err := sleep(ctx, claimSettle); err != nil {
-				return "", err
-			}
-			cl, held, err = c.store.ReadClaim(ctx, d)
-			if err != nil {
-				return "", err
-			}
-			if held && cl.Owner == owner {
-				return owner, nil
-			}
+		var mine bool
+		switch {
+		case !held:
+			mine, err = c.store.TakeClaim(ctx, d, owner, claimSettle)
+		case time.Since(cl.Since) > claimStale:
+			c.log.Info("taking over a stale blob download claim", "digest", d, "owner", cl.Owner, "since", cl.Since)
+			mine, err = c.store.ReplaceClaim(ctx, d, owner, claimSettle)
+		}
+		if err != nil {
+			return "", err
+		}
+		if mine {
+			return owner, nil
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return "", err

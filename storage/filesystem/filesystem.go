@@ -275,6 +275,53 @@ func (d *Driver) createTemp() (string, *os.File, error) {
 	return name, f, nil
 }
 
+// CreateExclusive writes b at p unless a file is there (storage.ErrExists):
+// a temporary file, made durable, gets p's name by link(2), which fails
+// when the name exists, so that of racing callers exactly one succeeds.
+func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	name, err := d.fileName(p)
+	if err != nil {
+		return err
+	}
+	tmp, f, err := d.createTemp()
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return pathError(p, err)
+	}
+	for attempt := 1; ; attempt++ {
+		err := os.Link(tmp, name)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", storage.ErrExists, p)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts {
+			return pathError(p, err)
+		}
+		if err := d.mkdirAll(path.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return pathError(p, err)
+		}
+	}
+	if err := syncDir(d.file(path.Dir(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return pathError(p, err)
+	}
+	return nil
+}
+
 // Stat describes the file or directory at path.
 func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	if err := ctx.Err(); err != nil {

@@ -125,6 +125,22 @@ func (d *Driver) remove(p string) bool {
 	return true
 }
 
+// CreateExclusive stores b at p unless a file is there (storage.ErrExists).
+func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkPath(p, true); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := d.lookup(p); n != nil && !n.isDir() {
+		return fmt.Errorf("%w: %s", storage.ErrExists, p)
+	}
+	return d.put(p, bytes.Clone(b))
+}
+
 // checkPath validates p and, for the methods that change content, rejects
 // the root directory.
 func checkPath(p string, changes bool) error {

@@ -369,6 +369,34 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 	return w, nil
 }
 
+// CreateExclusive puts b at p with If-None-Match: *, which S3 (and the
+// stores that implement conditional writes) refuse with 412 when an object
+// is at the key: storage.ErrExists. A store that ignores the condition
+// overwrites; the store package's claims read theirs back for that case.
+func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := check(p, true); err != nil {
+		return err
+	}
+	_, err := d.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &d.bucket, Key: aws.String(d.key(p)), IfNoneMatch: aws.String("*"),
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	})
+	if hasCode(err, "PreconditionFailed") || hasCode(err, "ConditionalRequestConflict") {
+		return fmt.Errorf("%w: %s", storage.ErrExists, p)
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && (respErr.HTTPStatusCode() == http.StatusPreconditionFailed || respErr.HTTPStatusCode() == http.StatusConflict) {
+		return fmt.Errorf("%w: %s", storage.ErrExists, p)
+	}
+	if err != nil {
+		return d.fail("creating", p, err)
+	}
+	return nil
+}
+
 // Stat describes the committed file, the content left by Close, or the
 // directory at p, in that order of precedence.
 func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {

@@ -75,6 +75,65 @@ var suite = []struct {
 	{"LargeOddChunks", testLargeOddChunks},
 	{"BinaryContent", testBinaryContent},
 	{"UnusualNames", testUnusualNames},
+	{"CreateExclusive", testCreateExclusive},
+}
+
+// testCreateExclusive: where a driver has storage.ExclusiveCreator, of
+// eight callers creating one path at once exactly one succeeds and the
+// others get ErrExists; the content is the winner's, readable at once; a
+// path holding a file (written by a Writer) is not replaced. Drivers
+// without the ability skip nothing: the test passes trivially for them,
+// and the store falls back to another protocol.
+func testCreateExclusive(t *testing.T, d storage.Driver) {
+	ec, ok := d.(storage.ExclusiveCreator)
+	if !ok {
+		t.Logf("%T has no CreateExclusive", d)
+		return
+	}
+	ctx := t.Context()
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = ec.CreateExclusive(ctx, "/claims/x/one", []byte{byte('a' + i)}) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("callers %d and %d both created the path", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, storage.ErrExists):
+			t.Fatalf("caller %d: %v, want nil or ErrExists", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no caller created the path")
+	}
+	got := read(t, d, "/claims/x/one", 0)
+	if string(got) != string([]byte{byte('a' + winner)}) {
+		t.Errorf("content %q, want the winner's %q", got, []byte{byte('a' + winner)})
+	}
+	write(t, d, "/claims/x/two", []byte("written"))
+	if err := ec.CreateExclusive(ctx, "/claims/x/two", []byte("other")); !errors.Is(err, storage.ErrExists) {
+		t.Errorf("CreateExclusive over a written file: %v, want ErrExists", err)
+	}
+	if got := read(t, d, "/claims/x/two", 0); string(got) != "written" {
+		t.Errorf("content %q after a refused CreateExclusive, want %q", got, "written")
+	}
+	for _, p := range []string{"/claims/x/one", "/claims/x/two"} {
+		if err := d.Delete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ec.CreateExclusive(ctx, "/claims/x/one", []byte("again")); err != nil {
+		t.Errorf("CreateExclusive after Delete: %v", err)
+	}
+	if err := d.Delete(ctx, "/claims"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // leftovers returns the paths of everything stored in d.

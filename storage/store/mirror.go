@@ -182,6 +182,45 @@ func (s *Store) ReadClaim(ctx context.Context, d digest.Digest) (c Claim, ok boo
 	return c, true, nil
 }
 
+// TakeClaim takes the claim on blob d for owner if no claim is held, and
+// reports whether it did. Where the driver creates files exclusively
+// (storage.ExclusiveCreator) exactly one of racing processes takes it;
+// elsewhere each writes its claim, waits settle and reads it back, the
+// last writer winning (processes whose writes land further apart than
+// settle may both take it).
+func (s *Store) TakeClaim(ctx context.Context, d digest.Digest, owner string, settle time.Duration) (bool, error) {
+	b, err := json.Marshal(Claim{Owner: owner})
+	if err != nil {
+		return false, err
+	}
+	if ec, ok := s.driver.(storage.ExclusiveCreator); ok {
+		err := ec.CreateExclusive(ctx, claimPath(d), b)
+		if errors.Is(err, storage.ErrExists) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	return s.ReplaceClaim(ctx, d, owner, settle)
+}
+
+// ReplaceClaim writes owner's claim on blob d over whatever claim is held
+// (one that went stale), waits settle and reads it back: it reports
+// whether owner's claim is the one that stayed.
+func (s *Store) ReplaceClaim(ctx context.Context, d digest.Digest, owner string, settle time.Duration) (bool, error) {
+	if err := s.WriteClaim(ctx, d, owner); err != nil {
+		return false, err
+	}
+	t := time.NewTimer(settle)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-t.C:
+	}
+	c, ok, err := s.ReadClaim(ctx, d)
+	return ok && c.Owner == owner, err
+}
+
 // WriteClaim writes (or renews) owner's claim on blob d, replacing any.
 func (s *Store) WriteClaim(ctx context.Context, d digest.Digest, owner string) error {
 	b, err := json.Marshal(Claim{Owner: owner})
