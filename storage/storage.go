@@ -163,7 +163,9 @@ var ErrExists = errors.New("storage: a file is at the path already")
 // if no file is at its path, as one atomic step, so that of callers racing
 // to create the same path exactly one succeeds and the others get an error
 // wrapping ErrExists (a claim that one process of several takes). Wrappers
-// of a Driver must forward it. The content is durable when it returns nil.
+// of a Driver must forward it. It is meant for short-lived state: the
+// content is readable when it returns nil, but a crash of the machine may
+// lose it.
 type ExclusiveCreator interface {
 	CreateExclusive(ctx context.Context, path string, b []byte) error
 }

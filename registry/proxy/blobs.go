@@ -211,9 +211,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 // The store and the client each take the bytes at their own pace: chunks
 // go to the store through a queue of at most storeQueue chunks, so that
 // neither the upload's set-up nor a slow disk holds up the first bytes to
-// the client, nor a slow client the store. The last chunk reaches the
-// client only once the store has hashed every byte and found the digest,
-// so a client never receives all of a blob that fails verification.
+// the client, nor a slow client the store. The blob's last byte reaches
+// the client only once the store has hashed every byte and found the
+// digest, so a client never receives all of a blob that fails
+// verification.
 func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin func(size int64) io.Writer) (served bool, err error) {
 	what := "blob " + d.String() + " of " + t.Remote
 	// The download outlives the client's request (the cache is filled
@@ -271,7 +272,10 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 		client = begin(size)
 		served = true
 	}
-	var held *chunk // the bytes the client gets next, held back by one read
+	// The blob's last byte is held back until the store has verified the
+	// digest; every other byte goes to the client as it arrives.
+	var held []byte
+	var last [1]byte
 	var received int64
 	var readErr error
 	for {
@@ -283,18 +287,17 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 			ch.b = ch.buf[:n]
 			ch.refs.Store(2) // the store's and the client's
 			queue <- ch
-			if held != nil {
-				if client != nil {
-					if _, werr := client.Write(held.b); werr != nil {
-						client = nil // the client went away; the cache is still filled
-					}
-				}
-				held.release()
+			out := ch.b
+			if received == size {
+				last[0], held, out = out[n-1], last[:], out[:n-1]
 			}
-			held = ch
-		} else {
-			ch.release()
+			if client != nil && len(out) > 0 {
+				if _, werr := client.Write(out); werr != nil {
+					client = nil // the client went away; the cache is still filled
+				}
+			}
 		}
+		ch.release()
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF && n > 0 && size >= 0 && received == size {
 			break
 		}
@@ -309,13 +312,6 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	close(queue)
 	<-fed
 	c.metrics.received(t.up.Name, received)
-	release := func() {
-		if held != nil {
-			held.release()
-			held = nil
-		}
-	}
-	defer release()
 	if readErr != nil {
 		pw.CloseWithError(readErr)
 		<-stored
@@ -327,11 +323,10 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	select {
 	case <-verified:
 		if client != nil && held != nil {
-			if _, err := client.Write(held.b); err == nil {
+			if _, err := client.Write(held); err == nil {
 				_ = http.NewResponseController(client.(http.ResponseWriter)).Flush()
 			}
 		}
-		release()
 		if err := <-stored; err != nil {
 			return served, err
 		}
@@ -339,7 +334,7 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	case err := <-stored:
 		if err == nil { // verified was closed first: cannot happen, but serve it
 			if client != nil && held != nil {
-				_, _ = client.Write(held.b)
+				_, _ = client.Write(held)
 			}
 			return served, nil
 		}

@@ -276,8 +276,9 @@ func (d *Driver) createTemp() (string, *os.File, error) {
 }
 
 // CreateExclusive writes b at p unless a file is there (storage.ErrExists):
-// a temporary file, made durable, gets p's name by link(2), which fails
-// when the name exists, so that of racing callers exactly one succeeds.
+// a temporary file gets p's name by link(2), which fails when the name
+// exists, so that of racing callers exactly one succeeds. Nothing is
+// synced: the content is short-lived state (see storage.ExclusiveCreator).
 func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -292,9 +293,6 @@ func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error 
 	}
 	defer os.Remove(tmp)
 	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -315,9 +313,6 @@ func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error 
 		if err := d.mkdirAll(path.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return pathError(p, err)
 		}
-	}
-	if err := syncDir(d.file(path.Dir(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return pathError(p, err)
 	}
 	return nil
 }
