@@ -244,7 +244,7 @@ func (c *Client) send(req *http.Request, trustedOrigin, authorization string) (r
 		}
 		resp, err = c.http.Do(req)
 		if err != nil {
-			return nil, false, err
+			return nil, false, redactURLError(err)
 		}
 		switch resp.StatusCode {
 		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
@@ -383,6 +383,20 @@ func redact(u *url.URL) string {
 	r := *u
 	r.RawQuery, r.ForceQuery, r.User, r.Fragment = "", false, nil, ""
 	return r.String()
+}
+
+// redactURLError drops the query and user info from the URL of a
+// transport error (*url.Error), which may hold a presigned signature or a
+// token request's account, so that messages and logs never show them.
+func redactURLError(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			ue.URL = redact(u)
+		} else {
+			ue.URL = "(unparsable URL)"
+		}
+	}
+	return err
 }
 
 // clip shortens s to at most n bytes, marking the cut.

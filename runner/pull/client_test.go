@@ -130,3 +130,27 @@ func TestRedactDropsQuery(t *testing.T) {
 		t.Errorf("redact = %q", got)
 	}
 }
+
+// TestTransportErrorsRedacted: a request that fails below HTTP (nothing
+// listens) reports its URL without the query, which may hold a presigned
+// signature or a token request's account.
+func TestTransportErrorsRedacted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c := NewClient(ClientOptions{Retries: -1})
+	req, err := c.newRequest(t.Context(), http.MethodGet, "http://"+addr+"/token?account=alice&X-Amz-Signature=s3cr3t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = c.send(req, "", "")
+	if err == nil {
+		t.Fatal("a request to a closed port succeeded")
+	}
+	if msg := err.Error(); strings.Contains(msg, "alice") || strings.Contains(msg, "s3cr3t") {
+		t.Errorf("error %q shows the URL's query", msg)
+	}
+}
