@@ -64,12 +64,7 @@ func ApplyCacheExpiry(g Graph, rules []CacheRule, now time.Time) (live map[strin
 				use(d)
 			}
 		}
-		referrers := map[digest.Digest][]digest.Digest{}
-		for d, m := range r.Manifests {
-			if m.Subject != "" {
-				referrers[m.Subject] = append(referrers[m.Subject], d)
-			}
-		}
+		referrers := referrersBySubject(r)
 		for len(queue) > 0 {
 			d := queue[len(queue)-1]
 			queue = queue[:len(queue)-1]

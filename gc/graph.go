@@ -124,12 +124,7 @@ func Mark(g Graph, opts MarkOptions) Marks {
 			}
 		}
 		// Referrers by subject, so that keeping a subject keeps them.
-		referrers := map[digest.Digest][]digest.Digest{}
-		for d, mf := range r.Manifests {
-			if mf.Subject != "" {
-				referrers[mf.Subject] = append(referrers[mf.Subject], d)
-			}
-		}
+		referrers := referrersBySubject(r)
 		for len(queue) > 0 {
 			d := queue[len(queue)-1]
 			queue = queue[:len(queue)-1]
@@ -165,6 +160,18 @@ func Mark(g Graph, opts MarkOptions) Marks {
 		m.Repositories[name] = marked
 	}
 	return m
+}
+
+// referrersBySubject lists the manifests of r that have a subject, by
+// subject.
+func referrersBySubject(r Repository) map[digest.Digest][]digest.Digest {
+	out := map[digest.Digest][]digest.Digest{}
+	for d, mf := range r.Manifests {
+		if mf.Subject != "" {
+			out[mf.Subject] = append(out[mf.Subject], d)
+		}
+	}
+	return out
 }
 
 // note marks blob b as needed by manifest d of repo.

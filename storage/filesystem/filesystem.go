@@ -310,7 +310,9 @@ func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error 
 		if !errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts {
 			return pathError(p, err)
 		}
-		if err := d.mkdirAll(path.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Unsynced like the file: a concurrent prune may remove what
+		// this creates, and then the next attempt creates it again.
+		if err := os.MkdirAll(d.file(path.Dir(p)), dirPerm); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return pathError(p, err)
 		}
 	}
