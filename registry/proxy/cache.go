@@ -48,6 +48,8 @@ type Cache struct {
 
 	manifests singleflight.Group // upstream manifest fetches and tag checks, by repo and reference
 
+	prefetch chan struct{} // bounds the referrer fetches running in the background
+
 	mu      sync.Mutex
 	flights map[digest.Digest]*flight // blob downloads of this process
 	pulls   map[pullKey]time.Time     // pull notes written lately
@@ -73,8 +75,9 @@ func New(opts Options) (*Cache, error) {
 		store:   opts.Store,
 		log:     opts.Logger,
 		owner:   hex.EncodeToString(b[:]),
-		flights: map[digest.Digest]*flight{},
-		pulls:   map[pullKey]time.Time{},
+		flights:  map[digest.Digest]*flight{},
+		pulls:    map[pullKey]time.Time{},
+		prefetch: make(chan struct{}, maxPrefetch),
 	}
 	for _, u := range opts.Upstreams {
 		up, err := newUpstream(u, opts.UserAgent)

@@ -893,3 +893,61 @@ func TestLeaderGoneOthersServed(t *testing.T) {
 		t.Errorf("upstream GETs of a blob another process stored: %d, want 0", n)
 	}
 }
+
+// TestReferrersFetchedWithManifest: a manifest fetched through the cache
+// brings its referrers along where the upstream has the referrers API, so
+// that a signature is there once the upstream is down.
+func TestReferrersFetchedWithManifest(t *testing.T) {
+	up := newUpstreamServer(t)
+	m := newMirror(t, up.URL, nil)
+	ctx := t.Context()
+	img := pushImage(t, up, "lib/app", "v1", 1024)
+
+	empty := []byte("{}")
+	if _, err := up.store.PutBlob(ctx, "lib/app", bytes.NewReader(empty), digest.FromBytes(empty)); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": manifest.MediaTypeOCIManifest,
+		"artifactType": "application/vnd.example.signature",
+		"config":       map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest.FromBytes(empty), "size": 2},
+		"layers":       []any{map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest.FromBytes(empty), "size": 2}},
+		"subject":      map[string]any{"mediaType": manifest.MediaTypeDockerManifest, "digest": img.digest, "size": len(img.body)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigDigest := digest.FromBytes(sig)
+	if _, err := up.store.PutManifest(ctx, "lib/app", nil, sigDigest, manifest.MediaTypeOCIManifest, sig); err != nil {
+		t.Fatal(err)
+	}
+
+	wantBody(t, "manifest by tag", do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/lib/app/manifests/v1"), img.body)
+	// The referrer arrives in the background: wait for it (the test's
+	// own timeout bounds the wait).
+	for {
+		if _, err := m.store.GetManifest(ctx, prefix+"/lib/app", sigDigest); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	up.Close() // the upstream is gone
+	r := do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/lib/app/referrers/"+img.digest.String())
+	if r.status != http.StatusOK {
+		t.Fatalf("referrers with the upstream down: %d %s", r.status, r.body)
+	}
+	var index struct {
+		Manifests []struct {
+			Digest       digest.Digest `json:"digest"`
+			ArtifactType string        `json:"artifactType"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(r.body, &index); err != nil {
+		t.Fatal(err)
+	}
+	if len(index.Manifests) != 1 || index.Manifests[0].Digest != sigDigest || index.Manifests[0].ArtifactType != "application/vnd.example.signature" {
+		t.Errorf("referrers with the upstream down: %s, want the signature %s", r.body, sigDigest)
+	}
+	wantBody(t, "the signature by digest, upstream down", do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/lib/app/manifests/"+sigDigest.String()), sig)
+}

@@ -95,6 +95,38 @@ func nextLink(h string) string {
 	return ""
 }
 
+// maxPrefetch bounds the referrer fetches a Cache runs in the background
+// at once; a manifest fetched while they are all busy gets none (its
+// referrers are still fetched when a client asks the referrers API).
+const maxPrefetch = 4
+
+// prefetchReferrers fetches, in the background, the referrers the
+// upstream lists for manifest d of t and caches their manifests, so that
+// signatures and SBOMs of what was pulled through the cache are there
+// (cosign verify) even once the upstream is down. An upstream without the
+// referrers API is asked once.
+func (c *Cache) prefetchReferrers(ctx context.Context, t *Target, d digest.Digest) {
+	if t.up.noReferrers.Load() {
+		return
+	}
+	select {
+	case c.prefetch <- struct{}{}:
+	default:
+		return
+	}
+	go func() {
+		defer func() { <-c.prefetch }()
+		ctx, cancel := t.up.shared(ctx)
+		defer cancel()
+		if _, err := c.upstreamReferrers(ctx, t, d, ""); errors.Is(err, store.ErrManifestUnknown) {
+			t.up.noReferrers.Store(true)
+		} else if err != nil {
+			c.log.Debug("could not fetch the referrers of a cached manifest", "upstream", t.up.Name,
+				"repository", t.Repo, "digest", d, "error", err)
+		}
+	}()
+}
+
 // Referrers returns the referrers of manifest d of the cached repository t
 // (filtered by artifactType, if set) as the upstream's referrers API lists
 // them, and caches the referrer manifests it lists, so that a client (cosign
@@ -107,7 +139,9 @@ func (c *Cache) Referrers(ctx context.Context, t *Target, d digest.Digest, artif
 		return descs, Miss, nil
 	}
 	result := Hit
-	if !errors.Is(err, store.ErrManifestUnknown) {
+	if errors.Is(err, store.ErrManifestUnknown) {
+		t.up.noReferrers.Store(true)
+	} else {
 		c.metrics.failed(t.up.Name)
 		if !canServeStale(err) {
 			return nil, "", err

@@ -153,6 +153,8 @@ func (c *Cache) fetchManifest(ctx context.Context, t *Target, tag string, want d
 		m, err := c.getManifest(ctx, t, tag, want)
 		if err != nil {
 			c.metrics.failed(t.up.Name)
+		} else {
+			c.prefetchReferrers(ctx, t, m.Digest)
 		}
 		return m, err
 	})

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/gc"
@@ -54,6 +55,9 @@ type upstream struct {
 	Upstream
 	host   string // host[:port] of URL, the pull.Client's registry name
 	client *pull.Client
+	// noReferrers is set once the upstream answered a referrers request
+	// with 404: it has no referrers API (one that has answers 200).
+	noReferrers atomic.Bool
 }
 
 // dockerHub is the prefix that means Docker Hub, whose one-component
