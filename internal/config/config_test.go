@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -574,8 +575,13 @@ func TestRedacted(t *testing.T) {
 	if c.Storage.S3.SecretKey != "example-secret" {
 		t.Errorf("Redacted changed the original: secretKey = %q", c.Storage.S3.SecretKey)
 	}
+	if r.Proxy.Upstreams[1].Password != config.RedactedSecret || c.Proxy.Upstreams[1].Password != "upstream-secret" {
+		t.Errorf("upstream password: redacted %q, original %q", r.Proxy.Upstreams[1].Password, c.Proxy.Upstreams[1].Password)
+	}
 	unmasked := r
 	unmasked.Storage.S3.SecretKey = c.Storage.S3.SecretKey
+	unmasked.Proxy.Upstreams = slices.Clone(r.Proxy.Upstreams)
+	unmasked.Proxy.Upstreams[1].Password = c.Proxy.Upstreams[1].Password
 	if !reflect.DeepEqual(unmasked, *c) {
 		t.Errorf("Redacted changed more than the secret:\n got %+v\nwant %+v", unmasked, *c)
 	}
@@ -583,7 +589,8 @@ func TestRedacted(t *testing.T) {
 	if err := r.WriteYAML(&out); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(out.String(), "example-secret") || !strings.Contains(out.String(), "secretKey: <redacted>") {
+	if strings.Contains(out.String(), "example-secret") || !strings.Contains(out.String(), "secretKey: <redacted>") ||
+		strings.Contains(out.String(), "upstream-secret") {
 		t.Errorf("redacted dump:\n%s", out.String())
 	}
 	if d := config.Default(); d.Redacted().Storage.S3.SecretKey != "" {

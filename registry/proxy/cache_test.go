@@ -951,3 +951,48 @@ func TestReferrersFetchedWithManifest(t *testing.T) {
 	}
 	wantBody(t, "the signature by digest, upstream down", do(t, http.MethodGet, m.URL+"/v2/"+prefix+"/lib/app/manifests/"+sigDigest.String()), sig)
 }
+
+// TestStalledUpstream: an upstream that sends part of a blob and then
+// nothing fails the client's GET once the read timeout passes (the client
+// never gets the whole length), leaves no blob and no upload behind, and
+// the next GET fetches the blob again.
+func TestStalledUpstream(t *testing.T) {
+	up := newUpstreamServer(t)
+	img := pushImage(t, up, "team/app", "v1", 1<<20)
+	d := digest.FromBytes(img.layer)
+	m := newMirror(t, up.URL, func(u *proxy.Upstream) { u.ReadTimeout = 200 * time.Millisecond })
+	blobURL := m.URL + "/v2/" + prefix + "/team/app/blobs/" + d.String()
+	release := make(chan struct{})
+	defer close(release)
+	up.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+d.String()) {
+			return false
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(img.layer)))
+		_, _ = w.Write(img.layer[:len(img.layer)/2])
+		w.(http.Flusher).Flush()
+		select { // stall until the mirror gives up, or the test ends
+		case <-r.Context().Done():
+		case <-release:
+		}
+		return true
+	})
+	r := do(t, http.MethodGet, blobURL)
+	if r.err == nil && r.status == http.StatusOK && len(r.body) == len(img.layer) {
+		t.Fatalf("GET through a stalled upstream: the client received all %d bytes without an error", len(r.body))
+	}
+	t.Logf("GET through a stalled upstream: status %d, %d of %d bytes, error %v", r.status, len(r.body), len(img.layer), r.err)
+	m.waitAccessLog(t, "/v2/{name}/blobs/{digest}", 1)
+	if have, err := m.store.HasBlobData(t.Context(), d); have || err != nil {
+		t.Fatalf("after a stalled download: blob data stored %v (%v), want none", have, err)
+	}
+	uploads, err := m.driver.List(t.Context(), "/docker/registry/v2/repositories/"+prefix+"/team/app/_uploads")
+	if err == nil && len(uploads) > 0 {
+		t.Errorf("after a stalled download: uploads left %v", uploads)
+	} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		t.Fatal(err)
+	}
+
+	up.setIntercept(nil)
+	wantBody(t, "GET after the upstream recovered", do(t, http.MethodGet, blobURL), img.layer)
+}
