@@ -103,3 +103,52 @@ func TestCacheExpiry(t *testing.T) {
 		t.Errorf("ExpireAfter 0: in use %v, tags %v; want nothing", inUse, tags)
 	}
 }
+
+// TestCacheMaxBytes: over its MaxBytes, a cache loses its least recently
+// pulled images first, until what is left fits; a blob the survivors share
+// with a dropped image counts once and stays.
+func TestCacheMaxBytes(t *testing.T) {
+	now := retentionNow
+	ago := func(h int) time.Time { return now.Add(-time.Duration(h) * time.Hour) }
+	shared := digest.FromString("shared")
+	repo := Repository{Manifests: map[digest.Digest]Manifest{}, Tags: map[string]Tag{}, Pulled: map[digest.Digest]time.Time{}}
+	blobs := map[digest.Digest]Blob{shared: {Size: 100}}
+	var images []digest.Digest
+	// a (pulled 30h ago), b (20h), c (10h): 10-byte bodies, a 100-byte
+	// layer of their own and the shared 100-byte layer.
+	for i, name := range []string{"a", "b", "c"} {
+		d, layer := digest.FromString(name), digest.FromString(name+"-layer")
+		repo.Manifests[d] = Manifest{Blobs: []digest.Digest{shared, layer}, ModTime: ago(40)}
+		repo.Tags[name] = Tag{Digest: d, Pushed: ago(40)}
+		repo.Pulled[d] = ago(30 - 10*i)
+		blobs[d], blobs[layer] = Blob{Size: 10}, Blob{Size: 100}
+		images = append(images, d)
+	}
+	g := Graph{Repositories: map[string]Repository{"hub.example/lib/x": repo}, Blobs: blobs}
+
+	for _, tc := range []struct {
+		max  int64
+		gone []string
+	}{
+		{max: 430, gone: nil},           // 100 shared + 3 × 110 fits
+		{max: 429, gone: []string{"a"}}, // one over: the oldest goes
+		{max: 320, gone: []string{"a"}}, // 100 + 2 × 110
+		{max: 319, gone: []string{"a", "b"}},
+		{max: 1, gone: []string{"a", "b", "c"}},
+	} {
+		live, tags := ApplyCacheExpiry(g, []CacheRule{{Prefix: "hub.example", MaxBytes: tc.max}}, now)
+		var gone []string
+		for _, tg := range tags {
+			gone = append(gone, tg.Tag)
+		}
+		if !slices.Equal(gone, tc.gone) {
+			t.Errorf("MaxBytes %d: tags deleted %v, want %v", tc.max, gone, tc.gone)
+		}
+		for i, d := range images {
+			want := !slices.Contains(tc.gone, []string{"a", "b", "c"}[i])
+			if live["hub.example/lib/x"][d] != want {
+				t.Errorf("MaxBytes %d: image %d in use %v, want %v", tc.max, i, !want, want)
+			}
+		}
+	}
+}

@@ -39,8 +39,8 @@ func ReadGraph(ctx context.Context, st *store.Store) (Graph, error) {
 // pulled (Repository.Pulled), as Usage and a collection need.
 func ReadGraphWithPulls(ctx context.Context, st *store.Store, caches []CacheRule) (Graph, error) {
 	return readGraph(ctx, st, func(name string) bool {
-		r, ok := cacheRule(caches, name)
-		return ok && r.ExpireAfter > 0
+		i, ok := cacheRule(caches, name)
+		return ok && caches[i].expires()
 	})
 }
 

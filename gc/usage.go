@@ -167,8 +167,8 @@ func Usage(g Graph, opts UsageOptions) UsageReport {
 
 		u := RepositoryUsage{Name: name, Tags: len(r.Tags)}
 		group := 0
-		if rule, ok := cacheRule(opts.Caches, name); ok {
-			u.Cache, group = rule.Prefix, 1
+		if i, ok := cacheRule(opts.Caches, name); ok {
+			u.Cache, group = opts.Caches[i].Prefix, 1
 		}
 		marked := marks.Repositories[name]
 		for d := range r.Manifests {

@@ -177,7 +177,7 @@ func gcOptions(c config.GC) (gc.Options, error) {
 func cacheRules(p config.Proxy) []gc.CacheRule {
 	var out []gc.CacheRule
 	for _, u := range p.Upstreams {
-		out = append(out, gc.CacheRule{Prefix: u.Prefix, ExpireAfter: u.ExpireAfter})
+		out = append(out, gc.CacheRule{Prefix: u.Prefix, ExpireAfter: u.ExpireAfter, MaxBytes: u.MaxBytes})
 	}
 	return out
 }

@@ -68,6 +68,10 @@ type Upstream struct {
 	// for this long (blobs another image needs are kept). 0 keeps cached
 	// content forever. Default: 0.
 	ExpireAfter time.Duration `yaml:"expireAfter"`
+	// MaxBytes bounds what the upstream's cached repositories reference:
+	// over it, garbage collection deletes the least recently pulled cached
+	// images first. 0: no bound. Default: 0.
+	MaxBytes int64 `yaml:"maxBytes"`
 }
 
 // UpstreamTLS configures TLS towards an upstream.
@@ -157,6 +161,9 @@ func (p *Proxy) validate(report reportFunc) {
 		}
 		if u.ReadTimeout < 0 {
 			report(key+".readTimeout", "%s must not be negative", u.ReadTimeout)
+		}
+		if u.MaxBytes < 0 {
+			report(key+".maxBytes", "%d must not be negative (0: no bound)", u.MaxBytes)
 		}
 		if u.ExpireAfter < 0 {
 			report(key+".expireAfter", "%s must not be negative (0 keeps cached content)", u.ExpireAfter)
