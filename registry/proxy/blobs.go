@@ -242,6 +242,13 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	defer resp.Body.Close()
 	size := resp.ContentLength
 	watchdog.Reset(t.up.ReadTimeout)
+	var body io.Reader = resp.Body
+	if size < 0 {
+		// No length said: an upstream could send forever. Nothing
+		// bigger than maxUnsizedBlob is taken (the digest check then
+		// fails and nothing is kept).
+		body = io.LimitReader(resp.Body, maxUnsizedBlob)
+	}
 
 	// The store's side: a pipe fed from a queue of chunks.
 	pr, pw := io.Pipe()
@@ -280,7 +287,7 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	var readErr error
 	for {
 		ch := newChunk()
-		n, rerr := io.ReadAtLeast(resp.Body, ch.buf, 1)
+		n, rerr := io.ReadAtLeast(body, ch.buf, 1)
 		if n > 0 {
 			watchdog.Reset(t.up.ReadTimeout)
 			received += int64(n)
@@ -348,6 +355,9 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 		return served, err
 	}
 }
+
+// maxUnsizedBlob bounds a blob an upstream sends without a Content-Length.
+const maxUnsizedBlob = 64 << 30
 
 // storeQueue bounds the chunks waiting for the store while the client
 // runs ahead of it: 64 of streamBufferSize, 16 MiB per download.
