@@ -34,6 +34,8 @@ type Config struct {
 	GC GC `yaml:"gc"`
 	// Proxy configures the pull-through cache of upstream registries.
 	Proxy Proxy `yaml:"proxy"`
+	// UI configures the web UI.
+	UI UI `yaml:"ui"`
 }
 
 // Default returns the configuration used where no file, variable or flag
@@ -46,6 +48,7 @@ func Default() Config {
 		Auth:    defaultAuth(),
 		GC:      defaultGC(),
 		Proxy:   defaultProxy(),
+		UI:      defaultUI(),
 	}
 }
 

@@ -313,6 +313,7 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_GC_DELETEUNTAGGED", "gc.deleteUntagged", "bool", "false"},
 		{"BERTH_GC_UPLOADMAXAGE", "gc.uploadMaxAge", "duration", "24h0m0s"},
 		{"BERTH_GC_DRYRUN", "gc.dryRun", "bool", "false"},
+		{"BERTH_UI_ENABLED", "ui.enabled", "bool", "true"},
 	}
 	got := config.EnvVars()
 	if !reflect.DeepEqual(got, want) {
@@ -407,6 +408,7 @@ func TestEnvOverrides(t *testing.T) {
 		GC: config.GC{Interval: 30 * time.Minute, Grace: 0, DeleteUntagged: true, UploadMaxAge: 2 * time.Hour,
 			DryRun: true, Retention: []config.RetentionRule{}},
 		Proxy: config.Proxy{Upstreams: []config.Upstream{}},
+		UI:    config.UI{Enabled: true},
 	}
 	if !reflect.DeepEqual(*c, want) {
 		t.Errorf("got  %+v\nwant %+v", *c, want)
