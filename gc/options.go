@@ -115,6 +115,9 @@ type Report struct {
 	// for manifests whose subject the index did not list them under
 	// (content written by another registry); dry runs write them too.
 	ReferrersIndexed int `json:"referrersIndexed"`
+	// SummariesWritten counts the repository summaries (store.Summary)
+	// the run wrote where none was stored; dry runs write them too.
+	SummariesWritten int `json:"summariesWritten"`
 }
 
 // Counts counts items by kind.

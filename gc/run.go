@@ -100,6 +100,12 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		}
 		log.Warn("gc: could not complete the referrers index; the next run tries again", "error", err)
 	}
+	if err := writeSummaries(ctx, st, pl.graph, &rep, log); err != nil {
+		if ctx.Err() != nil {
+			return rep, err
+		}
+		log.Warn("gc: could not write every missing repository summary; the next run tries again", "error", err)
+	}
 	if opts.DryRun {
 		rep.Deleted = Counts{Tags: len(rep.Tags), Manifests: len(rep.Manifests), Blobs: len(rep.Blobs),
 			Bytes: rep.ReclaimableBytes, LayerLinks: len(rep.LayerLinks), Uploads: len(rep.Uploads)}
@@ -194,6 +200,32 @@ func indexReferrers(ctx context.Context, st *store.Store, pl sweepPlan, rep *Rep
 	}
 	if rep.ReferrersIndexed > 0 {
 		log.Info("gc: completed the referrers index", "entries", rep.ReferrersIndexed)
+	}
+	return nil
+}
+
+// writeSummaries writes the summary (store.Summary) of every repository of
+// g that has tags and none: content written by CNCF Distribution, or before
+// Berth kept summaries. Like the referrers index, a dry run does it too.
+func writeSummaries(ctx context.Context, st *store.Store, g Graph, rep *Report, log *slog.Logger) error {
+	for _, name := range sortedKeys(g.Repositories) {
+		if len(g.Repositories[name].Tags) == 0 {
+			continue
+		}
+		_, ok, err := st.ReadSummary(ctx, name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			continue
+		}
+		if _, _, err := st.RefreshSummary(ctx, name); err != nil {
+			return fmt.Errorf("gc: writing the summary of %s: %w", name, err)
+		}
+		rep.SummariesWritten++
+	}
+	if rep.SummariesWritten > 0 {
+		log.Info("gc: wrote missing repository summaries", "repositories", rep.SummariesWritten)
 	}
 	return nil
 }

@@ -863,3 +863,29 @@ func TestReferrersIndexCompleted(t *testing.T) {
 		}
 	})
 }
+
+// TestRunWritesMissingSummaries: a tagged repository without a summary
+// (written by Distribution, or before Berth kept them) gets one from a
+// run, dry or not; one that has a summary is left as it is.
+func TestRunWritesMissingSummaries(t *testing.T) {
+	drivers(t, func(t *testing.T, d storage.Driver) {
+		ctx := context.Background()
+		st := newStore(d)
+		img := pushImage(t, st, "a", "v1", nil, []byte("layer"))
+		pushImage(t, st, "b", "v1", nil, []byte("other layer"))
+		if err := d.Delete(ctx, "/docker/registry/v2/repositories/a/_berth"); err != nil {
+			t.Fatal(err)
+		}
+		rep := run(t, st, Options{DryRun: true})
+		if rep.SummariesWritten != 1 {
+			t.Errorf("SummariesWritten = %d, want 1", rep.SummariesWritten)
+		}
+		sum, ok, err := st.ReadSummary(ctx, "a")
+		if err != nil || !ok || sum.Tags["v1"].Digest != img.digest {
+			t.Errorf("summary of a after the run: %+v, %v, %v", sum, ok, err)
+		}
+		if rep := run(t, st, Options{}); rep.SummariesWritten != 0 {
+			t.Errorf("second run: SummariesWritten = %d, want 0", rep.SummariesWritten)
+		}
+	})
+}

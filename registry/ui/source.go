@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -76,8 +77,7 @@ func (s *StoreSource) Repositories(ctx context.Context) ([]Repository, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			page, err := s.repository(ctx, name, false)
-			out[i], errs[i] = page.Repository, err
+			out[i], errs[i] = s.listed(ctx, name)
 		})
 	}
 	wg.Wait()
@@ -89,15 +89,42 @@ func (s *StoreSource) Repositories(ctx context.Context) ([]Repository, error) {
 	return out, nil
 }
 
-// Repository implements Source.
-func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPage, error) {
-	return s.repository(ctx, name, true)
+// listed summarises repository name from its stored summary (one read),
+// rebuilt from the tag links when there is none.
+func (s *StoreSource) listed(ctx context.Context, name string) (Repository, error) {
+	summary, ok, err := s.st.ReadSummary(ctx, name)
+	if err != nil {
+		return Repository{}, err
+	}
+	if !ok {
+		if summary, _, err = s.st.RefreshSummary(ctx, name); err != nil {
+			return Repository{}, err
+		}
+	}
+	r := Repository{Name: name, Upstream: s.upstreamOf(name)}
+	all := map[digest.Digest]int64{}
+	for _, tg := range summary.Tags {
+		f, err := s.manifestFacts(ctx, name, tg.Digest)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Repository{}, err
+		}
+		r.Tags++
+		maps.Copy(all, f.blobs)
+		if tg.Pushed.After(r.LastPush) {
+			r.LastPush = tg.Pushed
+		}
+	}
+	r.Bytes = sum(all)
+	return r, nil
 }
 
-// repository reads name's tags and the facts of what they point at;
-// withReferrers also counts each tagged manifest's referrers.
-func (s *StoreSource) repository(ctx context.Context, name string, withReferrers bool) (RepositoryPage, error) {
-	infos, err := s.st.TagInfos(ctx, name)
+// Repository implements Source.
+// It reads the tag links (and repairs the stored summary from them).
+func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPage, error) {
+	_, infos, err := s.st.RefreshSummary(ctx, name)
 	if err != nil {
 		return RepositoryPage{}, err
 	}
@@ -125,17 +152,15 @@ func (s *StoreSource) repository(ctx context.Context, name string, withReferrers
 		}
 		t := Tag{Name: ti.Tag, Digest: ti.Digest, MediaType: f.mediaType, Platforms: f.platforms,
 			Bytes: sum(f.blobs), Created: f.created, Pushed: ti.ModTime}
-		if withReferrers {
-			refs, err := s.st.Referrers(ctx, name, ti.Digest, "")
-			if err != nil {
-				return RepositoryPage{}, err
+		refs, err := s.st.Referrers(ctx, name, ti.Digest, "")
+		if err != nil {
+			return RepositoryPage{}, err
+		}
+		for _, r := range refs {
+			if t.Referrers == nil {
+				t.Referrers = map[string]int{}
 			}
-			for _, r := range refs {
-				if t.Referrers == nil {
-					t.Referrers = map[string]int{}
-				}
-				t.Referrers[r.ArtifactType]++
-			}
+			t.Referrers[r.ArtifactType]++
 		}
 		for d, n := range f.blobs {
 			all[d] = n

@@ -778,6 +778,9 @@ func (s *Store) DeleteTagIf(ctx context.Context, repo, tag string, d digest.Dige
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}
+	if err == nil {
+		s.summaryUntagged(ctx, repo, tag)
+	}
 	return err == nil, err
 }
 

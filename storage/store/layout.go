@@ -27,8 +27,10 @@ import (
 //	    ├── _referrers/<alg>/<hex>/<alg>/<hex>/descriptor
 //	    │                                           (Berth only) subject digest -> referrer digest:
 //	    │                                           the referrer's OCI descriptor as JSON
-//	    └── _pulls/<alg>/<hex>                      (Berth only, cached repositories) written when
-//	                                                the manifest was last pulled, for cache retention
+//	    ├── _pulls/<alg>/<hex>                      (Berth only, cached repositories) written when
+//	    │                                           the manifest was last pulled, for cache retention
+//	    └── _berth/summary                          (Berth only) the tags and what they point at, as
+//	                                                JSON, kept at write time for listings (summary.go)
 //
 // and, beside them, Berth's own state under /docker/registry/v2/_berth/:
 // gc/ (garbage collection's interlock, gc.go) and proxy/claims/<alg>/<hex>
@@ -95,6 +97,8 @@ func uploadStartedAtPath(repo, id string) string {
 func uploadHashStatePath(repo, id string, alg digest.Algorithm, offset int64) string {
 	return uploadPath(repo, id) + "/hashstates/" + string(alg) + "/" + itoa(offset)
 }
+
+func summaryPath(repo string) string { return repoPath(repo) + "/_berth/summary" }
 
 func pullsPath(repo string) string { return repoPath(repo) + "/_pulls" }
 

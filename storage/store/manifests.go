@@ -160,6 +160,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, wan
 		}
 	}
 	s.manifests.add(Manifest{Digest: d, MediaType: m.MediaType, Body: body})
+	s.summaryTagged(ctx, repo, tags, d)
 	return PutResult{Digest: d, Manifest: m, Absent: absent}, nil
 }
 
@@ -258,12 +259,15 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 	if err != nil && !errors.Is(err, ErrNameUnknown) {
 		return err
 	}
+	var untagged []string
+	defer func() { s.summaryUntagged(ctx, repo, untagged...) }()
 	for _, t := range tags {
 		cur, err := s.ResolveTag(ctx, repo, t)
 		if err == nil && cur == d {
 			if err := s.driver.Delete(ctx, tagPath(repo, t)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return err
 			}
+			untagged = append(untagged, t)
 		}
 	}
 	if parsed, err := manifest.Parse("", m.Body); err == nil && parsed.Subject != nil {
@@ -284,6 +288,9 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	err := s.driver.Delete(ctx, tagPath(repo, tag))
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("%w: tag %q in %s", ErrManifestUnknown, tag, repo)
+	}
+	if err == nil {
+		s.summaryUntagged(ctx, repo, tag)
 	}
 	return err
 }

@@ -68,6 +68,7 @@ func (s *Store) CacheManifest(ctx context.Context, repo, tag string, d digest.Di
 		if err := s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d); err != nil {
 			return Manifest{}, err
 		}
+		s.summaryTagged(ctx, repo, []string{tag}, d)
 	}
 	out := Manifest{Digest: d, MediaType: m.MediaType, Body: body}
 	s.manifests.add(out)

@@ -55,6 +55,8 @@ type Store struct {
 	dooms      doomLists // the doom lists read so far
 	tombstones doomLists // the tombstones read so far
 	sparse     bool      // Options.SparseManifests
+	// summaryLocks serialise the summary updates of a repository.
+	summaryLocks summaryLocks
 }
 
 // New returns a Store over d.

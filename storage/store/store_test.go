@@ -153,8 +153,14 @@ func TestLayoutIsDistributions(t *testing.T) {
 				t.Errorf("%s = %q, want %q", p, got[p], c)
 			}
 		}
+		// Berth's own: the repository's summary, which Distribution ignores
+		// (its name starts with "_").
+		summary := root + "/repositories/library/app/_berth/summary"
+		if !strings.Contains(got[summary], `"v1":{"digest":"`+md.String()+`"`) {
+			t.Errorf("summary = %q, want v1 pointing at %s", got[summary], md)
+		}
 		for p := range got {
-			if _, ok := want[p]; !ok {
+			if _, ok := want[p]; !ok && p != summary {
 				t.Errorf("unexpected file %s", p)
 			}
 		}
