@@ -98,7 +98,8 @@ type sortHeader struct {
 	AriaSort string
 	// Numeric columns sort by their cells' data-sort numbers.
 	Numeric bool
-	// Class hides a column on narrow screens ("wide").
+	// Class is the header cell's: "num" aligns it right, "wide" hides
+	// the column on narrow screens.
 	Class string
 }
 
@@ -166,8 +167,8 @@ type repositoriesView struct {
 
 var repositoryColumns = []sortHeader{
 	{Key: "name", Label: "Name"},
-	{Key: "tags", Label: "Tags", Numeric: true},
-	{Key: "size", Label: "Size", Numeric: true},
+	{Key: "tags", Label: "Tags", Numeric: true, Class: "num"},
+	{Key: "size", Label: "Size", Numeric: true, Class: "num"},
 	{Key: "pushed", Label: "Last push", Numeric: true},
 }
 
@@ -254,7 +255,7 @@ type repositoryView struct {
 
 var tagColumns = []sortHeader{
 	{Key: "name", Label: "Tag"},
-	{Key: "size", Label: "Size", Numeric: true},
+	{Key: "size", Label: "Size", Numeric: true, Class: "num"},
 	{Key: "created", Label: "Created", Numeric: true, Class: "wide"},
 	{Key: "pushed", Label: "Pushed", Numeric: true},
 }
