@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -579,5 +580,56 @@ func TestHeadersEverywhere(t *testing.T) {
 func TestNewWithoutSource(t *testing.T) {
 	if _, err := ui.New(ui.Options{}); err == nil {
 		t.Fatal("New without a Source succeeded")
+	}
+}
+
+// bigSource is a repository of 500 tags and a catalog of 1,000
+// repositories, the sizes issue 17's targets name.
+type bigSource struct {
+	fakeSource
+	repos []ui.Repository
+	page  ui.RepositoryPage
+}
+
+func newBigSource() *bigSource {
+	b := &bigSource{}
+	for i := range 1000 {
+		b.repos = append(b.repos, ui.Repository{Name: fmt.Sprintf("team%d/app%d", i%40, i), Tags: 10, Bytes: int64(i) * 1_000_003, LastPush: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	b.page.Repository = ui.Repository{Name: "big/repo", Tags: 500}
+	for i := range 500 {
+		b.page.TagList = append(b.page.TagList, ui.Tag{
+			Name: fmt.Sprintf("v1.%d", i), Digest: digest.FromString(fmt.Sprint(i)), MediaType: "application/vnd.oci.image.index.v1+json",
+			Platforms: []string{"linux/amd64", "linux/arm64/v8"}, Bytes: int64(i) * 999_999,
+			Created: t0.Add(time.Duration(i) * time.Hour), Pushed: t0.Add(time.Duration(i%37) * time.Hour),
+			Referrers: map[string]int{"application/vnd.dev.cosign.artifact.sig.v1+json": 1},
+		})
+	}
+	return b
+}
+
+func (b *bigSource) Repositories(ctx context.Context) ([]ui.Repository, error) { return b.repos, nil }
+func (b *bigSource) Repository(ctx context.Context, name string) (ui.RepositoryPage, error) {
+	return b.page, nil
+}
+
+// BenchmarkPages measures the HTTP side's share of a page (the Source's
+// read excluded): the 1,000-repository list and a 500-tag repository.
+func BenchmarkPages(b *testing.B) {
+	h, err := ui.New(ui.Options{Source: newBigSource(), DeleteEnabled: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, p := range []string{"/ui/", "/ui/r/big/repo", "/ui/api/repositories/big/repo"} {
+		b.Run(p, func(b *testing.B) {
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+				if rec.Code != 200 {
+					b.Fatalf("status %d", rec.Code)
+				}
+				b.SetBytes(int64(rec.Body.Len()))
+			}
+		})
 	}
 }

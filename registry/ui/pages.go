@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/manifest"
@@ -26,9 +27,7 @@ func (u *UI) parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"static":    func(file string) string { return Prefix + "static/" + u.staticVersion + "/" + file },
 		"bytes":     humanBytes,
-		"rel":       u.relativeTime,
-		"abs":       absoluteTime,
-		"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"when":      u.timeElement,
 		"unix":      unixOrZero,
 		"short":     shortDigest,
 		"join":      strings.Join,
@@ -68,11 +67,21 @@ func (u *UI) base(r *http.Request, title string) pageData {
 	return pageData{Title: title, DeleteEnabled: u.deleteEnabled}
 }
 
+// renderBuffers hold pages while they render: a 500-tag page is about a
+// megabyte, grown afresh for every request without them.
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 // render executes page into a buffer, so a failing template answers a
 // clean 500, then writes it.
 func (u *UI) render(w http.ResponseWriter, page string, data pageData) error {
-	var buf bytes.Buffer
-	if err := u.pages[page].ExecuteTemplate(&buf, "layout", data); err != nil {
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 8<<20 {
+			buf.Reset()
+			renderBuffers.Put(buf)
+		}
+	}()
+	if err := u.pages[page].ExecuteTemplate(buf, "layout", data); err != nil {
 		return fmt.Errorf("rendering %s: %w", page, err)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -237,12 +246,17 @@ func namespace(name string) string {
 	return ns
 }
 
-// tagRow is one row of the repository page.
+// tagRow is one row of the repository page, its strings made once here
+// rather than by template functions (a page may have thousands of rows).
 type tagRow struct {
 	Tag
 	// SameManifest lists every tag on the row's manifest (itself included),
-	// which deleting the manifest deletes.
-	SameManifest []string
+	// which deleting the manifest deletes, joined with ", ".
+	SameManifest string
+	// URL of the manifest's page, Short its digest.
+	URL, Short string
+	// PullTag and PullDigest are the pull commands.
+	PullTag, PullDigest string
 }
 
 // repositoryView is the repository page's data.
@@ -271,11 +285,20 @@ func (u *UI) repositoryPage(w http.ResponseWriter, r *http.Request, name string)
 	for _, t := range page.TagList {
 		byDigest[t.Digest] = append(byDigest[t.Digest], t.Name)
 	}
+	host := u.pullHostFor(r)
+	joined := make(map[digest.Digest]string, len(byDigest))
+	for d, tags := range byDigest {
+		slices.Sort(tags)
+		joined[d] = strings.Join(tags, ", ")
+	}
 	rows := make([]tagRow, len(page.TagList))
 	for i, t := range page.TagList {
-		same := byDigest[t.Digest]
-		slices.Sort(same)
-		rows[i] = tagRow{Tag: t, SameManifest: same}
+		rows[i] = tagRow{
+			Tag: t, SameManifest: joined[t.Digest],
+			URL: imageURL(name, t.Digest), Short: shortDigest(t.Digest),
+			PullTag:    "docker pull " + host + "/" + name + ":" + t.Name,
+			PullDigest: "docker pull " + host + "/" + name + "@" + t.Digest.String(),
+		}
 	}
 	slices.SortStableFunc(rows, func(a, b tagRow) int {
 		c := 0
@@ -297,7 +320,7 @@ func (u *UI) repositoryPage(w http.ResponseWriter, r *http.Request, name string)
 	})
 	view := repositoryView{
 		Repository: page.Repository,
-		PullHost:   u.pullHostFor(r),
+		PullHost:   host,
 		Headers:    sortHeaders(repoURL(name), nil, key, order, tagColumns),
 		Tags:       rows,
 	}
@@ -482,6 +505,18 @@ func (u *UI) relativeTime(t time.Time) string {
 		return plural(int(d/(30*24*time.Hour)), "month")
 	}
 	return plural(int(d/(365*24*time.Hour)), "year")
+}
+
+// timeElement is t as a <time> element: how long ago as its text, the
+// UTC time to the second as its title. Built here, not in a template, as
+// pages show thousands; every part is formatted from t, nothing is a
+// caller's text.
+func (u *UI) timeElement(t time.Time) template.HTML {
+	if t.IsZero() {
+		return `<span class="muted">—</span>`
+	}
+	return template.HTML(`<time datetime="` + t.UTC().Format(time.RFC3339) + `" title="` + absoluteTime(t) + `">` +
+		u.relativeTime(t) + `</time>`)
 }
 
 // absoluteTime is t in UTC to the second, "" for the zero time.
