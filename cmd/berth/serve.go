@@ -193,7 +193,10 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	handler := withIssuer(reg, iss)
+	handler, err := withUI(withIssuer(reg, iss), cfg, st, logger)
+	if err != nil {
+		return err
+	}
 
 	srv := &http.Server{
 		Handler:           handler,
