@@ -34,8 +34,9 @@ type StoreSource struct {
 	// one; nil: every repository is local.
 	upstream func(repo string) string
 
-	mu    sync.Mutex
-	facts map[digest.Digest]manifestFacts // bounded by maxFacts
+	mu      sync.Mutex
+	facts   map[digest.Digest]manifestFacts // bounded by maxFacts
+	checked map[string]time.Time            // when checkLater last checked each repository
 }
 
 // maxFacts bounds the manifests whose facts a StoreSource keeps.
@@ -121,14 +122,23 @@ func (s *StoreSource) listed(ctx context.Context, name string) (Repository, erro
 	return r, nil
 }
 
-// Repository implements Source.
-// It reads the tag links (and repairs the stored summary from them).
+// Repository implements Source. It reads the repository's summary and
+// its referrers index (two reads); the summary is checked against the tag
+// links in the background, at most every summaryCheck per repository, so
+// that a change it missed (two replicas tagging at once) shows soon.
 func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPage, error) {
-	_, infos, err := s.st.RefreshSummary(ctx, name)
+	summary, ok, err := s.st.ReadSummary(ctx, name)
 	if err != nil {
 		return RepositoryPage{}, err
 	}
-	if len(infos) == 0 { // a repository without tags, or none at all
+	if !ok {
+		if summary, _, err = s.st.RefreshSummary(ctx, name); err != nil {
+			return RepositoryPage{}, err
+		}
+	} else {
+		s.checkLater(name)
+	}
+	if len(summary.Tags) == 0 { // a repository without tags, or none at all
 		revs, err := s.st.ManifestRevisions(ctx, name)
 		if err != nil {
 			return RepositoryPage{}, err
@@ -137,42 +147,70 @@ func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPa
 			return RepositoryPage{}, fmt.Errorf("%w: repository %s", ErrNotFound, name)
 		}
 	}
+	entries, err := s.st.ReferrerEntries(ctx, name)
+	if err != nil {
+		return RepositoryPage{}, err
+	}
+	referrers := map[digest.Digest][]digest.Digest{}
+	for _, e := range entries {
+		referrers[e.Subject] = append(referrers[e.Subject], e.Referrer)
+	}
 	page := RepositoryPage{Repository: Repository{Name: name, Upstream: s.upstreamOf(name)}, TagList: []Tag{}}
 	all := map[digest.Digest]int64{}
-	for _, ti := range infos {
-		if ti.Digest == "" {
-			continue
-		}
-		f, err := s.manifestFacts(ctx, name, ti.Digest)
+	for tag, st := range summary.Tags {
+		f, err := s.manifestFacts(ctx, name, st.Digest)
 		if errors.Is(err, ErrNotFound) {
 			continue // a tag whose manifest is gone: nothing to show
 		}
 		if err != nil {
 			return RepositoryPage{}, err
 		}
-		t := Tag{Name: ti.Tag, Digest: ti.Digest, MediaType: f.mediaType, Platforms: f.platforms,
-			Bytes: sum(f.blobs), Created: f.created, Pushed: ti.ModTime}
-		refs, err := s.st.Referrers(ctx, name, ti.Digest, "")
-		if err != nil {
-			return RepositoryPage{}, err
-		}
-		for _, r := range refs {
+		t := Tag{Name: tag, Digest: st.Digest, MediaType: f.mediaType, Platforms: f.platforms,
+			Bytes: sum(f.blobs), Created: f.created, Pushed: st.Pushed}
+		for _, r := range referrers[st.Digest] {
+			rf, err := s.manifestFacts(ctx, name, r)
+			if err != nil {
+				continue // listed but gone meanwhile
+			}
 			if t.Referrers == nil {
 				t.Referrers = map[string]int{}
 			}
-			t.Referrers[r.ArtifactType]++
+			t.Referrers[rf.artifactType]++
 		}
-		for d, n := range f.blobs {
-			all[d] = n
-		}
+		maps.Copy(all, f.blobs)
 		page.TagList = append(page.TagList, t)
-		if ti.ModTime.After(page.LastPush) {
-			page.LastPush = ti.ModTime
+		if st.Pushed.After(page.LastPush) {
+			page.LastPush = st.Pushed
 		}
 	}
 	sort.Slice(page.TagList, func(i, j int) bool { return page.TagList[i].Name < page.TagList[j].Name })
 	page.Tags, page.Bytes = len(page.TagList), sum(all)
 	return page, nil
+}
+
+// summaryCheck is how often at most a repository's summary is checked
+// against its tag links after its page was shown.
+const summaryCheck = 30 * time.Second
+
+// checkLater checks name's summary against its tag links in the
+// background, unless that was done less than summaryCheck ago.
+func (s *StoreSource) checkLater(name string) {
+	now := time.Now()
+	s.mu.Lock()
+	if s.checked == nil {
+		s.checked = map[string]time.Time{}
+	}
+	due := now.Sub(s.checked[name]) >= summaryCheck
+	if due {
+		if len(s.checked) > 10_000 {
+			clear(s.checked)
+		}
+		s.checked[name] = now
+	}
+	s.mu.Unlock()
+	if due {
+		go func() { _, _, _ = s.st.RefreshSummary(context.Background(), name) }()
+	}
 }
 
 func sum(blobs map[digest.Digest]int64) (n int64) {

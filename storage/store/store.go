@@ -55,8 +55,10 @@ type Store struct {
 	dooms      doomLists // the doom lists read so far
 	tombstones doomLists // the tombstones read so far
 	sparse     bool      // Options.SparseManifests
-	// summaryLocks serialise the summary updates of a repository.
+	// summaryLocks serialise the summary updates of a repository;
+	// summaries holds the summaries read, by path (see ReadSummary).
 	summaryLocks summaryLocks
+	summaries    sync.Map // string -> cachedSummary
 }
 
 // New returns a Store over d.

@@ -44,9 +44,31 @@ func (l *summaryLocks) of(repo string) *sync.Mutex {
 }
 
 // ReadSummary returns repo's summary; ok is false when none is stored.
+// Where the driver versions files (storage.Versioner), a summary read
+// before is checked by its version (one stat) instead of read again; the
+// returned Summary may then be shared and must not be modified.
 func (s *Store) ReadSummary(ctx context.Context, repo string) (sum Summary, ok bool, err error) {
-	b, err := storage.ReadAll(ctx, s.driver, summaryPath(repo))
+	p := summaryPath(repo)
+	var b []byte
+	var version storage.Version
+	if vr, isV := s.driver.(storage.Versioner); isV {
+		v, verr := vr.Version(ctx, p)
+		if verr == nil {
+			if c, hit := s.summaries.Load(p); hit && c.(cachedSummary).version == v {
+				return c.(cachedSummary).sum, true, nil
+			}
+			b, version, err = vr.ReadVersion(ctx, p)
+		} else {
+			err = verr
+		}
+		if errors.Is(err, storage.ErrUnsupported) {
+			b, err = storage.ReadAll(ctx, s.driver, p)
+		}
+	} else {
+		b, err = storage.ReadAll(ctx, s.driver, p)
+	}
 	if errors.Is(err, storage.ErrNotFound) {
+		s.summaries.Delete(p)
 		return Summary{}, false, nil
 	}
 	if err != nil {
@@ -55,7 +77,16 @@ func (s *Store) ReadSummary(ctx context.Context, repo string) (sum Summary, ok b
 	if err := json.Unmarshal(b, &sum); err != nil || sum.Tags == nil {
 		return Summary{}, false, nil // unreadable: as if missing
 	}
+	if version != (storage.Version{}) {
+		s.summaries.Store(p, cachedSummary{version: version, sum: sum})
+	}
 	return sum, true, nil
+}
+
+// cachedSummary is a summary as read, with the version of its file.
+type cachedSummary struct {
+	version storage.Version
+	sum     Summary
 }
 
 // RefreshSummary rebuilds repo's summary from its tag links, stores it if
@@ -124,6 +155,7 @@ func (s *Store) updateSummary(ctx context.Context, repo string, change func(*Sum
 			sum = summaryOf(infos) // holds the change already
 		}
 	} else if err == nil {
+		sum.Tags = maps.Clone(sum.Tags) // the read one may be shared
 		change(&sum)
 	}
 	if err == nil {
