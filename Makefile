@@ -12,7 +12,8 @@
 #                berth on S3 (versitygw) with redirect on and off; then berth gc
 #                against docker-registry garbage-collect on 2,000 images; then a
 #                1 GiB blob GET through berth's pull-through cache against
-#                docker-registry's proxy mode; then berth run against runc and
+#                docker-registry's proxy mode; then the web UI's pages over 1,000
+#                repositories and 10,000 tags; then berth run against runc and
 #                crun, berth pull against skopeo + umoci, berth push against
 #                skopeo copy, berth build against buildctl build and buildah bud
 #   make bench-gc   only berth gc against docker-registry garbage-collect
@@ -20,6 +21,8 @@
 #                against docker-registry in proxy mode (same upstream berth):
 #                first byte and total, cold and warm, and the upstream's local
 #                content as the warm GET's baseline
+#   make bench-ui   only the web UI's pages (server time) over 1,000 repositories
+#                and 10,000 tags, against the 100 ms target
 #   make bench-run  only berth run (warm start) against runc and crun run of its
 #                bundle, and berth pull of debian against skopeo copy + umoci unpack
 #   make bench-push only berth push of debian against skopeo copy, cold and warm
@@ -59,11 +62,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-proxy bench-run bench-push bench-build bench-run-tools lint wrk help
+.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-proxy bench-ui bench-run bench-push bench-build bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,28p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,31p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -154,6 +157,9 @@ bench-gc: build
 bench-proxy: build
 	@$(HARNESS_DIR)/install-clients.sh docker-registry
 	$(TIMED) bench-proxy $(GO) run ./bench -berth $(BIN) -only proxy
+
+bench-ui: build
+	$(TIMED) bench-ui $(GO) run ./bench -berth $(BIN) -only ui
 
 # What the berth run, push and build cases compare with (crun and umoci are
 # optional to the program, which says what it left out; installed here when

@@ -334,6 +334,11 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 			return fmt.Errorf("proxy: %w", err)
 		}
 	}
+	if targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
+		if err := uiCase(ctx, berthBin, dir, 9, b.profileDir); err != nil {
+			return fmt.Errorf("ui: %w", err)
+		}
+	}
 	if *runReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
 		if err := runCase(ctx, berthBin, dir, *runReps, max(*pullReps, 1)); err != nil {
 			return fmt.Errorf("berth run: %w", err)
