@@ -86,8 +86,9 @@ test:
 # Clients, the conformance suite, docker-registry, versitygw, and what the
 # runner's tests use (busybox-static for test root filesystems, runc to run
 # `berth bundle` output, and under BuildKit's oci worker; containerd for ctr run
-# of what berth build --push pushed); a no-op when present.
-RUNNER_PACKAGES := busybox-static runc containerd
+# of what berth build --push pushed; chromium for the web UI's browser tests,
+# driven by chromedp); a no-op when present.
+RUNNER_PACKAGES := busybox-static runc containerd chromium
 prereqs: versitygw buildkit
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry
@@ -135,8 +136,11 @@ vet:
 unit:
 	env -u BERTH_INTEGRATION $(S3_TEST_ENV) $(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
+# Test artifacts (the web UI's browser screenshots) go to $(ARTIFACTS).
+ARTIFACTS ?= test-artifacts
 integration:
-	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(BUILDKIT_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT)
+	@mkdir -p $(ARTIFACTS)
+	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(BUILDKIT_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT) -artifacts -outputdir $(abspath $(ARTIFACTS))
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
