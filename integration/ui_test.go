@@ -14,8 +14,8 @@ import (
 // skopeo: the repository list (HTML and JSON), a repository's tags with
 // pull commands, an image's history and layers, an index's platforms; a
 // delete from another site is refused, one from the UI itself removes the
-// tag. Under auth the UI is off (it has no sign-in yet). The browser tests
-// (chromedp) come with the sign-in.
+// tag. Under token auth it offers to sign in (TestUIBrowser drives that
+// in a browser).
 func TestUI(t *testing.T) {
 	needIntegration(t)
 	t.Parallel()
@@ -109,14 +109,17 @@ func TestUI(t *testing.T) {
 		t.Errorf("a delete from the UI: %d, tags %s; want 303 and the tag gone", status, tags())
 	}
 
-	// Under auth the UI is off.
+	// Under token auth the UI asks visitors to sign in (TestUIBrowser
+	// signs in), and shows anonymous visitors nothing the policy keeps
+	// from them.
 	tok := startTokenServer(t, "alice", "secret")
 	resp, err := http.Get(tok.URL + "/ui/")
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		t.Errorf("GET /ui/ under token auth: %d, want it off", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `href="/ui/login"`) {
+		t.Errorf("GET /ui/ under token auth: %d, want the page with a sign-in link", resp.StatusCode)
 	}
 }

@@ -193,7 +193,7 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	handler, err := withUI(withIssuer(reg, iss), cfg, st, logger)
+	handler, err := withUI(withIssuer(reg, iss), cfg, st, iss, logger)
 	if err != nil {
 		return err
 	}

@@ -5,20 +5,35 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/berth-registry/berth/auth/issuer"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/registry/ui"
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// withUI serves the web UI at /ui/ in front of next, when cfg enables it
-// and no auth is configured (the UI's sign-in is still to come: under auth
-// it stays off, and says so in the log).
-func withUI(next http.Handler, cfg *config.Config, st *store.Store, logger *slog.Logger) (http.Handler, error) {
+// withUI serves the web UI at /ui/ in front of next, when cfg enables it.
+// Without auth everyone may use it; under token auth with the built-in
+// issuer (iss) visitors sign in with the issuer's users and see and do
+// what its policy grants them. Under htpasswd auth or an external token
+// issuer the UI stays off (it has no way to know the grants), and says so
+// in the log.
+func withUI(next http.Handler, cfg *config.Config, st *store.Store, iss *issuer.Issuer, logger *slog.Logger) (http.Handler, error) {
 	if !cfg.UI.Enabled {
 		return next, nil
 	}
-	if cfg.Auth.Mode != config.AuthNone {
-		logger.Info("web UI off: it has no sign-in yet, and auth is on", "auth", cfg.Auth.Mode)
+	var access ui.Access
+	var sessionKey []byte
+	switch {
+	case cfg.Auth.Mode == config.AuthNone:
+	case iss != nil:
+		access = iss
+		key, err := iss.DeriveKey("berth ui session")
+		if err != nil {
+			logger.Warn("web UI: the signing key cannot derive a session key; sessions end with the process", "error", err)
+		}
+		sessionKey = key
+	default:
+		logger.Info("web UI off: it signs visitors in through the built-in token issuer, which this auth mode does not run", "auth", cfg.Auth.Mode)
 		return next, nil
 	}
 	upstream := func(repo string) string {
@@ -29,7 +44,8 @@ func withUI(next http.Handler, cfg *config.Config, st *store.Store, logger *slog
 		}
 		return ""
 	}
-	h, err := ui.New(ui.Options{Source: ui.NewStoreSource(st, upstream), Logger: logger, DeleteEnabled: cfg.Storage.Delete.Enabled})
+	h, err := ui.New(ui.Options{Source: ui.NewStoreSource(st, upstream), Logger: logger,
+		DeleteEnabled: cfg.Storage.Delete.Enabled, Access: access, SessionKey: sessionKey})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
 )
 
@@ -36,6 +38,13 @@ type Options struct {
 	// DeleteEnabled shows the delete forms and accepts the delete POSTs;
 	// when false the forms are not shown and the POSTs are refused (403).
 	DeleteEnabled bool
+	// Access, if set, signs visitors in and decides what each may see and
+	// do (see Access); nil: no sign-in, everyone may do everything.
+	Access Access
+	// SessionKey signs the session cookies (32 bytes or more); replicas
+	// behind one address need the same. nil: a random key, so sessions
+	// end with the process.
+	SessionKey []byte
 }
 
 // UI is the web UI's HTTP handler: the pages, the JSON API and the static
@@ -45,6 +54,8 @@ type UI struct {
 	log           *slog.Logger
 	pullHost      string
 	deleteEnabled bool
+	access        Access // nil: no sign-in
+	sessionKey    []byte
 
 	pages         map[string]*template.Template
 	static        fs.FS
@@ -69,7 +80,12 @@ func New(opts Options) (*UI, error) {
 		log:           opts.Logger,
 		pullHost:      opts.PullHost,
 		deleteEnabled: opts.DeleteEnabled,
+		access:        opts.Access,
+		sessionKey:    opts.SessionKey,
 		now:           time.Now,
+	}
+	if len(u.sessionKey) < 32 {
+		u.sessionKey = []byte(rand.Text() + rand.Text())
 	}
 	if u.log == nil {
 		u.log = slog.Default()
@@ -141,6 +157,8 @@ var errorTable = []errorClass{
 	{err: errMethod, status: http.StatusMethodNotAllowed},
 	{err: errCrossOrigin, status: http.StatusForbidden, message: "Refused: the form was not sent from this registry's own pages."},
 	{err: errDeleteDisabled, status: http.StatusForbidden},
+	{err: errCSRF, status: http.StatusForbidden},
+	{err: errForbidden, status: http.StatusForbidden},
 }
 
 // classify returns the status and the message to show for err.
@@ -194,6 +212,16 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == Prefix:
 		err = u.get(w, r, u.repositoriesPage)
+	case p == Prefix+"login" && r.Method == http.MethodPost:
+		err = u.login(w, r)
+	case p == Prefix+"login":
+		err = u.get(w, r, u.loginPage)
+	case p == Prefix+"logout":
+		if r.Method != http.MethodPost {
+			err = methodError{allow: "POST"}
+		} else {
+			err = u.logout(w, r)
+		}
 	case strings.HasPrefix(p, Prefix+"r/"):
 		err = u.routeRepository(w, r, strings.TrimPrefix(p, Prefix+"r/"))
 	case p == Prefix+"api/repositories":
@@ -220,8 +248,10 @@ func (u *UI) get(w http.ResponseWriter, r *http.Request, h func(http.ResponseWri
 	return h(w, r)
 }
 
-// post runs h for a same-origin POST when deleting is enabled.
-func (u *UI) post(w http.ResponseWriter, r *http.Request, h func(http.ResponseWriter, *http.Request) error) error {
+// post runs h for a delete in repository repo: a same-origin POST, when
+// deleting is enabled, carrying the visitor's CSRF token, from a visitor
+// the access grants delete on repo.
+func (u *UI) post(w http.ResponseWriter, r *http.Request, repo string, h func(http.ResponseWriter, *http.Request) error) error {
 	if r.Method != http.MethodPost {
 		return methodError{allow: "POST"}
 	}
@@ -230,6 +260,17 @@ func (u *UI) post(w http.ResponseWriter, r *http.Request, h func(http.ResponseWr
 	}
 	if !sameOrigin(r) {
 		return errCrossOrigin
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8192)
+	if err := r.ParseForm(); err != nil {
+		return fmt.Errorf("%w: the form does not parse", errBadRequest)
+	}
+	v := u.visitor(w, r)
+	if err := u.checkCSRF(r, v); err != nil {
+		return err
+	}
+	if !u.may(v, repo, auth.ActionDelete) {
+		return errForbidden
 	}
 	return h(w, r)
 }
@@ -273,7 +314,7 @@ func (u *UI) routeRepository(w http.ResponseWriter, r *http.Request, rest string
 		case "":
 			return u.get(w, r, func(w http.ResponseWriter, r *http.Request) error { return u.imagePage(w, r, name, d) })
 		case "delete":
-			return u.post(w, r, func(w http.ResponseWriter, r *http.Request) error { return u.deleteManifest(w, r, name, d) })
+			return u.post(w, r, name, func(w http.ResponseWriter, r *http.Request) error { return u.deleteManifest(w, r, name, d) })
 		}
 		return errRouteUnknown
 	}
@@ -281,7 +322,7 @@ func (u *UI) routeRepository(w http.ResponseWriter, r *http.Request, rest string
 		if err := manifest.ValidateName(name); err != nil {
 			return err
 		}
-		return u.post(w, r, func(w http.ResponseWriter, r *http.Request) error { return u.deleteTag(w, r, name) })
+		return u.post(w, r, name, func(w http.ResponseWriter, r *http.Request) error { return u.deleteTag(w, r, name) })
 	}
 	if err := manifest.ValidateName(rest); err != nil {
 		return err
@@ -303,6 +344,9 @@ func (u *UI) routeAPI(w http.ResponseWriter, r *http.Request, rest string) error
 			return err
 		}
 		return u.get(w, r, func(w http.ResponseWriter, r *http.Request) error {
+			if !u.may(u.visitor(w, r), name, auth.ActionPull) {
+				return fmt.Errorf("%w: %s", ErrNotFound, name)
+			}
 			img, err := u.src.Image(r.Context(), name, d)
 			if err != nil {
 				return err
@@ -314,6 +358,9 @@ func (u *UI) routeAPI(w http.ResponseWriter, r *http.Request, rest string) error
 		return err
 	}
 	return u.get(w, r, func(w http.ResponseWriter, r *http.Request) error {
+		if !u.may(u.visitor(w, r), rest, auth.ActionPull) {
+			return fmt.Errorf("%w: %s", ErrNotFound, rest)
+		}
 		page, err := u.src.Repository(r.Context(), rest)
 		if err != nil {
 			return err
@@ -324,12 +371,9 @@ func (u *UI) routeAPI(w http.ResponseWriter, r *http.Request, rest string) error
 
 // apiRepositories answers GET /ui/api/repositories.
 func (u *UI) apiRepositories(w http.ResponseWriter, r *http.Request) error {
-	repos, err := u.src.Repositories(r.Context())
+	repos, err := u.visible(w, r)
 	if err != nil {
 		return err
-	}
-	if repos == nil {
-		repos = []Repository{}
 	}
 	return writeJSON(w, repos)
 }
@@ -401,6 +445,11 @@ func (u *UI) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var buf bytes.Buffer
 	data := u.base(r, http.StatusText(status))
+	if u.access != nil {
+		if s, ok := u.readSession(r); ok {
+			data.User, data.CSRF = s.User, s.CSRF
+		}
+	}
 	data.Status, data.Message = status, msg
 	if terr := u.pages["error"].ExecuteTemplate(&buf, "layout", data); terr != nil {
 		u.log.ErrorContext(r.Context(), "ui: error page", slog.Any("error", terr))

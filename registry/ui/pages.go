@@ -17,10 +17,12 @@ import (
 
 	"github.com/berth-registry/berth/manifest"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/auth"
 )
 
 // pageNames are the pages, each templates/<name>.html over templates/layout.html.
-var pageNames = []string{"repositories", "repository", "image", "error"}
+var pageNames = []string{"repositories", "repository", "image", "error", "login"}
 
 // parseTemplates parses every page with the layout and the functions.
 func (u *UI) parseTemplates() (map[string]*template.Template, error) {
@@ -51,8 +53,14 @@ func (u *UI) parseTemplates() (map[string]*template.Template, error) {
 
 // pageData is what every page's template gets.
 type pageData struct {
-	Title         string
+	Title string
+	// DeleteEnabled shows the delete forms: deleting is on and the visitor
+	// may delete in the page's repository.
 	DeleteEnabled bool
+	// SignIn is set when the UI signs visitors in; User is who is signed
+	// in ("" anonymous), CSRF the token every form carries.
+	SignIn     bool
+	User, CSRF string
 	// Status and Message of the error page.
 	Status  int
 	Message string
@@ -64,7 +72,26 @@ type pageData struct {
 
 // base is the pageData every page starts from.
 func (u *UI) base(r *http.Request, title string) pageData {
-	return pageData{Title: title, DeleteEnabled: u.deleteEnabled}
+	return pageData{Title: title, DeleteEnabled: u.deleteEnabled, SignIn: u.access != nil}
+}
+
+// see fills in who the page is for.
+func (d *pageData) see(v visitor) { d.User, d.CSRF = v.user, v.csrf }
+
+// visible returns the repositories the visitor may pull.
+func (u *UI) visible(w http.ResponseWriter, r *http.Request) ([]Repository, error) {
+	repos, err := u.src.Repositories(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	v := u.visitor(w, r)
+	out := make([]Repository, 0, len(repos))
+	for _, repo := range repos {
+		if u.may(v, repo.Name, auth.ActionPull) {
+			out = append(out, repo)
+		}
+	}
+	return out, nil
 }
 
 // renderBuffers hold pages while they render: a 500-tag page is about a
@@ -183,7 +210,7 @@ var repositoryColumns = []sortHeader{
 
 // repositoriesPage answers GET /ui/.
 func (u *UI) repositoriesPage(w http.ResponseWriter, r *http.Request) error {
-	repos, err := u.src.Repositories(r.Context())
+	repos, err := u.visible(w, r)
 	if err != nil {
 		return err
 	}
@@ -233,6 +260,7 @@ func (u *UI) repositoriesPage(w http.ResponseWriter, r *http.Request) error {
 	}
 	view.Headers = sortHeaders(Prefix, query, key, order, repositoryColumns)
 	data := u.base(r, "Repositories")
+	data.see(u.visitor(w, r))
 	data.Page = view
 	return u.render(w, "repositories", data)
 }
@@ -276,6 +304,10 @@ var tagColumns = []sortHeader{
 
 // repositoryPage answers GET /ui/r/<name>.
 func (u *UI) repositoryPage(w http.ResponseWriter, r *http.Request, name string) error {
+	v := u.visitor(w, r)
+	if !u.may(v, name, auth.ActionPull) {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
 	page, err := u.src.Repository(r.Context(), name)
 	if err != nil {
 		return err
@@ -325,6 +357,8 @@ func (u *UI) repositoryPage(w http.ResponseWriter, r *http.Request, name string)
 		Tags:       rows,
 	}
 	data := u.base(r, name)
+	data.see(v)
+	data.DeleteEnabled = data.DeleteEnabled && u.may(v, name, auth.ActionDelete)
 	data.Notice = deletedNotice(r)
 	data.Page = view
 	return u.render(w, "repository", data)
@@ -343,6 +377,10 @@ type keyValue struct{ Key, Value string }
 
 // imagePage answers GET /ui/r/<name>/@<digest>.
 func (u *UI) imagePage(w http.ResponseWriter, r *http.Request, name string, d digest.Digest) error {
+	v := u.visitor(w, r)
+	if !u.may(v, name, auth.ActionPull) {
+		return fmt.Errorf("%w: %s", ErrNotFound, name)
+	}
 	img, err := u.src.Image(r.Context(), name, d)
 	if err != nil {
 		return err
@@ -361,6 +399,8 @@ func (u *UI) imagePage(w http.ResponseWriter, r *http.Request, name string, d di
 		slices.SortFunc(view.Labels, func(a, b keyValue) int { return strings.Compare(a.Key, b.Key) })
 	}
 	data := u.base(r, name+"@"+shortDigest(d))
+	data.see(v)
+	data.DeleteEnabled = data.DeleteEnabled && u.may(v, name, auth.ActionDelete)
 	data.Page = view
 	return u.render(w, "image", data)
 }
