@@ -29,7 +29,8 @@ type Summary struct {
 type SummaryTag struct {
 	Digest digest.Digest `json:"digest"`
 	// Pushed is when the tag was last written (the link's modification
-	// time, or this host's clock when the store wrote it).
+	// time, or this host's clock when the store wrote it), to the second,
+	// the resolution every backend keeps.
 	Pushed time.Time `json:"pushed"`
 }
 
@@ -116,7 +117,7 @@ func summaryOf(infos []TagInfo) Summary {
 	sum := Summary{Tags: make(map[string]SummaryTag, len(infos))}
 	for _, ti := range infos {
 		if ti.Digest != "" {
-			sum.Tags[ti.Tag] = SummaryTag{Digest: ti.Digest, Pushed: ti.ModTime.UTC()}
+			sum.Tags[ti.Tag] = SummaryTag{Digest: ti.Digest, Pushed: ti.ModTime.UTC().Truncate(time.Second)}
 		}
 	}
 	return sum
@@ -171,7 +172,7 @@ func (s *Store) summaryTagged(ctx context.Context, repo string, tags []string, d
 	if len(tags) == 0 {
 		return
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Second)
 	s.updateSummary(ctx, repo, func(sum *Summary) {
 		for _, t := range tags {
 			sum.Tags[t] = SummaryTag{Digest: d, Pushed: now}
