@@ -36,6 +36,10 @@ type Options struct {
 	// ExpireAfter goes, with its tags (see ApplyCacheExpiry), whatever
 	// DeleteUntagged says; blobs that other manifests need stay.
 	Caches []CacheRule
+	// RecordAs names who ran the collection in the record it leaves for
+	// the web UI (LastRun): "berth gc", "berth serve"; "" records nothing.
+	// A dry run records nothing (it changes nothing).
+	RecordAs string
 	// DryRun plans without deleting anything. A real run on the same data
 	// deletes exactly what its dry run planned (less what clients relied
 	// on meanwhile: see Report.Spared).

@@ -159,6 +159,7 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 		log.Warn("gc: cleaning up old leases and doom lists", "error", err)
 	}
 	rep.Duration = time.Since(began)
+	record(ctx, st, opts.RecordAs, rep, log)
 	log.Info("gc: finished", "duration", rep.Duration, "deletedBlobs", rep.Deleted.Blobs, "deletedBytes", rep.Deleted.Bytes,
 		"deletedManifests", rep.Deleted.Manifests, "deletedLayerLinks", rep.Deleted.LayerLinks, "deletedTags", rep.Deleted.Tags,
 		"purgedUploads", rep.Deleted.Uploads, "spared", rep.Spared)

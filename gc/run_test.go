@@ -889,3 +889,29 @@ func TestRunWritesMissingSummaries(t *testing.T) {
 		}
 	})
 }
+
+// TestRunRecord: a run with RecordAs leaves its record (what it deleted),
+// which LastRun reads back; a dry run leaves none.
+func TestRunRecord(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(inmemory.New())
+	gone := pushImage(t, st, "a", "x", nil, []byte("deleted image's layer"))
+	if err := st.DeleteManifest(ctx, "a", gone.digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := LastRun(ctx, st); ok || err != nil {
+		t.Fatalf("LastRun before any run: %v, %v", ok, err)
+	}
+	run(t, st, Options{DryRun: true, RecordAs: "berth gc", Grace: NoGrace})
+	if _, ok, _ := LastRun(ctx, st); ok {
+		t.Fatal("a dry run left a record")
+	}
+	rep := run(t, st, Options{RecordAs: "berth serve", Grace: NoGrace})
+	r, ok, err := LastRun(ctx, st)
+	if err != nil || !ok {
+		t.Fatalf("LastRun after a run: %v, %v", ok, err)
+	}
+	if r.By != "berth serve" || r.Deleted != rep.Deleted || r.Deleted.Blobs != 3 || !r.Start.Equal(rep.Start) {
+		t.Errorf("record %+v, want by berth serve and the report's %+v", r, rep.Deleted)
+	}
+}

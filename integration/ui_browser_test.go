@@ -142,6 +142,16 @@ func TestUIBrowser(t *testing.T) {
 		}
 	}
 
+	do("the storage page",
+		chromedp.Navigate(srv.URL+"/ui/storage"),
+		chromedp.WaitVisible(chromedp.CSS(`#usage`)))
+	shot("storage")
+	if st := text("main"); !strings.Contains(st, "team/app") || !strings.Contains(st, "berth gc") {
+		t.Errorf("the storage page does not show team/app's usage and the collection:\n%s", st)
+	}
+
+	do("back to the repository list", chromedp.Navigate(srv.URL+"/ui/"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/r/team/app"]`)))
 	do("the repository, sorted by push time",
 		chromedp.Click(chromedp.CSS(`a[href="/ui/r/team/app"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#tags`)),
@@ -217,6 +227,11 @@ func TestUIBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#tags`)))
 	if left := eval(tagCells); strings.Join(left, ",") != "new" {
 		t.Errorf("tags after bob's forged delete: %v, want new still there", left)
+	}
+	do("bob asks for the storage page", chromedp.Navigate(srv.URL+"/ui/storage"),
+		chromedp.WaitVisible(chromedp.CSS(`main h1`)))
+	if h1 := text("main h1"); !strings.Contains(h1, "404") {
+		t.Errorf("bob's storage page: %q, want 404 (it names every repository)", h1)
 	}
 }
 

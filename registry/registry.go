@@ -38,6 +38,10 @@ type Options struct {
 	// Cache is the pull-through cache of upstream registries; nil: every
 	// repository is local.
 	Cache *proxy.Cache
+	// Usage computes GET /v2/_berth/usage's reports; nil: one of the
+	// registry's own, over Store with GC's policy (share one with the web
+	// UI, which shows the same).
+	Usage *gc.UsageReporter
 }
 
 // GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
@@ -63,6 +67,7 @@ type Registry struct {
 	gcPolicy      GCPolicy
 	proxies       *auth.TrustedProxies
 	cache         *proxy.Cache // nil: no upstreams
+	usage         *gc.UsageReporter
 	router        http.Handler // routes' result
 }
 
@@ -81,6 +86,11 @@ func New(opts Options) (*Registry, error) {
 		gcPolicy:      opts.GC,
 		proxies:       opts.Proxies,
 		cache:         opts.Cache,
+		usage:         opts.Usage,
+	}
+	if reg.usage == nil {
+		reg.usage = gc.NewUsageReporter(opts.Store, gc.UsagePolicy{Grace: opts.GC.Grace,
+			DeleteUntagged: opts.GC.DeleteUntagged, Caches: opts.GC.Caches})
 	}
 	if reg.log == nil {
 		reg.log = slog.Default()

@@ -115,6 +115,7 @@ Exit codes: 0 on success, 2 for a bad flag, rule or configuration, 1 otherwise.`
 				return usageError(err)
 			}
 			opts.Caches = cacheRules(cfg.Proxy)
+			opts.RecordAs = "berth gc"
 			opts.Explain = explain
 			return a.gc(cmd.Context(), cfg, opts, gcOutput{json: asJSON, verbose: verbose})
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ type gcLoop struct {
 	metrics  *gcMetrics
 	// jitter returns the random delay added to one wait, from 0 to limit.
 	jitter func(limit time.Duration) time.Duration
+	next   atomic.Value // time.Time: when the next run starts
 }
 
 // newGCLoop returns the periodic collection that c configures, its metrics
@@ -61,7 +63,9 @@ func randomJitter(limit time.Duration) time.Duration {
 func (l *gcLoop) run(ctx context.Context) {
 	l.logger.Info("gc: periodic collection enabled", "interval", l.interval.String(), "dryRun", l.opts.DryRun,
 		"deleteUntagged", l.opts.DeleteUntagged, "retentionRules", len(l.opts.Retention))
-	timer := time.NewTimer(l.wait())
+	w := l.wait()
+	l.next.Store(time.Now().Add(w))
+	timer := time.NewTimer(w)
 	defer timer.Stop()
 	for {
 		select {
@@ -70,8 +74,18 @@ func (l *gcLoop) run(ctx context.Context) {
 		case <-timer.C:
 		}
 		l.once(ctx)
-		timer.Reset(l.wait())
+		w = l.wait()
+		l.next.Store(time.Now().Add(w))
+		timer.Reset(w)
 	}
+}
+
+// Next returns when the next run starts; zero before the loop runs.
+func (l *gcLoop) Next() time.Time {
+	if t, ok := l.next.Load().(time.Time); ok {
+		return t
+	}
+	return time.Time{}
 }
 
 // wait is the time until the next run: the interval and up to a tenth more.

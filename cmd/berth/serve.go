@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/registry"
 	"github.com/berth-registry/berth/storage"
@@ -173,12 +174,16 @@ func (a *app) serve(cfg *config.Config) error {
 	}
 	if collector != nil {
 		collector.opts.Caches = cacheRules(cfg.Proxy)
+		collector.opts.RecordAs = "berth serve"
 	}
 	cache, err := newCache(cfg.Proxy, st, logger, metrics) // nil without upstreams
 	if err != nil {
 		return err
 	}
+	usage := gc.NewUsageReporter(st, gc.UsagePolicy{Grace: gcGrace(cfg.GC.Grace),
+		DeleteUntagged: cfg.GC.DeleteUntagged, Caches: cacheRules(cfg.Proxy)})
 	reg, err := registry.New(registry.Options{
+		Usage:         usage,
 		Cache:         cache,
 		Proxies:       proxies,
 		Store:         st,
@@ -193,7 +198,11 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	handler, err := withUI(withIssuer(reg, iss), cfg, st, iss, logger)
+	var nextGC func() time.Time
+	if collector != nil {
+		nextGC = collector.Next
+	}
+	handler, err := withUI(withIssuer(reg, iss), cfg, uiParts{st: st, iss: iss, usage: usage, nextGC: nextGC}, logger)
 	if err != nil {
 		return err
 	}

@@ -4,12 +4,22 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/auth/issuer"
+	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/registry/ui"
 	"github.com/berth-registry/berth/storage/store"
 )
+
+// uiParts are what the web UI is built from.
+type uiParts struct {
+	st     *store.Store
+	iss    *issuer.Issuer    // nil: not token auth with the built-in issuer
+	usage  *gc.UsageReporter // shared with the registry's usage API
+	nextGC func() time.Time  // nil: no periodic collection in the server
+}
 
 // withUI serves the web UI at /ui/ in front of next, when cfg enables it.
 // Without auth everyone may use it; under token auth with the built-in
@@ -17,7 +27,8 @@ import (
 // what its policy grants them. Under htpasswd auth or an external token
 // issuer the UI stays off (it has no way to know the grants), and says so
 // in the log.
-func withUI(next http.Handler, cfg *config.Config, st *store.Store, iss *issuer.Issuer, logger *slog.Logger) (http.Handler, error) {
+func withUI(next http.Handler, cfg *config.Config, parts uiParts, logger *slog.Logger) (http.Handler, error) {
+	iss := parts.iss
 	if !cfg.UI.Enabled {
 		return next, nil
 	}
@@ -44,7 +55,8 @@ func withUI(next http.Handler, cfg *config.Config, st *store.Store, iss *issuer.
 		}
 		return ""
 	}
-	h, err := ui.New(ui.Options{Source: ui.NewStoreSource(st, upstream), Logger: logger,
+	src := ui.NewStoreSource(parts.st, upstream).WithStorage(parts.usage, parts.nextGC)
+	h, err := ui.New(ui.Options{Source: src, Logger: logger,
 		DeleteEnabled: cfg.Storage.Delete.Enabled, Access: access, SessionKey: sessionKey})
 	if err != nil {
 		return nil, err

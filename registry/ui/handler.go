@@ -212,6 +212,10 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case p == Prefix:
 		err = u.get(w, r, u.repositoriesPage)
+	case p == Prefix+"storage":
+		err = u.get(w, r, func(w http.ResponseWriter, r *http.Request) error { return u.storagePage(w, r, false) })
+	case p == Prefix+"api/storage":
+		err = u.get(w, r, func(w http.ResponseWriter, r *http.Request) error { return u.storagePage(w, r, true) })
 	case p == Prefix+"login" && r.Method == http.MethodPost:
 		err = u.login(w, r)
 	case p == Prefix+"login":

@@ -22,7 +22,7 @@ import (
 )
 
 // pageNames are the pages, each templates/<name>.html over templates/layout.html.
-var pageNames = []string{"repositories", "repository", "image", "error", "login"}
+var pageNames = []string{"repositories", "repository", "image", "error", "login", "storage"}
 
 // parseTemplates parses every page with the layout and the functions.
 func (u *UI) parseTemplates() (map[string]*template.Template, error) {
@@ -39,6 +39,7 @@ func (u *UI) parseTemplates() (map[string]*template.Template, error) {
 		"mediaType": mediaTypeLabel,
 		"argv":      argv,
 		"refs":      func(repo string, list []Referrer) referrerList { return referrerList{repo, list} },
+		"duration":  func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 	}
 	pages := make(map[string]*template.Template, len(pageNames))
 	for _, name := range pageNames {
@@ -61,6 +62,8 @@ type pageData struct {
 	// in ("" anonymous), CSRF the token every form carries.
 	SignIn     bool
 	User, CSRF string
+	// Storage links the storage page (the Source has one).
+	Storage bool
 	// Status and Message of the error page.
 	Status  int
 	Message string
@@ -72,7 +75,7 @@ type pageData struct {
 
 // base is the pageData every page starts from.
 func (u *UI) base(r *http.Request, title string) pageData {
-	return pageData{Title: title, DeleteEnabled: u.deleteEnabled, SignIn: u.access != nil}
+	return pageData{Title: title, DeleteEnabled: u.deleteEnabled, SignIn: u.access != nil, Storage: u.storageSource() != nil}
 }
 
 // see fills in who the page is for.

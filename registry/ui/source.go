@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage/store"
 )
@@ -33,6 +34,9 @@ type StoreSource struct {
 	// upstream names the upstream of a cached repository, "" for a local
 	// one; nil: every repository is local.
 	upstream func(repo string) string
+
+	usage  *gc.UsageReporter // nil: no storage page (see WithStorage)
+	nextGC func() time.Time
 
 	mu      sync.Mutex
 	facts   map[digest.Digest]manifestFacts // bounded by maxFacts

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/registry/ui"
 	"github.com/berth-registry/berth/storage/inmemory"
@@ -186,5 +190,45 @@ func TestStoreSource(t *testing.T) {
 	page, err = src.Repository(ctx, "app")
 	if err != nil || len(page.TagList) != 0 {
 		t.Errorf("after the deletes: %+v, %v; want no tags", page, err)
+	}
+}
+
+// TestStoragePage: the storage page over the store shows what du shows and
+// the last collection's record, once there is one.
+func TestStoragePage(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	src := ui.NewStoreSource(f.st, nil).WithStorage(gc.NewUsageReporter(f.st, gc.UsagePolicy{}), nil)
+	h, err := ui.New(ui.Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) string {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rec.Code)
+		}
+		return rec.Body.String()
+	}
+	page := get("/ui/storage")
+	for _, want := range []string{`href="/ui/r/app"`, "No collection has run yet", "run <code>berth gc</code>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("storage page: no %q", want)
+		}
+	}
+	if !strings.Contains(get("/ui/"), `href="/ui/storage"`) {
+		t.Error("no link to the storage page")
+	}
+	if _, err := gc.Run(ctx, f.st, gc.Options{RecordAs: "berth gc", Grace: gc.NoGrace}); err != nil {
+		t.Fatal(err)
+	}
+	if page := get("/ui/storage"); !strings.Contains(page, "Last run by <code>berth gc</code>") {
+		t.Errorf("storage page after a collection: no record of it")
+	}
+	var p ui.StoragePage
+	if err := json.Unmarshal([]byte(get("/ui/api/storage")), &p); err != nil || p.LastRun == nil || len(p.Usage.Repositories) != 1 {
+		t.Errorf("/ui/api/storage: %+v, %v", p, err)
 	}
 }

@@ -78,6 +78,7 @@ func leasesPath() string  { return gcRoot() + "/leases" }
 func doomedRoot() string  { return gcRoot() + "/doomed" }
 func deletedRoot() string { return gcRoot() + "/deleted" }
 func clockPath() string   { return gcRoot() + "/clock" }
+func lastRunPath() string { return gcRoot() + "/last-run" }
 
 // ItemKind says what an Item is.
 type ItemKind int
@@ -811,4 +812,20 @@ func (s *Store) links(ctx context.Context, dir string) ([]LinkInfo, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// SaveLastRun stores b, the record of the collection that just ended, in
+// place of the previous one.
+func (s *Store) SaveLastRun(ctx context.Context, b []byte) error {
+	return storage.WriteAll(ctx, s.driver, lastRunPath(), b)
+}
+
+// LastRun returns the record SaveLastRun stored last; ok is false when
+// there is none.
+func (s *Store) LastRun(ctx context.Context) (b []byte, ok bool, err error) {
+	b, err = storage.ReadAll(ctx, s.driver, lastRunPath())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, false, nil
+	}
+	return b, err == nil, err
 }
