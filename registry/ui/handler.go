@@ -262,15 +262,8 @@ func (u *UI) post(w http.ResponseWriter, r *http.Request, repo string, h func(ht
 	if !u.deleteEnabled {
 		return errDeleteDisabled
 	}
-	if !sameOrigin(r) {
-		return errCrossOrigin
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8192)
-	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("%w: the form does not parse", errBadRequest)
-	}
-	v := u.visitor(w, r)
-	if err := u.checkCSRF(r, v); err != nil {
+	v, err := u.form(w, r)
+	if err != nil {
 		return err
 	}
 	if !u.may(v, repo, auth.ActionDelete) {

@@ -163,6 +163,21 @@ func (u *UI) checkCSRF(r *http.Request, v visitor) error {
 	return nil
 }
 
+// form checks a POSTed form: sent from the UI's own origin, small, and
+// (with an Access) carrying the visitor's CSRF token. It returns the
+// visitor.
+func (u *UI) form(w http.ResponseWriter, r *http.Request) (visitor, error) {
+	if !sameOrigin(r) {
+		return visitor{}, errCrossOrigin
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 8192)
+	if err := r.ParseForm(); err != nil {
+		return visitor{}, fmt.Errorf("%w: the form does not parse", errBadRequest)
+	}
+	v := u.visitor(w, r)
+	return v, u.checkCSRF(r, v)
+}
+
 // loginView is the sign-in page's data.
 type loginView struct {
 	User, Next, Error string
@@ -188,15 +203,8 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) error {
 	if u.access == nil {
 		return errRouteUnknown
 	}
-	if !sameOrigin(r) {
-		return errCrossOrigin
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 8192)
-	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("%w: the form does not parse", errBadRequest)
-	}
-	v := u.visitor(w, r)
-	if err := u.checkCSRF(r, v); err != nil {
+	v, err := u.form(w, r)
+	if err != nil {
 		return err
 	}
 	user, next := r.PostFormValue("user"), localNext(r.PostFormValue("next"))
@@ -224,15 +232,7 @@ func (u *UI) logout(w http.ResponseWriter, r *http.Request) error {
 	if u.access == nil {
 		return errRouteUnknown
 	}
-	if !sameOrigin(r) {
-		return errCrossOrigin
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := r.ParseForm(); err != nil {
-		return fmt.Errorf("%w: the form does not parse", errBadRequest)
-	}
-	v := u.visitor(w, r)
-	if err := u.checkCSRF(r, v); err != nil {
+	if _, err := u.form(w, r); err != nil {
 		return err
 	}
 	u.setSession(w, r, u.newSession("", ""))
