@@ -156,6 +156,26 @@ type UploadJanitor interface {
 	AbortStaleUploads(ctx context.Context, olderThan time.Duration) (int, error)
 }
 
+// lazySyncKey is the context key of WithLazySync.
+type lazySyncKey struct{}
+
+// WithLazySync returns ctx marked so that the writers a driver opens with
+// it need not push their bytes towards the disk as they arrive (the
+// filesystem driver otherwise starts writeback every few MiB, so that the
+// sync ending a writer is short): nobody waits for their Commit but the
+// writer itself, as when a pull-through cache stores a blob its client has
+// already received. Commit stays as durable; only when the disk work
+// happens changes. Drivers may ignore the mark.
+func WithLazySync(ctx context.Context) context.Context {
+	return context.WithValue(ctx, lazySyncKey{}, true)
+}
+
+// LazySync reports whether ctx carries WithLazySync's mark.
+func LazySync(ctx context.Context) bool {
+	v, _ := ctx.Value(lazySyncKey{}).(bool)
+	return v
+}
+
 // ErrExists: CreateExclusive found a file at the path already.
 var ErrExists = errors.New("storage: a file is at the path already")
 

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/runner/pull"
+	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -255,7 +256,10 @@ func (c *Cache) download(ctx context.Context, t *Target, d digest.Digest, begin 
 	verified := make(chan struct{})
 	stored := make(chan error, 1)
 	go func() {
-		_, err := c.store.PutBlobVerified(dctx, t.Repo, pr, d, func() { close(verified) })
+		// The client has every byte but the last before the store's
+		// commit: what pushes the bytes to disk early only slows the
+		// stream down.
+		_, err := c.store.PutBlobVerified(storage.WithLazySync(dctx), t.Repo, pr, d, func() { close(verified) })
 		pr.CloseWithError(err) // unblocks the feeder if PutBlob gave up early
 		stored <- err
 	}()

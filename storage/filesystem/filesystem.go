@@ -249,13 +249,14 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 			f.Close()
 			return nil, fmt.Errorf("filesystem: %w", err)
 		}
-		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size(), synced: fi.Size()}, nil
+		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size(), synced: fi.Size(),
+			lazy: storage.LazySync(ctx)}, nil
 	}
 	tmp, f, err := d.createTemp()
 	if err != nil {
 		return nil, err
 	}
-	return &writer{d: d, path: p, name: name, tmp: tmp, f: f}, nil
+	return &writer{d: d, path: p, name: name, tmp: tmp, f: f, lazy: storage.LazySync(ctx)}, nil
 }
 
 // createTemp creates a new temporary file in the temporary directory,
@@ -679,6 +680,7 @@ type writer struct {
 	synced  int64 // the content before this offset is synced or being synced in the background
 	syncer  *syncer
 	closed  bool
+	lazy    bool // storage.WithLazySync: no writeback or sync before the end
 }
 
 // Write writes b straight to the file; there is no buffering to flush.
@@ -692,7 +694,7 @@ func (w *writer) Write(b []byte) (int, error) {
 	}
 	n, err := w.f.Write(b)
 	w.size += int64(n)
-	if end := w.size &^ (writebackChunk - 1); end > w.started {
+	if end := w.size &^ (writebackChunk - 1); !w.lazy && end > w.started {
 		startWriteback(w.f, w.started, end-w.started)
 		w.started = end
 		if w.started-w.synced >= syncChunk {

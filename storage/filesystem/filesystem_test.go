@@ -1,6 +1,7 @@
 package filesystem_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -515,5 +516,41 @@ func TestVersions(t *testing.T) {
 	}
 	if err := d.Delete(ctx, "/a"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLazySync: a writer opened with storage.WithLazySync writes and
+// commits the same content as any other (only when its bytes go to disk
+// changes), appending included.
+func TestLazySync(t *testing.T) {
+	d := newDriver(t, t.TempDir())
+	ctx := storage.WithLazySync(t.Context())
+	if !storage.LazySync(ctx) || storage.LazySync(t.Context()) {
+		t.Fatal("LazySync does not report WithLazySync's mark")
+	}
+	content := bytes.Repeat([]byte("0123456789abcdef"), 3<<20) // 48 MiB: several writeback chunks
+	w, err := d.Writer(ctx, "/lazy/file", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(content[:len(content)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = d.Writer(ctx, "/lazy/file", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(content[len(content)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := storage.ReadAll(t.Context(), d, "/lazy/file")
+	if err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("read back %d bytes (%v), want the %d written", len(got), err, len(content))
 	}
 }
