@@ -72,9 +72,9 @@ func New(opts Options) (*Cache, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	c := &Cache{
-		store:   opts.Store,
-		log:     opts.Logger,
-		owner:   hex.EncodeToString(b[:]),
+		store:    opts.Store,
+		log:      opts.Logger,
+		owner:    hex.EncodeToString(b[:]),
 		flights:  map[digest.Digest]*flight{},
 		pulls:    map[pullKey]time.Time{},
 		prefetch: make(chan struct{}, maxPrefetch),
