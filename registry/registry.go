@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -150,7 +151,7 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 			repo = mux.Vars(r)["name"]
 			if err = manifest.ValidateName(repo); err != nil {
 				repo = shorten(repo) // for the access log: it may be huge
-			} else if cached, err = reg.cache.Resolve(repo, r.URL.Query().Get("ns")); cached != nil {
+			} else if cached, err = reg.cache.Resolve(repo, mirrorNS(r)); cached != nil {
 				// A cached repository: authorized, stored and logged
 				// under its name in storage (docker.io/library/nginx),
 				// however the client named it.
@@ -252,6 +253,16 @@ func (reg *Registry) client(r *http.Request) string {
 		return a.String()
 	}
 	return ""
+}
+
+// mirrorNS returns the ns parameter of a containerd mirror request, ""
+// without one; the query is parsed only when it may hold one (most
+// requests have no query at all).
+func mirrorNS(r *http.Request) string {
+	if !strings.Contains(r.URL.RawQuery, "ns=") {
+		return ""
+	}
+	return r.URL.Query().Get("ns")
 }
 
 // isWrite reports whether a request with method changes a repository's

@@ -202,7 +202,7 @@ func (a *app) serve(cfg *config.Config) error {
 	if collector != nil {
 		nextGC = collector.Next
 	}
-	handler, err := withUI(withIssuer(reg, iss), cfg, uiParts{st: st, iss: iss, usage: usage, nextGC: nextGC}, logger)
+	handler, err := withUI(withIssuer(reg, iss), cfg, uiParts{st: st, iss: iss, cache: cache, usage: usage, nextGC: nextGC}, logger)
 	if err != nil {
 		return err
 	}

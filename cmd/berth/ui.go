@@ -9,6 +9,7 @@ import (
 	"github.com/berth-registry/berth/auth/issuer"
 	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/registry/proxy"
 	"github.com/berth-registry/berth/registry/ui"
 	"github.com/berth-registry/berth/storage/store"
 )
@@ -17,6 +18,7 @@ import (
 type uiParts struct {
 	st     *store.Store
 	iss    *issuer.Issuer    // nil: not token auth with the built-in issuer
+	cache  *proxy.Cache      // names the upstream of a cached repository (nil: none)
 	usage  *gc.UsageReporter // shared with the registry's usage API
 	nextGC func() time.Time  // nil: no periodic collection in the server
 }
@@ -47,15 +49,7 @@ func withUI(next http.Handler, cfg *config.Config, parts uiParts, logger *slog.L
 		logger.Info("web UI off: it signs visitors in through the built-in token issuer, which this auth mode does not run", "auth", cfg.Auth.Mode)
 		return next, nil
 	}
-	upstream := func(repo string) string {
-		for _, u := range cfg.Proxy.Upstreams {
-			if strings.HasPrefix(repo, u.Prefix+"/") {
-				return u.Name
-			}
-		}
-		return ""
-	}
-	src := ui.NewStoreSource(parts.st, upstream).WithStorage(parts.usage, parts.nextGC)
+	src := ui.NewStoreSource(parts.st, parts.cache.UpstreamOf).WithStorage(parts.usage, parts.nextGC)
 	h, err := ui.New(ui.Options{Source: src, Logger: logger,
 		DeleteEnabled: cfg.Storage.Delete.Enabled, Access: access, SessionKey: sessionKey})
 	if err != nil {
