@@ -7,19 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/format"
 	"github.com/berth-registry/berth/runner/image"
-	"github.com/berth-registry/berth/runner/spec"
+	"github.com/berth-registry/berth/runner/lifecycle"
 	"github.com/berth-registry/berth/runner/view"
 )
 
@@ -101,7 +96,7 @@ func (a *app) newStartCmd() *cobra.Command {
 					if interactive {
 						stdio.In = os.Stdin
 					}
-					return containerResult(runHeld(context.Background(), s.images, c, stdio, nil, nil))
+					return containerResult(lifecycle.RunHeld(context.Background(), s.images, c, stdio, nil, nil))
 				}
 				if c.Held() {
 					fmt.Fprintln(a.stdout, c.ID) // already running
@@ -126,89 +121,33 @@ type containerStores struct {
 	containers *container.Store
 }
 
-// startDetached starts c under a supervisor process (`berth
-// container-supervise`) that keeps it, its log and its exit status, and
-// returns once the container's process runs, or with its start error.
+// startDetached starts c under its supervisor (`berth
+// container-supervise`, see lifecycle.Detach).
 func (a *app) startDetached(c *container.Container, f *imageFlags) error {
 	dir, err := a.stateDir(f)
 	if err != nil {
 		return err
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	log, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	defer log.Close()
 	args := []string{superviseCmd, "--state", dir}
 	if reg := a.defaultRegistry(f); reg != "" {
 		args = append(args, "--default-registry", reg)
 	}
-	cmd := exec.Command("/proc/self/exe", append(args, c.ID)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("starting the supervisor: %w", err)
-	}
-	msg, _ := io.ReadAll(r)
-	go cmd.Wait() // reap it if this process lives on
-	switch s := strings.TrimSpace(string(msg)); {
-	case s == "ok":
-		return nil
-	case s == "":
-		return fmt.Errorf("container %s: the supervisor exited before starting it (see %s)", c.ID, c.LogPath())
-	default:
-		return fmt.Errorf("container %s: %s", c.ID, strings.TrimPrefix(s, "error: "))
-	}
+	return lifecycle.Detach(c, append(args, c.ID))
 }
 
-// newSuperviseCmd is the hidden supervisor of a detached container: it
-// holds the container while it runs, writes its output to the log and
-// records its exit. File descriptor 3 gets "ok" once the process runs.
+// newSuperviseCmd is the hidden supervisor of a detached container
+// (lifecycle.Supervise). File descriptor 3 gets "ok" once the process
+// runs.
 func (a *app) newSuperviseCmd() *cobra.Command {
 	cmd, _ := a.containerCmd(superviseCmd+" CONTAINER", "Supervise a detached container (internal)", 1,
 		func(f *imageFlags, s containerStores, args []string) error {
 			notify := os.NewFile(3, "notify")
-			var once sync.Once
-			started := func(err error) {
-				once.Do(func() {
-					if notify == nil {
-						return
-					}
-					if err != nil {
-						fmt.Fprintf(notify, "error: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-					} else {
-						fmt.Fprintln(notify, "ok")
-					}
-					notify.Close()
-				})
-			}
 			c, err := s.containers.Get(args[0])
 			if err != nil {
-				started(err)
+				lifecycle.Started(notify, err)
 				return err
 			}
-			log, err := os.OpenFile(c.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-			if err != nil {
-				started(err)
-				return err
-			}
-			defer log.Close()
-			images, err := a.openImageStore(f)
-			if err != nil {
-				started(err)
-				return err
-			}
-			_, err = runHeld(context.Background(), images, c, container.Stdio{Out: log, Err: log}, started, nil)
-			return err
+			return lifecycle.Supervise(context.Background(), s.images, c, notify)
 		})
 	cmd.Hidden = true
 	return cmd
@@ -224,7 +163,7 @@ func (a *app) newStopCmd() *cobra.Command {
 			for _, ref := range args {
 				c, err := s.containers.Get(ref)
 				if err == nil {
-					err = stopContainer(c, time.Duration(timeout)*time.Second)
+					err = lifecycle.Stop(c, time.Duration(timeout)*time.Second)
 				}
 				if err != nil {
 					errs = append(errs, err)
@@ -236,34 +175,6 @@ func (a *app) newStopCmd() *cobra.Command {
 		})
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait for the stop signal to end the container before SIGKILL")
 	return cmd
-}
-
-// stopContainer stops c (nothing to do when it does not run).
-func stopContainer(c *container.Container, timeout time.Duration) error {
-	st, err := c.State()
-	if err != nil {
-		return err
-	}
-	if st.Status != container.StatusRunning || st.Pid == 0 {
-		return nil
-	}
-	sig := syscall.SIGTERM
-	if s, err := c.Spec(); err == nil && s.Annotations[spec.StopSignalAnnotation] != "" {
-		if x, err := parseSignal(s.Annotations[spec.StopSignalAnnotation]); err == nil {
-			sig = x
-		}
-	}
-	if err := unix.Kill(st.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	if c.WaitReleased(timeout) {
-		return nil
-	}
-	if err := unix.Kill(st.Pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	c.WaitReleased(-1)
-	return nil
 }
 
 // newPsCmd is `berth ps`.
@@ -331,7 +242,7 @@ func (a *app) newRmCmd() *cobra.Command {
 					continue
 				}
 				if force {
-					stopContainer(c, 0)
+					lifecycle.Stop(c, 0)
 				}
 				if err := c.Remove(); err != nil {
 					if errors.Is(err, container.ErrRunning) {

@@ -8,15 +8,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
-	"github.com/berth-registry/berth/runner/layers"
+	"github.com/berth-registry/berth/runner/lifecycle"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -79,24 +74,10 @@ func (a *app) resolveImage(ctx context.Context, images *image.Store, ref string,
 	return a.pullImage(ctx, images, ref, image.PullOptions{Platform: platform, Insecure: o.insecure, Progress: progressTo(a.stderr)})
 }
 
-// fresh is a container this process has just created, for runHeld: its
-// spec and state (saved when it starts), whether its rootfs is mounted, and
-// the result of saving its config.json, which is written while the
-// container starts.
-type fresh struct {
-	spec      *specs.Spec
-	state     container.State
-	mounted   bool
-	specSaved <-chan error
-}
-
-// createContainer makes a container of ref with its config.json. The
-// rootfs is mounted while the spec is generated (it reads the image's
-// /etc/passwd); with keepMounted it stays mounted for a run in this process
-// (f.mounted says so), else it is unmounted. It returns the image store it
-// opened and, with keepMounted, what runHeld needs to run the container
-// without reading it back.
-func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *fresh, error) {
+// createContainer makes a container of ref (pulled when missing; see
+// lifecycle.Create): with keepMounted, for a run in this process, its
+// rootfs stays mounted and the returned Fresh is for lifecycle.RunHeld.
+func (a *app) createContainer(ctx context.Context, ref string, args []string, o *containerOptions, keepMounted bool) (*container.Container, *image.Store, *lifecycle.Fresh, error) {
 	mem, err := parseBytes(o.memory)
 	if err != nil {
 		return nil, nil, nil, usageError(fmt.Errorf("--memory: %w", err))
@@ -126,182 +107,15 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st := container.State{Image: ref, ImageID: img.ID.String(), AutoRemove: o.rm,
-		Created: time.Now().UTC(), Status: container.StatusCreated}
-	c, err := containers.New(st)
+	c, f, err := lifecycle.Create(ctx, images, containers, img, lifecycle.CreateOptions{
+		Ref: ref, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted})
+	if errors.Is(err, spec.ErrInvalid) {
+		err = usageError(err)
+	}
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	st.ID = c.ID
-	fail := func(err error) (*container.Container, *image.Store, *fresh, error) {
-		c.Unmount()
-		c.Remove()
-		return nil, nil, nil, err
-	}
-	var uids, gids []specs.LinuxIDMapping
-	if o.userns {
-		uids, gids = spec.UserNSMappings(), spec.UserNSMappings()
-	}
-	mounted, err := mountRootfs(ctx, images, img, c, keepMounted && o.rm, uids, gids, opts.Warn)
-	if err != nil {
-		return fail(err)
-	}
-	s, err := spec.Generate(img.Config, c.Rootfs(), opts)
-	if err != nil {
-		if errors.Is(err, spec.ErrInvalid) {
-			err = usageError(err)
-		}
-		return fail(err)
-	}
-	if mounted && !keepMounted {
-		if err := c.Unmount(); err != nil {
-			return fail(err)
-		}
-	}
-	st.Command = s.Process.Args
-	st.Flattened = !mounted
-	if keepMounted {
-		// Run in this process: the config is written while the container
-		// starts (off the start's path), the state when it runs.
-		saved := make(chan error, 1)
-		go func() { saved <- c.SaveSpec(s) }()
-		return c, images, &fresh{spec: s, state: st, mounted: mounted, specSaved: saved}, nil
-	}
-	if err := c.SaveSpec(s); err != nil {
-		return fail(err)
-	}
-	if err := c.SaveState(st); err != nil {
-		return fail(err)
-	}
-	return c, images, nil, nil
-}
-
-// mountRootfs assembles c's rootfs from img (see image.Store.Rootfs; once
-// for a --rm run). With user namespace mappings, the layers are mounted
-// idmapped through a namespace with those mappings, so that the container
-// sees its image's owners; where the kernel cannot, it mounts them as they
-// are, and warn (if not nil) says that the container sees them owned by
-// nobody.
-func mountRootfs(ctx context.Context, images *image.Store, img image.Image, c *container.Container, once bool, uids, gids []specs.LinuxIDMapping, warn func(string)) (bool, error) {
-	opts := image.RootfsOptions{Once: once}
-	if len(uids) > 0 && len(gids) > 0 {
-		ns, err := container.UserNamespace(uids, gids)
-		if err != nil {
-			return false, err
-		}
-		defer ns.Close()
-		opts.UserNS = ns
-	}
-	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
-	if errors.Is(err, layers.ErrIDMapUnsupported) {
-		if warn != nil {
-			warn(fmt.Sprintf("the image's files are owned by nobody in the user namespace: %v", err))
-		}
-		opts.UserNS = nil
-		mounted, err = images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
-	}
-	return mounted, err
-}
-
-// runHeld runs the container c to its end while holding it: mounts its
-// rootfs (unless f says this process has it mounted), records the running
-// state, runs, unmounts, and records the exit or, with AutoRemove, removes
-// the container. started is called once the process runs (or with the
-// error when it did not start). f, when not nil, is the container as this
-// process just created it; else its spec and state are read.
-func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), f *fresh) (int, error) {
-	if started == nil {
-		started = func(error) {}
-	}
-	release, err := c.Hold()
-	if err != nil {
-		started(err)
-		return 125, err
-	}
-	defer release()
-	var st container.State
-	var s *specs.Spec
-	mounted := false
-	if f != nil {
-		st, s, mounted = f.state, f.spec, f.mounted
-	} else {
-		if st, err = c.State(); err == nil {
-			s, err = c.Spec()
-		}
-		if err != nil {
-			started(err)
-			return 125, err
-		}
-	}
-	code, err := runMounted(ctx, images, c, &st, s, stdio, started, mounted)
-	if f != nil {
-		if serr := <-f.specSaved; serr != nil && err == nil {
-			err = fmt.Errorf("container %s: saving its config: %w", c.ID, serr)
-		}
-	}
-	if st.AutoRemove {
-		rerr := c.RemoveHeld()
-		if rerr == nil {
-			return code, err
-		}
-		if err == nil {
-			err = rerr
-		}
-	}
-	if serr := c.SaveState(st); serr != nil && err == nil {
-		err = serr
-	}
-	return code, err
-}
-
-// runMounted mounts c's rootfs unless mounted (or flattened), runs the
-// container, unmounts and fills in st: running, then exited (saving only
-// the running state).
-func runMounted(ctx context.Context, images *image.Store, c *container.Container, st *container.State, s *specs.Spec, stdio container.Stdio, started func(error), mounted bool) (int, error) {
-	if !st.Flattened && mounted {
-		defer c.Unmount()
-	}
-	if !st.Flattened && !mounted {
-		img, err := images.Get(st.ImageID)
-		if err != nil {
-			started(err)
-			return 125, fmt.Errorf("container %s: its image: %w", c.ID, err)
-		}
-		c.Unmount()
-		var uids, gids []specs.LinuxIDMapping
-		if s.Linux != nil {
-			uids, gids = s.Linux.UIDMappings, s.Linux.GIDMappings
-		}
-		if _, err := mountRootfs(ctx, images, img, c, st.AutoRemove, uids, gids, nil); err != nil {
-			started(err)
-			return 125, err
-		}
-		defer c.Unmount()
-	}
-	if err := c.Admit(s); err != nil {
-		started(err)
-		return 125, err
-	}
-	var proc *container.Process
-	code, err := container.RunWith(ctx, c.ID, s, stdio, func(p *container.Process) {
-		proc = p
-		st.Status, st.Pid, st.Holder = container.StatusRunning, p.Pid(), os.Getpid()
-		st.Started, st.Error = time.Now().UTC(), ""
-		c.SaveState(*st)
-		started(nil)
-	})
-	if proc == nil {
-		started(err)
-	}
-	st.Status, st.Pid, st.Holder = container.StatusExited, 0, 0
-	st.ExitCode, st.Finished = code, time.Now().UTC()
-	if proc != nil {
-		st.OOMKilled = proc.OOMKilled()
-	}
-	if err != nil {
-		st.Error = err.Error()
-	}
-	return code, err
+	return c, images, f, nil
 }
 
 // containerExit is the exit code of a container as berth's own: berth
@@ -337,20 +151,6 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q (want e.g. 64m)", s)
 	}
 	return int64(v * float64(mult)), nil
-}
-
-// parseSignal parses "SIGTERM", "TERM" or "15".
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return syscall.Signal(n), nil
-	}
-	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
-	for i := 1; i < 32; i++ {
-		if strings.TrimPrefix(strings.ToUpper(unix.SignalName(syscall.Signal(i))), "SIG") == name {
-			return syscall.Signal(i), nil
-		}
-	}
-	return 0, fmt.Errorf("unknown signal %q", s)
 }
 
 // copyFile copies the file at name to w.

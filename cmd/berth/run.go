@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/lifecycle"
 )
 
 // newRunCmd is `berth run`: pull the image if missing, make a container of
@@ -83,7 +84,7 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 	if o.interactive {
 		stdio.In = os.Stdin
 	}
-	return containerResult(runHeld(ctx, images, c, stdio, nil, f))
+	return containerResult(lifecycle.RunHeld(ctx, images, c, stdio, nil, f))
 }
 
 // containerResult turns a container's run into berth's result: its exit

@@ -1,0 +1,121 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/image"
+	"github.com/berth-registry/berth/runner/layers"
+	"github.com/berth-registry/berth/runner/spec"
+)
+
+// CreateOptions say how Create makes a container.
+type CreateOptions struct {
+	// Ref is the image as the user named it (State.Image).
+	Ref string
+	// Spec are the caller's changes to the image config (its flags).
+	Spec spec.Options
+	// AutoRemove removes the container when it exits (--rm).
+	AutoRemove bool
+	// KeepMounted leaves the rootfs mounted for a run in this process
+	// (RunHeld with the returned Fresh); else it is unmounted after the
+	// spec is generated.
+	KeepMounted bool
+}
+
+// Fresh is a container this process has just created, for RunHeld: its
+// spec and state (saved when it starts), whether its rootfs is mounted,
+// and the result of saving its config.json, which is written while the
+// container starts.
+type Fresh struct {
+	spec      *specs.Spec
+	state     container.State
+	mounted   bool
+	specSaved <-chan error
+}
+
+// Create makes a container of img with its config.json. The rootfs is
+// mounted while the spec is generated (it reads the image's /etc/passwd).
+// With o.KeepMounted it returns a Fresh for RunHeld (the config is then
+// written while the container starts); else the container is saved as
+// created and Fresh is nil. An invalid option is an error wrapping
+// spec.ErrInvalid.
+func Create(ctx context.Context, images *image.Store, containers *container.Store, img image.Image, o CreateOptions) (*container.Container, *Fresh, error) {
+	st := container.State{Image: o.Ref, ImageID: img.ID.String(), AutoRemove: o.AutoRemove,
+		Created: time.Now().UTC(), Status: container.StatusCreated}
+	c, err := containers.New(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.ID = c.ID
+	fail := func(err error) (*container.Container, *Fresh, error) {
+		c.Unmount()
+		c.Remove()
+		return nil, nil, err
+	}
+	var uids, gids []specs.LinuxIDMapping
+	if o.Spec.UserNS {
+		uids, gids = spec.UserNSMappings(), spec.UserNSMappings()
+	}
+	mounted, err := MountRootfs(ctx, images, img, c, o.KeepMounted && o.AutoRemove, uids, gids, o.Spec.Warn)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := spec.Generate(img.Config, c.Rootfs(), o.Spec)
+	if err != nil {
+		return fail(err)
+	}
+	if mounted && !o.KeepMounted {
+		if err := c.Unmount(); err != nil {
+			return fail(err)
+		}
+	}
+	st.Command = s.Process.Args
+	st.Flattened = !mounted
+	if o.KeepMounted {
+		// Run in this process: the config is written while the container
+		// starts (off the start's path), the state when it runs.
+		saved := make(chan error, 1)
+		go func() { saved <- c.SaveSpec(s) }()
+		return c, &Fresh{spec: s, state: st, mounted: mounted, specSaved: saved}, nil
+	}
+	if err := c.SaveSpec(s); err != nil {
+		return fail(err)
+	}
+	if err := c.SaveState(st); err != nil {
+		return fail(err)
+	}
+	return c, nil, nil
+}
+
+// MountRootfs assembles c's rootfs from img (see image.Store.Rootfs; once
+// for a --rm run). With user namespace mappings, the layers are mounted
+// idmapped through a namespace with those mappings, so that the container
+// sees its image's owners; where the kernel cannot, it mounts them as they
+// are, and warn (if not nil) says that the container sees them owned by
+// nobody.
+func MountRootfs(ctx context.Context, images *image.Store, img image.Image, c *container.Container, once bool, uids, gids []specs.LinuxIDMapping, warn func(string)) (bool, error) {
+	opts := image.RootfsOptions{Once: once}
+	if len(uids) > 0 && len(gids) > 0 {
+		ns, err := container.UserNamespace(uids, gids)
+		if err != nil {
+			return false, err
+		}
+		defer ns.Close()
+		opts.UserNS = ns
+	}
+	mounted, err := images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
+	if errors.Is(err, layers.ErrIDMapUnsupported) {
+		if warn != nil {
+			warn(fmt.Sprintf("the image's files are owned by nobody in the user namespace: %v", err))
+		}
+		opts.UserNS = nil
+		mounted, err = images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
+	}
+	return mounted, err
+}
