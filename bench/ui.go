@@ -94,7 +94,7 @@ func uiCase(ctx context.Context, berthBin, dir string, reps int, profileDir stri
 		verdicts = append(verdicts, fmt.Sprintf("%s %s", p.name, ms(med)))
 	}
 	fmt.Printf("\nServer time as the client sees it on loopback: from sending the GET to the last byte.\n"+
-		"Cold: the first request after the start (manifest facts read from storage); then %d warm requests.\n"+
+		"Cold: the first request after the start (each repository's summary read from storage); then %d warm requests.\n"+
 		"Target (warm medians): within %s: %s.\n", max(reps, 1), uiTarget, verdicts)
 	return nil
 }

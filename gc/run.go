@@ -206,18 +206,19 @@ func indexReferrers(ctx context.Context, st *store.Store, pl sweepPlan, rep *Rep
 }
 
 // writeSummaries writes the summary (store.Summary) of every repository of
-// g that has tags and none: content written by CNCF Distribution, or before
-// Berth kept summaries. Like the referrers index, a dry run does it too.
+// g that has tags and none, or one without the facts of a tagged manifest:
+// content written by CNCF Distribution, or before Berth kept summaries or
+// their facts. Like the referrers index, a dry run does it too.
 func writeSummaries(ctx context.Context, st *store.Store, g Graph, rep *Report, log *slog.Logger) error {
 	for _, name := range sortedKeys(g.Repositories) {
 		if len(g.Repositories[name].Tags) == 0 {
 			continue
 		}
-		_, ok, err := st.ReadSummary(ctx, name)
+		sum, ok, err := st.ReadSummary(ctx, name)
 		if err != nil {
 			return err
 		}
-		if ok {
+		if ok && hasFacts(sum) {
 			continue
 		}
 		if _, _, err := st.RefreshSummary(ctx, name); err != nil {
@@ -229,6 +230,17 @@ func writeSummaries(ctx context.Context, st *store.Store, g Graph, rep *Report, 
 		log.Info("gc: wrote missing repository summaries", "repositories", rep.SummariesWritten)
 	}
 	return nil
+}
+
+// hasFacts reports whether sum holds the facts of every manifest its tags
+// point at.
+func hasFacts(sum store.Summary) bool {
+	for _, tg := range sum.Tags {
+		if _, ok := sum.Manifests[tg.Digest]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sweepPlan is what the sweep rounds work through.

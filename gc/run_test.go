@@ -872,17 +872,26 @@ func TestRunWritesMissingSummaries(t *testing.T) {
 		ctx := context.Background()
 		st := newStore(d)
 		img := pushImage(t, st, "a", "v1", nil, []byte("layer"))
-		pushImage(t, st, "b", "v1", nil, []byte("other layer"))
+		other := pushImage(t, st, "b", "v1", nil, []byte("other layer"))
 		if err := d.Delete(ctx, "/docker/registry/v2/repositories/a/_berth"); err != nil {
 			t.Fatal(err)
 		}
+		// b's as Berth wrote it before summaries held manifest facts.
+		old := fmt.Sprintf(`{"tags":{"v1":{"digest":%q,"pushed":"2026-01-01T00:00:00Z"}}}`, other.digest)
+		if err := storage.WriteAll(ctx, d, "/docker/registry/v2/repositories/b/_berth/summary", []byte(old)); err != nil {
+			t.Fatal(err)
+		}
 		rep := run(t, st, Options{DryRun: true})
-		if rep.SummariesWritten != 1 {
-			t.Errorf("SummariesWritten = %d, want 1", rep.SummariesWritten)
+		if rep.SummariesWritten != 2 {
+			t.Errorf("SummariesWritten = %d, want 2", rep.SummariesWritten)
 		}
 		sum, ok, err := st.ReadSummary(ctx, "a")
-		if err != nil || !ok || sum.Tags["v1"].Digest != img.digest {
+		if err != nil || !ok || sum.Tags["v1"].Digest != img.digest || sum.Manifests[img.digest].Bytes() == 0 {
 			t.Errorf("summary of a after the run: %+v, %v, %v", sum, ok, err)
+		}
+		sum, ok, err = st.ReadSummary(ctx, "b")
+		if err != nil || !ok || sum.Manifests[other.digest].Bytes() == 0 {
+			t.Errorf("summary of b after the run: %+v, %v, %v", sum, ok, err)
 		}
 		if rep := run(t, st, Options{}); rep.SummariesWritten != 0 {
 			t.Errorf("second run: SummariesWritten = %d, want 0", rep.SummariesWritten)

@@ -26,6 +26,8 @@ const (
 	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 	// MediaTypeDockerManifestList is the Docker manifest list, schema 2.
 	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	// MediaTypeDockerConfig is the config of a Docker image manifest.
+	MediaTypeDockerConfig = "application/vnd.docker.container.image.v1+json"
 )
 
 // Manifest media types Berth knows about but does not store. A Content-Type naming one of
@@ -337,4 +339,17 @@ func Read(r io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("%w: body is over %d bytes", ErrTooLarge, MaxSize)
 	}
 	return body, nil
+}
+
+// PlatformString is p as os/arch[/variant], "" when p is nil or names no
+// OS or architecture.
+func PlatformString(p *v1.Platform) string {
+	if p == nil || p.OS == "" || p.Architecture == "" {
+		return ""
+	}
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
 }

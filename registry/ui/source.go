@@ -2,10 +2,8 @@ package ui
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"sort"
@@ -20,15 +18,14 @@ import (
 	"github.com/berth-registry/berth/storage/store"
 )
 
-// maxConfigSize bounds the image config read for a page.
-const maxConfigSize = 4 << 20
-
 // maxReferrerDepth bounds the referrer tree of the image page.
 const maxReferrerDepth = 4
 
-// StoreSource is the Source over a registry's store. Facts about a
-// manifest (its size, platforms, created time), which never change, are
-// kept in memory once read; tags and referrers are read on every call.
+// StoreSource is the Source over a registry's store. The lists read each
+// repository's summary (store.Summary), which holds its tags and the
+// facts of the manifests they point at; facts a summary lacks are read
+// from the manifests, kept in memory, and the summary repaired in the
+// background.
 type StoreSource struct {
 	st *store.Store
 	// upstream names the upstream of a cached repository, "" for a local
@@ -39,26 +36,17 @@ type StoreSource struct {
 	nextGC func() time.Time
 
 	mu      sync.Mutex
-	facts   map[digest.Digest]manifestFacts // bounded by maxFacts
-	checked map[string]time.Time            // when checkLater last checked each repository
+	facts   map[digest.Digest]store.ManifestFacts // bounded by maxFacts
+	checked map[string]time.Time                  // when checkLater last checked each repository
 }
 
 // maxFacts bounds the manifests whose facts a StoreSource keeps.
 const maxFacts = 100_000
 
-// manifestFacts is what the pages show of a manifest that never changes.
-type manifestFacts struct {
-	mediaType    string
-	artifactType string
-	platforms    []string
-	blobs        map[digest.Digest]int64 // every blob the manifest needs, itself included
-	created      time.Time
-}
-
 // NewStoreSource returns the Source over st; upstream (may be nil) names
 // the upstream a cached repository is filled from.
 func NewStoreSource(st *store.Store, upstream func(repo string) string) *StoreSource {
-	return &StoreSource{st: st, upstream: upstream, facts: map[digest.Digest]manifestFacts{}}
+	return &StoreSource{st: st, upstream: upstream, facts: map[digest.Digest]store.ManifestFacts{}}
 }
 
 func (s *StoreSource) upstreamOf(repo string) string {
@@ -109,7 +97,7 @@ func (s *StoreSource) listed(ctx context.Context, name string) (Repository, erro
 	r := Repository{Name: name, Upstream: s.upstreamOf(name)}
 	all := map[digest.Digest]int64{}
 	for _, tg := range summary.Tags {
-		f, err := s.manifestFacts(ctx, name, tg.Digest)
+		f, err := s.summaryFacts(ctx, name, summary, tg.Digest)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -117,13 +105,26 @@ func (s *StoreSource) listed(ctx context.Context, name string) (Repository, erro
 			return Repository{}, err
 		}
 		r.Tags++
-		maps.Copy(all, f.blobs)
+		maps.Copy(all, f.Blobs)
 		if tg.Pushed.After(r.LastPush) {
 			r.LastPush = tg.Pushed
 		}
 	}
 	r.Bytes = sum(all)
 	return r, nil
+}
+
+// summaryFacts returns the facts of manifest d of repo from its summary
+// or, when the summary lacks them, read (and the summary repaired later).
+// Referrers are those of the summary, or none for facts read here.
+func (s *StoreSource) summaryFacts(ctx context.Context, repo string, summary store.Summary, d digest.Digest) (store.ManifestFacts, error) {
+	if f, ok := summary.Manifests[d]; ok {
+		return f, nil
+	}
+	s.checkLater(repo)
+	f, err := s.manifestFacts(ctx, repo, d)
+	f.Referrers = nil
+	return f, err
 }
 
 // Repository implements Source. It reads the repository's summary and
@@ -151,37 +152,46 @@ func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPa
 			return RepositoryPage{}, fmt.Errorf("%w: repository %s", ErrNotFound, name)
 		}
 	}
-	entries, err := s.st.ReferrerEntries(ctx, name)
-	if err != nil {
-		return RepositoryPage{}, err
-	}
-	referrers := map[digest.Digest][]digest.Digest{}
-	for _, e := range entries {
-		referrers[e.Subject] = append(referrers[e.Subject], e.Referrer)
-	}
 	page := RepositoryPage{Repository: Repository{Name: name, Upstream: s.upstreamOf(name)}, TagList: []Tag{}}
 	all := map[digest.Digest]int64{}
+	// The referrers of manifests whose facts the summary lacks: from the
+	// referrers index, read once if needed.
+	var listed map[digest.Digest][]digest.Digest
 	for tag, st := range summary.Tags {
-		f, err := s.manifestFacts(ctx, name, st.Digest)
+		f, err := s.summaryFacts(ctx, name, summary, st.Digest)
 		if errors.Is(err, ErrNotFound) {
 			continue // a tag whose manifest is gone: nothing to show
 		}
 		if err != nil {
 			return RepositoryPage{}, err
 		}
-		t := Tag{Name: tag, Digest: st.Digest, MediaType: f.mediaType, Platforms: f.platforms,
-			Bytes: sum(f.blobs), Created: f.created, Pushed: st.Pushed}
-		for _, r := range referrers[st.Digest] {
-			rf, err := s.manifestFacts(ctx, name, r)
-			if err != nil {
-				continue // listed but gone meanwhile
+		t := Tag{Name: tag, Digest: st.Digest, MediaType: f.MediaType, Platforms: f.Platforms,
+			Bytes: f.Bytes(), Created: f.Created, Pushed: st.Pushed}
+		if _, inSummary := summary.Manifests[st.Digest]; inSummary {
+			for _, typ := range f.Referrers {
+				if t.Referrers == nil {
+					t.Referrers = map[string]int{}
+				}
+				t.Referrers[typ]++
 			}
-			if t.Referrers == nil {
-				t.Referrers = map[string]int{}
+		} else {
+			if listed == nil {
+				if listed, err = s.referrerLists(ctx, name); err != nil {
+					return RepositoryPage{}, err
+				}
 			}
-			t.Referrers[rf.artifactType]++
+			for _, r := range listed[st.Digest] {
+				rf, err := s.manifestFacts(ctx, name, r)
+				if err != nil {
+					continue // listed but gone meanwhile
+				}
+				if t.Referrers == nil {
+					t.Referrers = map[string]int{}
+				}
+				t.Referrers[rf.ArtifactType]++
+			}
 		}
-		maps.Copy(all, f.blobs)
+		maps.Copy(all, f.Blobs)
 		page.TagList = append(page.TagList, t)
 		if st.Pushed.After(page.LastPush) {
 			page.LastPush = st.Pushed
@@ -190,6 +200,20 @@ func (s *StoreSource) Repository(ctx context.Context, name string) (RepositoryPa
 	sort.Slice(page.TagList, func(i, j int) bool { return page.TagList[i].Name < page.TagList[j].Name })
 	page.Tags, page.Bytes = len(page.TagList), sum(all)
 	return page, nil
+}
+
+// referrerLists returns the referrers of each subject in repo, from its
+// referrers index.
+func (s *StoreSource) referrerLists(ctx context.Context, repo string) (map[digest.Digest][]digest.Digest, error) {
+	entries, err := s.st.ReferrerEntries(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	out := map[digest.Digest][]digest.Digest{}
+	for _, e := range entries {
+		out[e.Subject] = append(out[e.Subject], e.Referrer)
+	}
+	return out, nil
 }
 
 // summaryCheck is how often at most a repository's summary is checked
@@ -224,15 +248,19 @@ func sum(blobs map[digest.Digest]int64) (n int64) {
 	return n
 }
 
-// manifestFacts returns the facts of manifest d of repo, read once.
-func (s *StoreSource) manifestFacts(ctx context.Context, repo string, d digest.Digest) (manifestFacts, error) {
+// manifestFacts returns the facts of manifest d of repo, read once (their
+// referrers as they were then).
+func (s *StoreSource) manifestFacts(ctx context.Context, repo string, d digest.Digest) (store.ManifestFacts, error) {
 	s.mu.Lock()
 	f, ok := s.facts[d]
 	s.mu.Unlock()
 	if ok {
 		return f, nil
 	}
-	f, err := s.readFacts(ctx, repo, d, 0)
+	f, err := s.st.ManifestFacts(ctx, repo, d)
+	if errors.Is(err, store.ErrManifestUnknown) {
+		return f, fmt.Errorf("%w: manifest %s in %s", ErrNotFound, d, repo)
+	}
 	if err != nil {
 		return f, err
 	}
@@ -242,54 +270,6 @@ func (s *StoreSource) manifestFacts(ctx context.Context, repo string, d digest.D
 	}
 	s.facts[d] = f
 	s.mu.Unlock()
-	return f, nil
-}
-
-func (s *StoreSource) readFacts(ctx context.Context, repo string, d digest.Digest, depth int) (manifestFacts, error) {
-	m, parsed, err := s.manifest(ctx, repo, d)
-	if err != nil {
-		return manifestFacts{}, err
-	}
-	f := manifestFacts{mediaType: m.MediaType, artifactType: parsed.ArtifactType,
-		blobs: map[digest.Digest]int64{d: int64(len(m.Body))}}
-	if parsed.IsIndex() {
-		for _, c := range parsed.Manifests {
-			if p := platformString(c.Platform); p != "" && !slices.Contains(f.platforms, p) {
-				f.platforms = append(f.platforms, p)
-			}
-			if depth >= 2 {
-				continue
-			}
-			cf, err := s.readFacts(ctx, repo, c.Digest, depth+1)
-			if err != nil {
-				// A sparse index: the child is not here; count its size
-				// as the index says.
-				f.blobs[c.Digest] = c.Size
-				continue
-			}
-			for b, n := range cf.blobs {
-				f.blobs[b] = n
-			}
-			if cf.created.After(f.created) {
-				f.created = cf.created
-			}
-		}
-		return f, nil
-	}
-	if parsed.Config != nil {
-		f.blobs[parsed.Config.Digest] = parsed.Config.Size
-	}
-	for _, l := range parsed.Layers {
-		f.blobs[l.Digest] = l.Size
-	}
-	if cfg, err := s.config(ctx, repo, parsed); err == nil && cfg != nil {
-		if cfg.Created != nil {
-			f.created = *cfg.Created
-		}
-		if p := platformString(&cfg.Platform); p != "" {
-			f.platforms = []string{p}
-		}
-	}
 	return f, nil
 }
 
@@ -309,44 +289,6 @@ func (s *StoreSource) manifest(ctx context.Context, repo string, d digest.Digest
 	return m, parsed, nil
 }
 
-// config reads the image config of an image manifest whose config is one
-// (nil for an artifact's config or one not stored).
-func (s *StoreSource) config(ctx context.Context, repo string, m *manifest.Manifest) (*v1.Image, error) {
-	c := m.Config
-	if c == nil || (c.MediaType != v1.MediaTypeImageConfig && c.MediaType != "application/vnd.docker.container.image.v1+json") ||
-		c.Size > maxConfigSize {
-		return nil, nil
-	}
-	r, _, err := s.st.OpenBlob(ctx, repo, c.Digest, 0)
-	if err != nil {
-		if errors.Is(err, store.ErrBlobUnknown) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	defer r.Close()
-	b, err := io.ReadAll(io.LimitReader(r, maxConfigSize))
-	if err != nil {
-		return nil, err
-	}
-	var img v1.Image
-	if err := json.Unmarshal(b, &img); err != nil {
-		return nil, nil // not an image config after all: nothing to show
-	}
-	return &img, nil
-}
-
-func platformString(p *v1.Platform) string {
-	if p == nil || p.OS == "" || p.Architecture == "" {
-		return ""
-	}
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
-
 // Image implements Source.
 func (s *StoreSource) Image(ctx context.Context, name string, d digest.Digest) (Image, error) {
 	m, parsed, err := s.manifest(ctx, name, d)
@@ -357,9 +299,9 @@ func (s *StoreSource) Image(ctx context.Context, name string, d digest.Digest) (
 	if err != nil {
 		return Image{}, err
 	}
-	img := Image{Repository: name, Digest: d, MediaType: m.MediaType, Bytes: sum(f.blobs), Created: f.created}
-	if len(f.platforms) == 1 && !parsed.IsIndex() {
-		img.Platform = f.platforms[0]
+	img := Image{Repository: name, Digest: d, MediaType: m.MediaType, Bytes: f.Bytes(), Created: f.Created}
+	if len(f.Platforms) == 1 && !parsed.IsIndex() {
+		img.Platform = f.Platforms[0]
 	}
 	infos, err := s.st.TagInfos(ctx, name)
 	if err != nil && !errors.Is(err, store.ErrNameUnknown) {
@@ -372,13 +314,13 @@ func (s *StoreSource) Image(ctx context.Context, name string, d digest.Digest) (
 	}
 	if parsed.IsIndex() {
 		for _, c := range parsed.Manifests {
-			img.Children = append(img.Children, Child{Descriptor: descriptor(c), Platform: platformString(c.Platform)})
+			img.Children = append(img.Children, Child{Descriptor: descriptor(c), Platform: manifest.PlatformString(c.Platform)})
 		}
 	} else {
 		for _, l := range parsed.Layers {
 			img.Layers = append(img.Layers, descriptor(l))
 		}
-		cfg, err := s.config(ctx, name, parsed)
+		cfg, err := s.st.ImageConfig(ctx, name, parsed)
 		if err != nil {
 			return Image{}, err
 		}

@@ -160,7 +160,10 @@ func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, wan
 		}
 	}
 	s.manifests.add(Manifest{Digest: d, MediaType: m.MediaType, Body: body})
-	s.summaryTagged(ctx, repo, tags, d)
+	if m.Subject != nil {
+		s.summaryReferred(ctx, repo, m.Subject.Digest, d, m.ArtifactType, false)
+	}
+	s.summaryTagged(ctx, repo, tags, d, m, len(body))
 	return PutResult{Digest: d, Manifest: m, Absent: absent}, nil
 }
 
@@ -275,6 +278,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if err := s.driver.Delete(ctx, p); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
 		}
+		s.summaryReferred(ctx, repo, parsed.Subject.Digest, d, "", true)
 	}
 	err = s.driver.Delete(ctx, revisionDirPath(repo, d))
 	if errors.Is(err, storage.ErrNotFound) {

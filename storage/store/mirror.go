@@ -60,6 +60,7 @@ func (s *Store) CacheManifest(ctx context.Context, repo, tag string, d digest.Di
 		if err := s.writeReferrer(ctx, repo, d, m, len(body)); err != nil {
 			return Manifest{}, err
 		}
+		s.summaryReferred(ctx, repo, m.Subject.Digest, d, m.ArtifactType, false)
 	}
 	if tag != "" {
 		if err := s.writeLink(ctx, tagIndexLinkPath(repo, tag, d), d); err != nil {
@@ -68,7 +69,7 @@ func (s *Store) CacheManifest(ctx context.Context, repo, tag string, d digest.Di
 		if err := s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d); err != nil {
 			return Manifest{}, err
 		}
-		s.summaryTagged(ctx, repo, []string{tag}, d)
+		s.summaryTagged(ctx, repo, []string{tag}, d, m, len(body))
 	}
 	out := Manifest{Digest: d, MediaType: m.MediaType, Body: body}
 	s.manifests.add(out)

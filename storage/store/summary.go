@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/storage"
 )
 
@@ -23,6 +24,10 @@ import (
 // writes a missing one).
 type Summary struct {
 	Tags map[string]SummaryTag `json:"tags"`
+	// Manifests are the facts of the manifests the tags point at. One
+	// may be missing (a summary written before they were kept, or one
+	// whose facts could not be read): a reader reads it itself then.
+	Manifests map[digest.Digest]ManifestFacts `json:"manifests,omitempty"`
 }
 
 // SummaryTag is one tag of a Summary.
@@ -90,8 +95,10 @@ type cachedSummary struct {
 	sum     Summary
 }
 
-// RefreshSummary rebuilds repo's summary from its tag links, stores it if
-// it differs from the stored one, and returns it with the tags' infos.
+// RefreshSummary rebuilds repo's summary from its tag links and its
+// referrers index (the facts of a manifest the stored summary holds are
+// kept, those of others read), stores it if it differs from the stored
+// one, and returns it with the tags' infos.
 func (s *Store) RefreshSummary(ctx context.Context, repo string) (Summary, []TagInfo, error) {
 	mu := s.summaryLocks.of(repo)
 	mu.Lock()
@@ -100,8 +107,11 @@ func (s *Store) RefreshSummary(ctx context.Context, repo string) (Summary, []Tag
 	if err != nil {
 		return Summary{}, nil, err
 	}
-	sum := summaryOf(infos)
 	old, ok, err := s.ReadSummary(ctx, repo)
+	if err != nil {
+		return Summary{}, nil, err
+	}
+	sum, err := s.summaryOf(ctx, repo, infos, old.Manifests)
 	if err != nil {
 		return Summary{}, nil, err
 	}
@@ -113,23 +123,69 @@ func (s *Store) RefreshSummary(ctx context.Context, repo string) (Summary, []Tag
 	return sum, infos, nil
 }
 
-func summaryOf(infos []TagInfo) Summary {
-	sum := Summary{Tags: make(map[string]SummaryTag, len(infos))}
+// summaryOf is the summary of repo whose tags are infos: the facts of a
+// manifest in known are taken from there (their referrers checked against
+// the referrers index), others read.
+func (s *Store) summaryOf(ctx context.Context, repo string, infos []TagInfo, known map[digest.Digest]ManifestFacts) (Summary, error) {
+	sum := Summary{Tags: make(map[string]SummaryTag, len(infos)), Manifests: map[digest.Digest]ManifestFacts{}}
 	for _, ti := range infos {
 		if ti.Digest != "" {
 			sum.Tags[ti.Tag] = SummaryTag{Digest: ti.Digest, Pushed: ti.ModTime.UTC().Truncate(time.Second)}
+			sum.Manifests[ti.Digest] = ManifestFacts{}
 		}
 	}
-	return sum
+	entries, err := s.ReferrerEntries(ctx, repo)
+	if err != nil {
+		return Summary{}, err
+	}
+	referrers := map[digest.Digest][]digest.Digest{}
+	for _, e := range entries {
+		referrers[e.Subject] = append(referrers[e.Subject], e.Referrer)
+	}
+	for d := range sum.Manifests {
+		f, ok := known[d]
+		if !ok {
+			if f, err = s.ManifestFacts(ctx, repo, d); err != nil {
+				if errors.Is(err, ErrManifestUnknown) {
+					delete(sum.Manifests, d) // a tag whose manifest is gone
+					continue
+				}
+				return Summary{}, err
+			}
+		} else if !sameReferrers(f.Referrers, referrers[d]) {
+			f.Referrers, err = s.referrerTypes(ctx, repo, d)
+			if err != nil {
+				return Summary{}, err
+			}
+		}
+		sum.Manifests[d] = f
+	}
+	return sum, nil
+}
+
+// sameReferrers reports whether the referrers in have are exactly listed.
+func sameReferrers(have map[digest.Digest]string, listed []digest.Digest) bool {
+	if len(have) != len(listed) {
+		return false
+	}
+	for _, d := range listed {
+		if _, ok := have[d]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // sameSummary reports whether a and b name the same digests for the same
 // tags (push times within a second count as the same: one store wrote its
-// own clock, the other read the storage's).
+// own clock, the other read the storage's) and hold facts of the same
+// manifests with the same referrers.
 func sameSummary(a, b Summary) bool {
 	return maps.EqualFunc(a.Tags, b.Tags, func(x, y SummaryTag) bool {
 		d := x.Pushed.Sub(y.Pushed)
 		return x.Digest == y.Digest && d < time.Second && d > -time.Second
+	}) && maps.EqualFunc(a.Manifests, b.Manifests, func(x, y ManifestFacts) bool {
+		return maps.Equal(x.Referrers, y.Referrers)
 	})
 }
 
@@ -142,9 +198,10 @@ func (s *Store) writeSummary(ctx context.Context, repo string, sum Summary) erro
 }
 
 // updateSummary applies change to repo's summary (rebuilt from the tag
-// links when missing) and stores it. A failure is logged, not returned:
-// the tag change it follows has happened, and the summary is derived data.
-func (s *Store) updateSummary(ctx context.Context, repo string, change func(*Summary)) {
+// links when missing), drops the facts of manifests no tag points at any
+// more, and stores it. A failure is logged, not returned: the change it
+// follows has happened, and the summary is derived data.
+func (s *Store) updateSummary(ctx context.Context, repo string, change func(*Summary) error) {
 	ctx = context.WithoutCancel(ctx)
 	mu := s.summaryLocks.of(repo)
 	mu.Lock()
@@ -153,13 +210,22 @@ func (s *Store) updateSummary(ctx context.Context, repo string, change func(*Sum
 	if err == nil && !ok {
 		var infos []TagInfo
 		if infos, err = s.TagInfos(ctx, repo); err == nil {
-			sum = summaryOf(infos) // holds the change already
+			sum, err = s.summaryOf(ctx, repo, infos, nil) // holds the change already
 		}
 	} else if err == nil {
-		sum.Tags = maps.Clone(sum.Tags) // the read one may be shared
-		change(&sum)
+		// The read one may be shared.
+		sum.Tags, sum.Manifests = maps.Clone(sum.Tags), maps.Clone(sum.Manifests)
+		if sum.Manifests == nil {
+			sum.Manifests = map[digest.Digest]ManifestFacts{}
+		}
+		err = change(&sum)
 	}
 	if err == nil {
+		tagged := map[digest.Digest]bool{}
+		for _, tg := range sum.Tags {
+			tagged[tg.Digest] = true
+		}
+		maps.DeleteFunc(sum.Manifests, func(d digest.Digest, _ ManifestFacts) bool { return !tagged[d] })
 		err = s.writeSummary(ctx, repo, sum)
 	}
 	if err != nil {
@@ -167,16 +233,36 @@ func (s *Store) updateSummary(ctx context.Context, repo string, change func(*Sum
 	}
 }
 
-// summaryTagged records that tags of repo now point at d.
-func (s *Store) summaryTagged(ctx context.Context, repo string, tags []string, d digest.Digest) {
+// summaryTagged records that tags of repo now point at d, parsed as m
+// (nil: read it when its facts are needed), size bytes long.
+func (s *Store) summaryTagged(ctx context.Context, repo string, tags []string, d digest.Digest, m *manifest.Manifest, size int) {
 	if len(tags) == 0 {
 		return
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	s.updateSummary(ctx, repo, func(sum *Summary) {
+	s.updateSummary(ctx, repo, func(sum *Summary) error {
 		for _, t := range tags {
 			sum.Tags[t] = SummaryTag{Digest: d, Pushed: now}
 		}
+		if _, ok := sum.Manifests[d]; ok {
+			return nil
+		}
+		var f ManifestFacts
+		var err error
+		if m != nil {
+			if f, err = s.factsOf(ctx, repo, d, m, size, 0); err == nil {
+				f.Referrers, err = s.referrerTypes(ctx, repo, d)
+			}
+		} else {
+			f, err = s.ManifestFacts(ctx, repo, d)
+		}
+		if err != nil {
+			// The tags are recorded; the facts are read by the page.
+			s.log.Warn("reading a manifest's facts for its repository's summary", "repository", repo, "digest", d, "error", err)
+			return nil
+		}
+		sum.Manifests[d] = f
+		return nil
 	})
 }
 
@@ -185,9 +271,40 @@ func (s *Store) summaryUntagged(ctx context.Context, repo string, tags ...string
 	if len(tags) == 0 {
 		return
 	}
-	s.updateSummary(ctx, repo, func(sum *Summary) {
+	s.updateSummary(ctx, repo, func(sum *Summary) error {
 		for _, t := range tags {
 			delete(sum.Tags, t)
 		}
+		return nil
+	})
+}
+
+// summaryReferred records that referrer (of artifactType) now refers to
+// subject in repo, or with gone that it does not any more. Only a summary
+// that holds subject's facts changes; none is made or rebuilt for it.
+func (s *Store) summaryReferred(ctx context.Context, repo string, subject, referrer digest.Digest, artifactType string, gone bool) {
+	sum, ok, err := s.ReadSummary(ctx, repo)
+	if err != nil || !ok {
+		return
+	}
+	if _, held := sum.Manifests[subject]; !held {
+		return
+	}
+	s.updateSummary(ctx, repo, func(sum *Summary) error {
+		f, ok := sum.Manifests[subject]
+		if !ok {
+			return nil
+		}
+		f.Referrers = maps.Clone(f.Referrers)
+		if gone {
+			delete(f.Referrers, referrer)
+		} else {
+			if f.Referrers == nil {
+				f.Referrers = map[digest.Digest]string{}
+			}
+			f.Referrers[referrer] = artifactType
+		}
+		sum.Manifests[subject] = f
+		return nil
 	})
 }

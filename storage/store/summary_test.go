@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -92,4 +94,90 @@ func TestSummary(t *testing.T) {
 	}
 	e := push("v4")
 	want("rebuilt on a change", map[string]digest.Digest{"v3": c, "v4": e})
+}
+
+// TestSummaryFacts: the summary keeps, per tagged manifest, what a listing
+// shows (sizes, platform, created, referrers by artifact type), follows
+// referrers pushed and deleted, drops the facts of untagged manifests, and
+// a summary stored without facts gets them on a refresh.
+func TestSummaryFacts(t *testing.T) {
+	ctx := context.Background()
+	d := inmemory.New()
+	s := store.New(d, store.Options{})
+	layer := randomBytes(t, 1000)
+	ld := pushBlob(t, s, "app", layer)
+	config := []byte(`{"created":"2026-01-02T03:04:05Z","architecture":"arm64","os":"linux","variant":"v8","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd := pushBlob(t, s, "app", config)
+	body := imageManifest(cd, ld, len(config), len(layer), "")
+	res, err := s.PutManifest(ctx, "app", []string{"v1"}, "", "application/vnd.oci.image.manifest.v1+json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := res.Digest
+	facts := func(what string) store.ManifestFacts {
+		t.Helper()
+		sum, ok, err := s.ReadSummary(ctx, "app")
+		if err != nil || !ok {
+			t.Fatalf("%s: ReadSummary = %v, %v", what, ok, err)
+		}
+		f, ok := sum.Manifests[img]
+		if !ok {
+			t.Fatalf("%s: no facts of %s in %+v", what, img, sum)
+		}
+		return f
+	}
+	f := facts("after the push")
+	if want := int64(len(body) + len(config) + len(layer)); f.Bytes() != want {
+		t.Errorf("Bytes = %d, want %d (%v)", f.Bytes(), want, f.Blobs)
+	}
+	if len(f.Platforms) != 1 || f.Platforms[0] != "linux/arm64/v8" {
+		t.Errorf("Platforms = %v", f.Platforms)
+	}
+	if !f.Created.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("Created = %v", f.Created)
+	}
+	if len(f.Referrers) != 0 {
+		t.Errorf("Referrers = %v before any was pushed", f.Referrers)
+	}
+
+	// A signature referring to it.
+	empty := pushBlob(t, s, "app", []byte(`{}`))
+	sig := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],`+
+		`"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%d}}`, empty, img, len(body)))
+	sres, err := s.PutManifest(ctx, "app", nil, "", "application/vnd.oci.image.manifest.v1+json", sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := facts("after a referrer"); f.Referrers[sres.Digest] != "application/vnd.dev.cosign.artifact.sig.v1+json" {
+		t.Errorf("Referrers = %v, want the signature", f.Referrers)
+	}
+	if err := s.DeleteManifest(ctx, "app", sres.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if f := facts("after the referrer's delete"); len(f.Referrers) != 0 {
+		t.Errorf("Referrers = %v after the delete", f.Referrers)
+	}
+
+	// A summary stored before facts were kept gets them on a refresh.
+	if err := storage.WriteAll(ctx, d, "/docker/registry/v2/repositories/app/_berth/summary",
+		[]byte(fmt.Sprintf(`{"tags":{"v1":{"digest":%q,"pushed":"2026-01-01T00:00:00Z"}}}`, img))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RefreshSummary(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if f := facts("after a refresh"); f.Bytes() == 0 {
+		t.Errorf("refreshed facts %+v", f)
+	}
+
+	// Untagged: its facts go with the tag.
+	if err := s.DeleteTag(ctx, "app", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	sum, _, err := s.ReadSummary(ctx, "app")
+	if err != nil || len(sum.Manifests) != 0 {
+		t.Errorf("after the untag: manifests %v, %v", sum.Manifests, err)
+	}
 }
