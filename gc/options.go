@@ -46,6 +46,11 @@ type Options struct {
 	DryRun bool
 	// Explain fills Report.Kept with the reason each item stays.
 	Explain bool
+	// Reserve is the size of the collector's reserve (store.Reserve),
+	// made again after a run that deleted something: the space the next
+	// run uses to start on a full storage. Zero means store.DefaultReserve;
+	// negative keeps none.
+	Reserve int64
 	// Logger receives progress at info level and each item at debug level.
 	// Nil means slog.Default().
 	Logger *slog.Logger

@@ -158,12 +158,25 @@ func Run(ctx context.Context, st *store.Store, opts Options) (Report, error) {
 	if _, err := st.CleanUpGC(ctx, start.Add(-max(grace, DefaultGrace)-time.Hour)); err != nil {
 		log.Warn("gc: cleaning up old leases and doom lists", "error", err)
 	}
+	reserve(ctx, st, opts.Reserve, log)
 	rep.Duration = time.Since(began)
 	record(ctx, st, opts.RecordAs, rep, log)
 	log.Info("gc: finished", "duration", rep.Duration, "deletedBlobs", rep.Deleted.Blobs, "deletedBytes", rep.Deleted.Bytes,
 		"deletedManifests", rep.Deleted.Manifests, "deletedLayerLinks", rep.Deleted.LayerLinks, "deletedTags", rep.Deleted.Tags,
 		"purgedUploads", rep.Deleted.Uploads, "spared", rep.Spared)
 	return rep, nil
+}
+
+// reserve makes the collector's reserve of n bytes (see Options.Reserve)
+// again, once the run has freed space; a storage still full only leaves
+// the next run without one, which the log says.
+func reserve(ctx context.Context, st *store.Store, n int64, log *slog.Logger) {
+	if n == 0 {
+		n = store.DefaultReserve
+	}
+	if err := st.Reserve(ctx, n); err != nil {
+		log.Warn("gc: could not make the collector's reserve; a run on a full storage may fail to start", "bytes", n, "error", err)
+	}
 }
 
 // indexReferrers completes the referrers index of every repository: a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"syscall"
 	"time"
 )
 
@@ -20,7 +21,18 @@ var (
 	ErrInvalidOffset = errors.New("storage: invalid offset")
 	// ErrClosed: the writer was already committed, cancelled or closed.
 	ErrClosed = errors.New("storage: writer already closed")
+	// ErrFull: the storage has no room for what was written (a full
+	// filesystem, a quota, a bucket that refuses writes for space). Test
+	// for it with IsFull, which also knows the operating system's errors.
+	ErrFull = errors.New("storage: no space left")
 )
+
+// IsFull reports whether err means that the storage is out of space:
+// ErrFull, or ENOSPC or EDQUOT from the operating system (which a driver
+// on a filesystem may pass on as they are).
+func IsFull(err error) bool {
+	return err != nil && (errors.Is(err, ErrFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT))
+}
 
 // SkipDir returned by a WalkFunc for a directory skips that directory's
 // contents; it is not an error for Walk.

@@ -158,6 +158,10 @@ func gcOptions(c config.GC) (gc.Options, error) {
 		UploadMaxAge:   c.UploadMaxAge,
 		DeleteUntagged: c.DeleteUntagged,
 		DryRun:         c.DryRun,
+		Reserve:        c.ReserveBytes,
+	}
+	if c.ReserveBytes == 0 {
+		opts.Reserve = -1 // none
 	}
 	for i, r := range c.Retention {
 		rule := gc.RetentionRule{

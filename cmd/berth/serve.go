@@ -256,6 +256,13 @@ func (a *app) serve(cfg *config.Config) error {
 	if p := cfg.Storage.UploadPurging; p.Enabled {
 		background.Go(func() { purgeUploads(bg, st, firstUploadPurge, p.Interval, p.Age, logger) })
 	}
+	if n := cfg.GC.ReserveBytes; n > 0 {
+		background.Go(func() {
+			if err := st.Reserve(bg, n); err != nil && bg.Err() == nil {
+				logger.Warn("could not make garbage collection's reserve; a collection on a full storage may fail to start", "bytes", n, "error", err)
+			}
+		})
+	}
 	if collector != nil {
 		background.Go(func() { collector.run(bg) })
 	}

@@ -313,6 +313,7 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_GC_DELETEUNTAGGED", "gc.deleteUntagged", "bool", "false"},
 		{"BERTH_GC_UPLOADMAXAGE", "gc.uploadMaxAge", "duration", "24h0m0s"},
 		{"BERTH_GC_DRYRUN", "gc.dryRun", "bool", "false"},
+		{"BERTH_GC_RESERVEBYTES", "gc.reserveBytes", "integer", "1048576"},
 		{"BERTH_UI_ENABLED", "ui.enabled", "bool", "true"},
 	}
 	got := config.EnvVars()
@@ -374,6 +375,7 @@ func TestEnvOverrides(t *testing.T) {
 		"BERTH_GC_DELETEUNTAGGED":              "true",
 		"BERTH_GC_UPLOADMAXAGE":                "2h",
 		"BERTH_GC_DRYRUN":                      "1",
+		"BERTH_GC_RESERVEBYTES":                "0",
 		"BERTH_UNRELATED":                      "ignored",
 	}
 	c, err := config.Load("", mapEnv(env))
@@ -406,7 +408,7 @@ func TestEnvOverrides(t *testing.T) {
 				RefreshTTL: 24 * time.Hour},
 		},
 		GC: config.GC{Interval: 30 * time.Minute, Grace: 0, DeleteUntagged: true, UploadMaxAge: 2 * time.Hour,
-			DryRun: true, Retention: []config.RetentionRule{}},
+			DryRun: true, ReserveBytes: 0, Retention: []config.RetentionRule{}},
 		Proxy: config.Proxy{Upstreams: []config.Upstream{}},
 		UI:    config.UI{Enabled: true},
 	}

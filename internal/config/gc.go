@@ -36,6 +36,13 @@ type GC struct {
 	// (`berth gc`, unless --dry-run=false) what they would delete.
 	// Default: false.
 	DryRun bool `yaml:"dryRun"`
+	// ReserveBytes is the size of the collector's reserve: a file of
+	// zeros under _berth/gc that only garbage collection uses, so that a
+	// collection can start on a full disk (or bucket quota), when it is
+	// needed most. Made by `berth serve` at its start and again after
+	// each collection. 0 keeps none. Must not be negative. Default:
+	// 1048576 (1 MiB).
+	ReserveBytes int64 `yaml:"reserveBytes"`
 	// Retention lists rules that delete tags before each collection; the
 	// first rule whose Repositories glob matches a repository applies to
 	// it. It is set in YAML only: no environment variable sets a list of
@@ -69,6 +76,7 @@ func defaultGC() GC {
 	return GC{
 		Grace:        time.Hour,
 		UploadMaxAge: 24 * time.Hour,
+		ReserveBytes: 1 << 20,
 		// Empty rather than nil: the dump of the defaults ("retention: []")
 		// loads back to the same value.
 		Retention: []RetentionRule{},
@@ -76,6 +84,9 @@ func defaultGC() GC {
 }
 
 func (g *GC) validate(report reportFunc) {
+	if g.ReserveBytes < 0 {
+		report("gc.reserveBytes", "%d must not be negative (0 keeps no reserve)", g.ReserveBytes)
+	}
 	if g.Interval < 0 {
 		report("gc.interval", "%s must not be negative (0 runs no collection in the server)", g.Interval)
 	}

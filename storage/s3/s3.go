@@ -861,7 +861,29 @@ func (d *Driver) fail(what, p string, err error) error {
 	if isNotFound(err) {
 		return notFound(p)
 	}
+	if isFull(err) {
+		return fmt.Errorf("%w: s3: %s %s: %w", storage.ErrFull, what, p, err)
+	}
 	return fmt.Errorf("s3: %s %s: %w", what, p, err)
+}
+
+// isFull reports whether err from S3 means the server has no room for a
+// write: a quota or a full disk behind an S3-compatible server (MinIO's
+// codes, 507 Insufficient Storage), or the operating system's ENOSPC as
+// the server passed it on.
+func isFull(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "XMinioStorageFull", "StorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded":
+			return true
+		}
+		if strings.Contains(apiErr.ErrorMessage(), "no space left on device") {
+			return true
+		}
+	}
+	var respErr *awshttp.ResponseError
+	return errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusInsufficientStorage
 }
 
 // isNotFound reports whether err from S3 means that no object (or no

@@ -363,7 +363,7 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	var r [8]byte
 	_, _ = rand.Read(r[:])
 	p := clockPath() + "/" + hex.EncodeToString(r[:])
-	if err := storage.WriteAll(ctx, s.driver, p, nil); err != nil {
+	if err := s.withReserve(ctx, func() error { return storage.WriteAll(ctx, s.driver, p, nil) }); err != nil {
 		return time.Time{}, err
 	}
 	fi, err := s.driver.Stat(ctx, p)
@@ -390,7 +390,8 @@ func (s *Store) Doom(ctx context.Context, id string, items []Item) error {
 	// (versitygw's posix backend answers 409). The write is idempotent.
 	var err error
 	for attempt := range 4 {
-		if err = storage.WriteAll(ctx, s.driver, doomedRoot()+"/"+id, []byte(b.String())); err == nil || ctx.Err() != nil {
+		err = s.withReserve(ctx, func() error { return storage.WriteAll(ctx, s.driver, doomedRoot()+"/"+id, []byte(b.String())) })
+		if err == nil || ctx.Err() != nil || storage.IsFull(err) {
 			return err
 		}
 		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
@@ -401,7 +402,7 @@ func (s *Store) Doom(ctx context.Context, id string, items []Item) error {
 // Undoom ends the doom list id (after its round deleted or spared its
 // items): it moves it among the tombstones; other lists stay.
 func (s *Store) Undoom(ctx context.Context, id string) error {
-	err := s.driver.Move(ctx, doomedRoot()+"/"+id, deletedRoot()+"/"+id)
+	err := s.withReserve(ctx, func() error { return s.driver.Move(ctx, doomedRoot()+"/"+id, deletedRoot()+"/"+id) })
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil
 	}
