@@ -103,6 +103,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newRmCmd(),
 		a.newLogsCmd(),
 		a.newSuperviseCmd(),
+		a.newExecCmd(),
 		a.newPullCmd(),
 		a.newPushCmd(),
 		a.newTagCmd(),

@@ -57,3 +57,7 @@ func (e *InitError) ExitCode() int {
 	}
 	return 125
 }
+
+// ErrPaused: the container is paused (frozen), and the operation needs
+// it running.
+var ErrPaused = errors.New("container is paused")
