@@ -61,3 +61,6 @@ func (e *InitError) ExitCode() int {
 // ErrPaused: the container is paused (frozen), and the operation needs
 // it running.
 var ErrPaused = errors.New("container is paused")
+
+// ErrNotPaused: unpause of a container that is not paused.
+var ErrNotPaused = errors.New("container is not paused")
