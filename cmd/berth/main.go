@@ -110,6 +110,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newPauseCmd(),
 		a.newUnpauseCmd(),
 		a.newStatsCmd(),
+		a.newCpCmd(),
 		a.newPullCmd(),
 		a.newPushCmd(),
 		a.newTagCmd(),
