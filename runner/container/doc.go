@@ -40,6 +40,20 @@
 // RCU grace period (see cgroupV1.taskFiles): on v1 the init moves only
 // its own thread, the one that will exec; on v2 it is born in the group.
 //
+// # Exec
+//
+// Container.Exec (berth exec) re-executes /proc/self/exe with ExecArg: the
+// helper is born in the container's cgroup (v2: clone3 into it; v1: its
+// thread writes itself into the tasks files it is handed), then, on its
+// locked thread, unshares CLONE_FS, enters the namespaces the parent opened
+// (/proc/PID/ns/*, the mount namespace last), and runs finish, the init's
+// own last steps (user, capabilities, no_new_privs), whose final step forks
+// and execs the process from that thread, so that it is born in the
+// container's pid namespace with that thread's credentials. The helper
+// relays signals, waits, and exits with the process's code. A container
+// with a user namespace of its own is refused (setns into one needs a
+// single-threaded caller).
+//
 // # Cgroups
 //
 // Limits (memory + swap, cpu quota, pids) go through Cgroup, implemented for

@@ -57,3 +57,10 @@ func (e *InitError) ExitCode() int {
 	}
 	return 125
 }
+
+// ErrPaused: the container is paused (frozen), and the operation needs
+// it running.
+var ErrPaused = errors.New("container is paused")
+
+// ErrNotPaused: unpause of a container that is not paused.
+var ErrNotPaused = errors.New("container is not paused")

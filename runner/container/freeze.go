@@ -30,6 +30,10 @@ func Freeze(pid int) (thaw func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if frozen, err := f.frozen(); err == nil && frozen {
+		// Paused already (berth pause): it stays so.
+		return func() error { return nil }, nil
+	}
 	thaw = func() error { return writeFile(f.dir, f.file, f.thaw) }
 	if err := writeFile(f.dir, f.file, f.freeze); err != nil {
 		return nil, err

@@ -28,6 +28,9 @@ func init() {
 	if isInit(os.Args) {
 		runInit()
 	}
+	if len(os.Args) > 1 && os.Args[1] == ExecArg {
+		runExecInit()
+	}
 	if len(os.Args) > 1 && os.Args[1] == usernsArg {
 		holdUserNS()
 	}
@@ -173,8 +176,11 @@ func initContainer(sock *os.File) error {
 	if err := setProcessLimits(spec.Process); err != nil {
 		return stageError(stageSetup, err)
 	}
-	return finish(spec.Process)
+	return finish(spec.Process, execve)
 }
+
+// execve replaces the init with the container's process.
+func execve(exe string, argv, env []string) error { return syscall.Exec(exe, argv, env) }
 
 // prepareRootfs makes the mounts, devices and working directory under
 // Root.Path, before pivot_root.
@@ -297,9 +303,11 @@ func setProcessLimits(p *specs.Process) error {
 	return nil
 }
 
-// finish switches to the process's user and capabilities and execs it,
-// all on this (locked) thread.
-func finish(p *specs.Process) error {
+// finish switches to the process's user and capabilities and runs it
+// with run (execve for the container's init, a fork and exec for berth
+// exec's, see exec.go), all on this (locked) thread. Whatever must hold for
+// the process goes here, before run, so that both get it.
+func finish(p *specs.Process, run func(exe string, argv, env []string) error) error {
 	last := lastCap()
 	var caps *capSets
 	if p.Capabilities != nil {
@@ -364,8 +372,10 @@ func finish(p *specs.Process) error {
 	if err != nil {
 		return stageError(stageExec, err)
 	}
-	err = syscall.Exec(exe, p.Args, p.Env)
-	return stageError(stageExec, fmt.Errorf("%s: %w", exe, err))
+	if err := run(exe, p.Args, p.Env); err != nil {
+		return stageError(stageExec, fmt.Errorf("%s: %w", exe, err))
+	}
+	return nil
 }
 
 // threadSetres sets the real, effective and saved ids of the calling

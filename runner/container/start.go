@@ -434,7 +434,12 @@ func RunWith(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, star
 	}
 	restore := p.attachHostTerminal(stdio)
 	defer restore()
+	return p.relay(ctx, stdio, sigs)
+}
 
+// relay waits for p to exit, relaying sigs to it (SIGWINCH resizes its
+// terminal instead, when it has one) and killing it when ctx is done.
+func (p *Process) relay(ctx context.Context, stdio Stdio, sigs <-chan os.Signal) (int, error) {
 	type result struct {
 		code int
 		err  error

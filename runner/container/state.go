@@ -35,6 +35,8 @@ type State struct {
 	// or a detached supervisor).
 	Pid    int `json:"pid,omitempty"`
 	Holder int `json:"holder,omitempty"`
+	// Paused says the running container is frozen (Pause).
+	Paused bool `json:"paused,omitempty"`
 	// ExitCode and OOMKilled are those of the last run.
 	ExitCode  int       `json:"exitCode"`
 	OOMKilled bool      `json:"oomKilled,omitempty"`
@@ -257,6 +259,9 @@ func (c *Container) State() (State, error) {
 	if st.Status == StatusRunning && !c.Held() {
 		st.Status = StatusExited
 		st.Pid = 0
+	}
+	if st.Paused && !pausedNow(st) {
+		st.Paused = false // thawed or ended since
 	}
 	return st, nil
 }

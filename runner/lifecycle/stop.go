@@ -34,6 +34,9 @@ func Stop(c *container.Container, timeout time.Duration) error {
 	if err := unix.Kill(st.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("container %s: %w", c.ID, err)
 	}
+	if st.Paused {
+		container.Thaw(st.Pid) // a frozen process acts on no signal
+	}
 	if c.WaitReleased(timeout) {
 		return nil
 	}

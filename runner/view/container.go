@@ -118,7 +118,8 @@ func NewContainer(src ContainerSource) Container {
 		Driver:  "overlay",
 		// Docker's zero times are the zero time too (0001-01-01T00:00:00Z).
 		State: ContainerState{
-			Status:     st.Status,
+			Status:     stateName(st),
+			Paused:     st.Paused,
 			Running:    st.Status == container.StatusRunning,
 			OOMKilled:  st.OOMKilled,
 			Pid:        st.Pid,

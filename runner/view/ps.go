@@ -59,7 +59,7 @@ func NewContainerRow(st container.State, now time.Time) ContainerRow {
 		RunningFor: format.Ago(now, st.Created),
 		CreatedAt:  st.Created.Local().Truncate(time.Second).String(),
 		Status:     Status(st, now),
-		State:      st.Status,
+		State:      stateName(st),
 	}
 }
 
@@ -72,6 +72,9 @@ func (r *ContainerRow) SetSize(writable, image int64) {
 func Status(st container.State, now time.Time) string {
 	switch st.Status {
 	case container.StatusRunning:
+		if st.Paused {
+			return "Up " + format.Duration(now.Sub(st.Started)) + " (Paused)"
+		}
 		return "Up " + format.Duration(now.Sub(st.Started))
 	case container.StatusExited:
 		s := fmt.Sprintf("Exited (%d) %s", st.ExitCode, format.Ago(now, st.Finished))
@@ -81,4 +84,13 @@ func Status(st container.State, now time.Time) string {
 		return s
 	}
 	return "Created"
+}
+
+// stateName is a container's bare state as docker names it: created,
+// running, paused or exited.
+func stateName(st container.State) string {
+	if st.Status == container.StatusRunning && st.Paused {
+		return "paused"
+	}
+	return st.Status
 }

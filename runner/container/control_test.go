@@ -1,0 +1,36 @@
+package container
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMergeEnv(t *testing.T) {
+	got := mergeEnv([]string{"PATH=/bin", "A=1"}, []string{"A=2", "B=3"})
+	if strings.Join(got, " ") != "PATH=/bin A=2 B=3" {
+		t.Errorf("mergeEnv: %q", got)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	// A command name with spaces and parentheses.
+	line := "42 (a (b) c) S 7 42 42 34816 42 4194560 1 0 0 0 250 50 0 0 20 0 1 0 1234 0 0"
+	s, err := parseProcStat([]byte(line))
+	if err != nil || s.ppid != 7 || s.cpuTicks != 300 || s.startTicks != 1234 || ttyName(s.ttyNr) != "pts/0" {
+		t.Errorf("parseProcStat: %+v, %v (tty %s)", s, err, ttyName(s.ttyNr))
+	}
+	if cpuTime(3*86400+3661) != "3-01:01:01" || cpuTime(59) != "00:00:59" {
+		t.Errorf("cpuTime: %s %s", cpuTime(3*86400+3661), cpuTime(59))
+	}
+}
+
+func TestCPUPercent(t *testing.T) {
+	prev := Stats{CPUNanos: 1e9, SystemNanos: 100e9, OnlineCPUs: 4}
+	cur := Stats{CPUNanos: 2e9, SystemNanos: 104e9, OnlineCPUs: 4}
+	if p := CPUPercent(prev, cur); p != 100 {
+		t.Errorf("one CPU busy of four: %v%%, want 100", p)
+	}
+	if p := CPUPercent(cur, cur); p != 0 {
+		t.Errorf("no time passed: %v", p)
+	}
+}
