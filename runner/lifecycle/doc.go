@@ -3,14 +3,15 @@
 // config.json and state.json), RunHeld runs it to its end while holding it
 // (mounting its rootfs, recording running and exited), Detach starts it
 // under a supervisor process (a hidden berth command that calls Supervise),
-// and Stop ends it with its stop signal, then SIGKILL.
+// Stop ends it with its stop signal, then SIGKILL, and WithRoot
+// opens its files (running or not) for berth cp.
 //
 // cmd/berth parses flags into a spec.Options and calls these; what the
 // image is and how it was pulled is the caller's (Create takes a resolved
 // image.Image).
 //
 // It may import the standard library, the runtime-spec types,
-// golang.org/x/sys and runner/container, runner/image, runner/layers and
-// runner/spec; never the registry server or the storage drivers
+// golang.org/x/sys and runner/container, runner/containerfs,
+// runner/image, runner/layers and runner/spec; never the registry server or the storage drivers
 // (depcheck_test.go).
 package lifecycle
