@@ -89,6 +89,7 @@ func (a Access) Phrase() string {
 // and distribution's mapping:
 //
 //	route with a repository name   GET, HEAD: pull   POST, PUT, PATCH: pull,push   DELETE: delete
+//	                               (DELETE of an upload, cancelling it: push)
 //	                               any other method: * (everything; the router answers 405 anyway)
 //	/v2/_catalog                   registry:catalog:*
 //	/v2/_berth/usage               registry:catalog:* (it names every repository too)
@@ -116,6 +117,11 @@ func Required(method, route, name string) []Access {
 		actions = []string{ActionPull, ActionPush}
 	case http.MethodDelete:
 		actions = []string{ActionDelete}
+		if route == "/v2/{name}/blobs/uploads/{id}" {
+			// Cancelling an upload deletes nothing stored: whoever may
+			// push may give up their own upload.
+			actions = []string{ActionPush}
+		}
 	default:
 		actions = []string{ActionAll}
 	}

@@ -47,7 +47,7 @@ func TestRequired(t *testing.T) {
 		{http.MethodPatch, "/v2/{name}/blobs/uploads/{id}", "a/b", repo("pull", "push")},
 		{http.MethodPut, man, "a/b", repo("pull", "push")},
 		{http.MethodDelete, man, "a/b", repo("delete")},
-		{http.MethodDelete, "/v2/{name}/blobs/uploads/{id}", "a/b", repo("delete")},
+		{http.MethodDelete, "/v2/{name}/blobs/uploads/{id}", "a/b", repo("push")},
 		{"OPTIONS", man, "a/b", repo("*")},
 		{http.MethodGet, "/v2/_catalog", "", []Access{{TypeRegistry, "catalog", []string{"*"}}}},
 		{http.MethodGet, "/v2/_berth/usage", "", []Access{{TypeRegistry, "catalog", []string{"*"}}}},

@@ -13,6 +13,7 @@ import (
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/registry/proxy"
+	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -68,6 +69,7 @@ var errorTable = []errorClass{
 	{err: store.ErrManifestUnknown, code: "MANIFEST_UNKNOWN", status: http.StatusNotFound},
 	{err: manifest.ErrNameInvalid, code: "NAME_INVALID", status: http.StatusBadRequest},
 	{err: store.ErrNameUnknown, code: "NAME_UNKNOWN", status: http.StatusNotFound},
+	{err: errBodyStalled, code: "BLOB_UPLOAD_INVALID", status: http.StatusRequestTimeout},
 	{err: errSizeInvalid, code: "SIZE_INVALID", status: http.StatusBadRequest},
 	{err: store.ErrRangeInvalid, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
 	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
@@ -94,8 +96,12 @@ var errorTable = []errorClass{
 
 var internalError = errorClass{code: "UNKNOWN", status: http.StatusInternalServerError, message: "internal server error"}
 
-// classify finds the table entry for err.
+// classify finds the table entry for err; storage.IsFull errors are
+// fullClass.
 func classify(err error) errorClass {
+	if storage.IsFull(err) {
+		return fullClass
+	}
 	for _, c := range errorTable {
 		if errors.Is(err, c.err) {
 			return c
@@ -154,7 +160,10 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 		}
 	}
 	switch {
-	case c.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	case c.status == http.StatusInsufficientStorage:
+		reg.refusedForSpace(r, err)
+	case errors.Is(err, errBodyTruncated) || errors.Is(err, errBodyStalled) ||
+		(c.status == http.StatusInternalServerError && errors.Is(err, context.Canceled) && r.Context().Err() != nil):
 		reg.log.LogAttrs(r.Context(), slog.LevelInfo, "client went away", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.Any("error", err))
 	case c.status >= 500:

@@ -17,6 +17,7 @@ type metrics struct {
 	requestBytes    *prometheus.CounterVec   // route
 	responseBytes   *prometheus.CounterVec   // route
 	uploadsInFlight prometheus.Gauge
+	storageFull     prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
@@ -42,8 +43,12 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "berth_uploads_in_progress",
 			Help: "Requests currently streaming a blob upload body.",
 		}),
+		storageFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_storage_full_refusals_total",
+			Help: "Write requests answered 507 because the storage had no space left.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.requestBytes, m.responseBytes, m.uploadsInFlight} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.requestBytes, m.responseBytes, m.uploadsInFlight, m.storageFull} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -15,12 +15,17 @@ func (reg *Registry) healthz(w http.ResponseWriter, r *http.Request) error {
 	return writeText(w, r, "ok\n")
 }
 
-// readyz answers 200 when the storage answers within readyTimeout, else 503.
+// readyz answers 200 when the storage answers within readyTimeout, else
+// 503. A full storage still serves reads: 200, and the body says that
+// writes are refused.
 func (reg *Registry) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
 	if err := reg.store.Ping(ctx); err != nil {
 		return fmt.Errorf("%w: %w", errNotReady, err)
+	}
+	if reg.storageFull() {
+		return writeText(w, r, "ok: storage full, writes are refused (507)\n")
 	}
 	return writeText(w, r, "ok\n")
 }

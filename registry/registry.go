@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/manifest"
 	"github.com/berth-registry/berth/registry/proxy"
+	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/store"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	// registry's own, over Store with GC's policy (share one with the web
 	// UI, which shows the same).
 	Usage *gc.UsageReporter
+	// BodyTimeout cuts a request body from which nothing arrives for this
+	// long (408; an upload keeps what arrived and can resume), so that a
+	// silent client holds nothing for ever. Zero: no timeout.
+	BodyTimeout time.Duration
 }
 
 // GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
@@ -69,6 +74,8 @@ type Registry struct {
 	proxies       *auth.TrustedProxies
 	cache         *proxy.Cache // nil: no upstreams
 	usage         *gc.UsageReporter
+	space         space
+	bodyTimeout   time.Duration
 	router        http.Handler // routes' result
 }
 
@@ -83,6 +90,7 @@ func New(opts Options) (*Registry, error) {
 		log:           opts.Logger,
 		accessLog:     opts.AccessLog,
 		deleteEnabled: opts.DeleteEnabled,
+		bodyTimeout:   opts.BodyTimeout,
 		authorizer:    opts.Authorizer,
 		gcPolicy:      opts.GC,
 		proxies:       opts.Proxies,
@@ -102,6 +110,18 @@ func New(opts Options) (*Registry, error) {
 			return nil, err
 		}
 		reg.metrics = m
+		if _, known, _ := opts.Store.FreeBytes(context.Background()); known {
+			free := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "berth_storage_free_bytes",
+				Help: "Bytes the storage can still hold (the filesystem's free space), read at each scrape.",
+			}, func() float64 {
+				n, _, _ := opts.Store.FreeBytes(context.Background())
+				return float64(n)
+			})
+			if err := opts.Metrics.Register(free); err != nil {
+				return nil, err
+			}
+		}
 	}
 	reg.router = reg.routes(opts.Metrics)
 	return reg, nil
@@ -141,7 +161,10 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 		rw := &responseWriter{ResponseWriter: w}
 		var body *requestBody
 		if r.Body != nil && r.Body != http.NoBody {
-			body = &requestBody{ReadCloser: r.Body}
+			body = &requestBody{ReadCloser: r.Body, timeout: reg.bodyTimeout}
+			if reg.bodyTimeout > 0 {
+				body.rc = http.NewResponseController(w)
+			}
 			r.Body = body
 		}
 		var repo string
@@ -178,8 +201,14 @@ func (reg *Registry) serve(rt *route, h handlerFunc) http.Handler {
 		if err == nil && cached != nil && !cached.AllowsPush() && isWrite(r.Method) {
 			err = fmt.Errorf("%w: %s is filled from upstream %s; push to a repository outside its prefix", proxy.ErrPushDenied, repo, cached.Upstream())
 		}
+		if err == nil && isWrite(r.Method) && reg.fullBeforeBody(r) {
+			err = storage.ErrFull
+		}
 		if err == nil {
 			err = h(rw, r)
+			if err == nil && isWrite(r.Method) {
+				reg.wrote()
+			}
 		}
 		if err != nil {
 			if rw.status == 0 {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"time"
 )
 
 // responseWriter records the status and the bytes of a response for the
@@ -79,19 +81,51 @@ func (w *responseWriter) statusOrOK() int {
 // upload can resume, instead of taking the short body as the whole chunk.
 var errBodyTruncated = fmt.Errorf("%w: the request body ended early", errSizeInvalid)
 
-// requestBody counts the bytes read from a request body and reports a body
-// cut short as errBodyTruncated rather than io.ErrUnexpectedEOF, which
-// readers such as io.ReadFull would take for a normal end.
+// errBodyStalled: nothing of the request body arrived for the body
+// timeout; what arrived is kept, so the upload can resume.
+var errBodyStalled = errors.New("the request body stalled")
+
+// requestBody counts the bytes read from a request body, cuts a body from
+// which nothing arrives for timeout (errBodyStalled), and reports a body
+// cut short, or broken off by the client or the network, as
+// errBodyTruncated rather than io.ErrUnexpectedEOF, which readers such as
+// io.ReadFull would take for a normal end.
 type requestBody struct {
 	io.ReadCloser
 	read int64
+	// rc sets the connection's read deadline: timeout after each read
+	// (renewed at most every timeout/8, to keep reads cheap); nil: none.
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	if b.rc != nil {
+		if now := time.Now(); b.deadline.Sub(now) < b.timeout-b.timeout/8 {
+			b.deadline = now.Add(b.timeout)
+			if b.rc.SetReadDeadline(b.deadline) != nil {
+				b.rc = nil // not supported by this connection
+			}
+		}
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.read += int64(n)
-	if err != nil && errors.Is(err, io.ErrUnexpectedEOF) {
+	switch {
+	case err == nil:
+	case err == io.EOF:
+		// net/http reads on in the background from now on, to notice a
+		// client that goes away: no deadline may cut that.
+		if b.rc != nil {
+			b.rc.SetReadDeadline(time.Time{})
+			b.rc = nil
+		}
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("%w: nothing arrived for %s", errBodyStalled, b.timeout)
+	case errors.Is(err, io.ErrUnexpectedEOF):
 		err = errBodyTruncated
+	case !errors.Is(err, http.ErrBodyReadAfterClose) && !errors.Is(err, errBodyTruncated):
+		err = fmt.Errorf("%w: %w", errBodyTruncated, err) // a reset, a broken connection
 	}
 	return n, err
 }

@@ -267,3 +267,10 @@ func WriteAll(ctx context.Context, d Driver, path string, b []byte) error {
 	}
 	return w.Commit(ctx)
 }
+
+// SpaceReporter is an optional interface of a driver whose storage has a
+// size it can tell: FreeBytes is how many more bytes it can store now (a
+// filesystem's free blocks). A driver without one (S3) has no known bound.
+type SpaceReporter interface {
+	FreeBytes(ctx context.Context) (int64, error)
+}

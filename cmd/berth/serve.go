@@ -183,6 +183,7 @@ func (a *app) serve(cfg *config.Config) error {
 	usage := gc.NewUsageReporter(st, gc.UsagePolicy{Grace: gcGrace(cfg.GC.Grace),
 		DeleteUntagged: cfg.GC.DeleteUntagged, Caches: cacheRules(cfg.Proxy)})
 	reg, err := registry.New(registry.Options{
+		BodyTimeout:   cfg.HTTP.BodyTimeout,
 		Usage:         usage,
 		Cache:         cache,
 		Proxies:       proxies,
@@ -255,6 +256,9 @@ func (a *app) serve(cfg *config.Config) error {
 	defer func() { stopBackground(); background.Wait() }()
 	if p := cfg.Storage.UploadPurging; p.Enabled {
 		background.Go(func() { purgeUploads(bg, st, firstUploadPurge, p.Interval, p.Age, logger) })
+	}
+	if cfg.Storage.Driver == config.DriverFilesystem {
+		background.Go(func() { reg.WatchSpace(bg, time.Minute, cfg.Storage.Filesystem.WarnFreeBytes) })
 	}
 	if n := cfg.GC.ReserveBytes; n > 0 {
 		background.Go(func() {

@@ -274,6 +274,7 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_LOG_ACCESSLOG", "log.accessLog", "bool", "true"},
 		{"BERTH_HTTP_ADDR", "http.addr", "string", "127.0.0.1:5000"},
 		{"BERTH_HTTP_READHEADERTIMEOUT", "http.readHeaderTimeout", "duration", "30s"},
+		{"BERTH_HTTP_BODYTIMEOUT", "http.bodyTimeout", "duration", "1m0s"},
 		{"BERTH_HTTP_IDLETIMEOUT", "http.idleTimeout", "duration", "2m0s"},
 		{"BERTH_HTTP_DRAINTIMEOUT", "http.drainTimeout", "duration", "5m0s"},
 		{"BERTH_HTTP_TLS_CERTIFICATE", "http.tls.certificate", "string", ""},
@@ -281,6 +282,7 @@ func TestEnvNames(t *testing.T) {
 		{"BERTH_HTTP_TRUSTEDPROXIES", "http.trustedProxies", "list", ""},
 		{"BERTH_STORAGE_DRIVER", "storage.driver", "string", "filesystem"},
 		{"BERTH_STORAGE_FILESYSTEM_ROOT", "storage.filesystem.root", "string", "./data"},
+		{"BERTH_STORAGE_FILESYSTEM_WARNFREEBYTES", "storage.filesystem.warnFreeBytes", "integer", "1073741824"},
 		{"BERTH_STORAGE_S3_BUCKET", "storage.s3.bucket", "string", ""},
 		{"BERTH_STORAGE_S3_REGION", "storage.s3.region", "string", ""},
 		{"BERTH_STORAGE_S3_ENDPOINT", "storage.s3.endpoint", "string", ""},
@@ -385,13 +387,13 @@ func TestEnvOverrides(t *testing.T) {
 	want := config.Config{
 		Log: config.Log{Level: "debug", Format: "json", AccessLog: false},
 		HTTP: config.HTTP{
-			Addr: ":9000", ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Hour, DrainTimeout: 0,
+			Addr: ":9000", ReadHeaderTimeout: 5 * time.Second, BodyTimeout: time.Minute, IdleTimeout: time.Hour, DrainTimeout: 0,
 			TLS:            config.TLS{Certificate: "c.pem", Key: "k.pem"},
 			TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7", "fd00::/8"},
 		},
 		Storage: config.Storage{
 			Driver:     "s3",
-			Filesystem: config.Filesystem{Root: "/srv/berth"},
+			Filesystem: config.Filesystem{Root: "/srv/berth", WarnFreeBytes: 1 << 30},
 			S3: config.S3{
 				Bucket: "images", Region: "eu-north-1", Endpoint: "http://127.0.0.1:7070", PathStyle: true,
 				AccessKey: "AKIA", SecretKey: "hunter2", Prefix: "berth", Redirect: false, PresignExpiry: time.Hour,

@@ -8,9 +8,9 @@ import (
 )
 
 // HTTP configures the listener and the HTTP server. There is deliberately no
-// read or write timeout: blob uploads and downloads can take as long as
-// gigabytes take; slow clients are bounded by ReadHeaderTimeout and
-// IdleTimeout instead.
+// overall read or write timeout: blob uploads and downloads can take as long
+// as gigabytes take; slow clients are bounded by ReadHeaderTimeout,
+// BodyTimeout and IdleTimeout instead.
 type HTTP struct {
 	// Addr is the TCP address to listen on, host:port. An empty host listens
 	// on every interface; port 0 picks a free port (logged at start).
@@ -19,6 +19,10 @@ type HTTP struct {
 	// ReadHeaderTimeout bounds how long a client may take to send a
 	// request's headers. Must be positive. Default: 30s.
 	ReadHeaderTimeout time.Duration `yaml:"readHeaderTimeout"`
+	// BodyTimeout cuts a request body from which nothing arrives for this
+	// long: 408, and an upload keeps what arrived, so the client can
+	// resume. Must be positive. Default: 1m.
+	BodyTimeout time.Duration `yaml:"bodyTimeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Must be
 	// positive. Default: 2m.
 	IdleTimeout time.Duration `yaml:"idleTimeout"`
@@ -55,6 +59,7 @@ func defaultHTTP() HTTP {
 	return HTTP{
 		Addr:              "127.0.0.1:5000",
 		ReadHeaderTimeout: 30 * time.Second,
+		BodyTimeout:       time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		DrainTimeout:      5 * time.Minute,
 		TrustedProxies:    []string{},
@@ -69,6 +74,9 @@ func (h *HTTP) validate(report reportFunc) {
 	}
 	if h.ReadHeaderTimeout <= 0 {
 		report("http.readHeaderTimeout", "%s must be positive", h.ReadHeaderTimeout)
+	}
+	if h.BodyTimeout <= 0 {
+		report("http.bodyTimeout", "%s must be positive", h.BodyTimeout)
 	}
 	if h.IdleTimeout <= 0 {
 		report("http.idleTimeout", "%s must be positive", h.IdleTimeout)

@@ -47,6 +47,11 @@ type Filesystem struct {
 	// missing. Relative paths are relative to the working directory.
 	// Default: ./data.
 	Root string `yaml:"root"`
+	// WarnFreeBytes: the server logs a warning when the filesystem's free
+	// space falls under this many bytes (checked every minute; the
+	// metric berth_storage_free_bytes has it at every scrape). 0 warns
+	// never. Must not be negative. Default: 1073741824 (1 GiB).
+	WarnFreeBytes int64 `yaml:"warnFreeBytes"`
 }
 
 // S3 configures the S3 storage driver. Content is stored under the keys
@@ -132,7 +137,7 @@ type UploadPurging struct {
 func defaultStorage() Storage {
 	return Storage{
 		Driver:     DriverFilesystem,
-		Filesystem: Filesystem{Root: "./data"},
+		Filesystem: Filesystem{Root: "./data", WarnFreeBytes: 1 << 30},
 		S3:         S3{Redirect: true, PresignExpiry: 20 * time.Minute},
 		Delete:     Delete{Enabled: true},
 		Manifests:  Manifests{Sparse: true},
@@ -150,6 +155,9 @@ func (s *Storage) validate(report reportFunc) {
 	}
 	if s.Driver == DriverFilesystem && s.Filesystem.Root == "" {
 		report("storage.filesystem.root", "must be set when storage.driver is %s", DriverFilesystem)
+	}
+	if s.Filesystem.WarnFreeBytes < 0 {
+		report("storage.filesystem.warnFreeBytes", "%d must not be negative (0 warns never)", s.Filesystem.WarnFreeBytes)
 	}
 	if s.Driver == DriverS3 {
 		s.S3.validate(report)

@@ -3,6 +3,8 @@
 package filesystem
 
 import (
+	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"slices"
@@ -90,4 +92,19 @@ func rmdir(name string) error {
 		return &fs.PathError{Op: "rmdir", Path: name, Err: err}
 	}
 	return nil
+}
+
+// FreeBytes implements storage.SpaceReporter: the free space of the
+// filesystem holding the root, as this process may use it (root may use
+// the blocks reserved for it).
+func (d *Driver) FreeBytes(ctx context.Context) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(d.root, &st); err != nil {
+		return 0, fmt.Errorf("filesystem: statfs %s: %w", d.root, err)
+	}
+	blocks := st.Bavail
+	if os.Geteuid() == 0 {
+		blocks = st.Bfree
+	}
+	return int64(blocks) * int64(st.Bsize), nil
 }

@@ -86,3 +86,14 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// FreeBytes is how many more bytes the storage can hold, where its driver
+// can tell (storage.SpaceReporter); ok is false where it cannot (S3).
+func (s *Store) FreeBytes(ctx context.Context) (n int64, ok bool, err error) {
+	sr, ok := s.driver.(storage.SpaceReporter)
+	if !ok {
+		return 0, false, nil
+	}
+	n, err = sr.FreeBytes(ctx)
+	return n, err == nil, err
+}

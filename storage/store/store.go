@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -47,8 +46,8 @@ type Store struct {
 	driver    storage.Driver
 	log       *slog.Logger
 	manifests *manifestCache
-	tags      tagCache       // recently read tags, checked by their links' versions
-	uploads   [64]sync.Mutex // serialises writers of the same upload in this process
+	tags      tagCache // recently read tags, checked by their links' versions
+	uploads   keyLocks // serialise the writers of one upload in this process, by upload id
 	// leaseAfter is Options.LeaseAfter; leaseMemo rate-limits HEAD leases.
 	leaseAfter time.Duration
 	leaseMemo  leaseMemo
@@ -87,12 +86,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	return nil
-}
-
-func (s *Store) uploadLock(id string) *sync.Mutex {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return &s.uploads[h.Sum32()%uint32(len(s.uploads))]
 }
 
 // readLink reads a link file and parses the digest it holds.

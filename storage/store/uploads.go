@@ -89,9 +89,7 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (Upload, error)
 // failure are kept and the returned Upload says how many there are, so the
 // client can resume.
 func (s *Store) AppendUpload(ctx context.Context, repo, id string, start int64, r io.Reader) (Upload, error) {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer s.uploads.lock(id)()
 	u, err := s.StatUpload(ctx, repo, id)
 	if err != nil {
 		return Upload{}, err
@@ -122,9 +120,7 @@ func (s *Store) FinishUpload(ctx context.Context, repo, id string, r io.Reader, 
 // arrive), after that otherwise. A content that does not match is never
 // committed.
 func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer s.uploads.lock(id)()
 	u, err := s.StatUpload(ctx, repo, id)
 	if err != nil {
 		return 0, err
@@ -218,9 +214,7 @@ func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, e
 
 // CancelUpload discards upload id and everything it received.
 func (s *Store) CancelUpload(ctx context.Context, repo, id string) error {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	defer s.uploads.lock(id)()
 	if _, err := s.StatUpload(ctx, repo, id); err != nil {
 		return err
 	}
@@ -502,7 +496,7 @@ func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time) (int, error)
 
 // purgeUpload deletes the upload directory dir if it began before cutoff,
 // and reports whether it did. An upload that a request of this process is
-// writing (or one sharing its lock) is left for the next purge: it is not
+// writing is left for the next purge: it is not
 // abandoned, and waiting for it would hold the purge up for as long as it
 // lasts.
 func (s *Store) purgeUpload(ctx context.Context, dir string, cutoff time.Time) (bool, error) {
@@ -512,11 +506,11 @@ func (s *Store) purgeUpload(ctx context.Context, dir string, cutoff time.Time) (
 // purgeIf deletes the upload directory dir if timeOf(dir) is before cutoff
 // and no request of this process holds its lock.
 func (s *Store) purgeIf(ctx context.Context, dir string, cutoff time.Time, timeOf func(context.Context, string) (time.Time, error)) (bool, error) {
-	mu := s.uploadLock(path.Base(dir))
-	if !mu.TryLock() {
+	unlock, ok := s.uploads.tryLock(path.Base(dir))
+	if !ok {
 		return false, nil
 	}
-	defer mu.Unlock()
+	defer unlock()
 	t, err := timeOf(ctx, dir)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil // finished, cancelled or purged meanwhile
