@@ -63,7 +63,11 @@
 //
 // # State layout
 //
+//	<state>/names/
+//	  .lock         flocked while a name is given, changed or freed
+//	  <name>        the ID of the container that has the name (names.go)
 //	<state>/containers/<id>/
+//	  name          the container's name
 //	  config.json   the runtime spec (Root.Path is rootfs/ below)
 //	  image.json    what the rootfs is made of (the caller's, opaque here)
 //	  state.json    status, pids, exit code, times (State)
