@@ -18,6 +18,7 @@ import (
 // containerOptions are the flags of `berth run` and `berth create`.
 type containerOptions struct {
 	imageFlags
+	name        string
 	rm          bool
 	detach      bool
 	interactive bool
@@ -108,8 +109,8 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		return nil, nil, nil, err
 	}
 	c, f, err := lifecycle.Create(ctx, images, containers, img, lifecycle.CreateOptions{
-		Ref: ref, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted})
-	if errors.Is(err, spec.ErrInvalid) {
+		Ref: ref, Name: o.name, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted})
+	if errors.Is(err, spec.ErrInvalid) || errors.Is(err, container.ErrInvalidName) {
 		err = usageError(err)
 	}
 	if err != nil {

@@ -45,6 +45,7 @@ func (a *app) newRunCmd() *cobra.Command {
 func (a *app) addContainerFlags(cmd *cobra.Command, o *containerOptions) {
 	f := cmd.Flags()
 	a.addImageFlags(cmd, &o.imageFlags)
+	f.StringVar(&o.name, "name", "", "the container's `NAME` ([a-zA-Z0-9][a-zA-Z0-9_.-]+, unique; default a generated adjective_noun)")
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "keep standard input open and pass it to the container")
 	f.BoolVarP(&o.tty, "tty", "t", false, "give the container a pseudo-terminal")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable: `K=V`, or K to take the host's value (repeatable)")

@@ -20,6 +20,9 @@ const (
 	StatusCreated = "created" // made, never started
 	StatusRunning = "running" // a berth process holds it and its PID 1 runs
 	StatusExited  = "exited"  // ran and ended (or its berth process died)
+	// StatusRestarting: it ended and its supervisor waits to start it
+	// again (its restart policy).
+	StatusRestarting = "restarting"
 )
 
 // State is a container's state.json.
@@ -52,6 +55,16 @@ type State struct {
 	Flattened bool `json:"flattened,omitempty"`
 	// Error is why the last start failed, if it did.
 	Error string `json:"error,omitempty"`
+	// RestartPolicy is kept by the container's supervisor;
+	// RestartCount is how many times it started the container again.
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitzero"`
+	RestartCount  int           `json:"restartCount,omitempty"`
+	// Healthcheck is the container's health check (nil: none).
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	// Health is the result of its checks, kept in health.json by the
+	// supervisor (State fills it in, SaveState ignores it); nil when the
+	// container has no health check or it has not run one yet.
+	Health *Health `json:"-"`
 }
 
 // Store keeps containers under <state>/containers and their names under
@@ -304,7 +317,10 @@ func (c *Container) State() (State, error) {
 		return State{}, fmt.Errorf("%s: %w", stateFile, err)
 	}
 	st.Name = c.Name()
-	if st.Status == StatusRunning && !c.Held() {
+	if st.Healthcheck != nil {
+		st.Health = c.health()
+	}
+	if (st.Status == StatusRunning || st.Status == StatusRestarting) && !c.Held() {
 		st.Status = StatusExited
 		st.Pid = 0
 	}

@@ -18,6 +18,9 @@ import (
 type CreateOptions struct {
 	// Ref is the image as the user named it (State.Image).
 	Ref string
+	// Name is the container's name (generated when empty; see
+	// container.Store.New).
+	Name string
 	// Spec are the caller's changes to the image config (its flags).
 	Spec spec.Options
 	// AutoRemove removes the container when it exits (--rm).
@@ -47,12 +50,12 @@ type Fresh struct {
 // spec.ErrInvalid.
 func Create(ctx context.Context, images *image.Store, containers *container.Store, img image.Image, o CreateOptions) (*container.Container, *Fresh, error) {
 	st := container.State{Image: o.Ref, ImageID: img.ID.String(), AutoRemove: o.AutoRemove,
-		Created: time.Now().UTC(), Status: container.StatusCreated}
+		Created: time.Now().UTC(), Status: container.StatusCreated, Name: o.Name}
 	c, err := containers.New(st)
 	if err != nil {
 		return nil, nil, err
 	}
-	st.ID = c.ID
+	st.ID, st.Name = c.ID, c.Name()
 	fail := func(err error) (*container.Container, *Fresh, error) {
 		c.Unmount()
 		c.Remove()
