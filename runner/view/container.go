@@ -133,10 +133,10 @@ type ContainerSource struct {
 func NewContainer(src ContainerSource) Container {
 	st, c := src.State, src.Container
 	doc := Container{
-		Id:      c.ID,
-		Created: st.Created,
-		Image:   st.ImageID,
-		LogPath: c.LogPath(),
+		Id:           c.ID,
+		Created:      st.Created,
+		Image:        st.ImageID,
+		LogPath:      c.LogPath(),
 		Name:         "/" + st.Name,
 		RestartCount: st.RestartCount,
 		Driver:       "overlay",
