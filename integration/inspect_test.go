@@ -342,7 +342,7 @@ func TestInspect(t *testing.T) {
 			t.Errorf("inspect -s: SizeRw %s SizeRootFs %s; want about 1 MiB, and it plus the image's %d", sizes[0], sizes[1], imgSize)
 		}
 		out = b.ok("ps", "-a", "-s")
-		if !regexp.MustCompile(`CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+SIZE`).MatchString(out) ||
+		if !regexp.MustCompile(`CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\s+SIZE`).MatchString(out) ||
 			!regexp.MustCompile(id+`.*Exited \(0\).*\s1\.0[5-9]MB \(virtual \d+(\.\d+)?[kM]B\)`).MatchString(out) {
 			t.Errorf("ps -a -s:\n%s", out)
 		}

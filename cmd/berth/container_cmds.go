@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"time"
 
@@ -179,12 +178,18 @@ func (a *app) newStopCmd() *cobra.Command {
 
 // newPsCmd is `berth ps`.
 func (a *app) newPsCmd() *cobra.Command {
-	var all, quiet, size bool
+	var all, quiet, size, noTrunc, latest bool
+	var last int
 	var tmpl string
+	var filters []string
 	cmd, _ := a.containerCmd("ps [flags]", "List containers (running ones; -a for all)", 0,
 		func(f *imageFlags, s containerStores, args []string) error {
 			if len(args) > 0 {
 				return usageError(errors.New("ps takes no arguments"))
+			}
+			filter, err := view.ParseContainerFilters(filters)
+			if err != nil {
+				return usageError(err)
 			}
 			if quiet {
 				tmpl = "{{.ID}}"
@@ -193,29 +198,17 @@ func (a *app) newPsCmd() *cobra.Command {
 			if err != nil {
 				return usageError(err)
 			}
-			list, err := s.containers.List()
+			if latest {
+				last = 1
+			}
+			in := view.Inspector{Images: s.images, Containers: s.containers}
+			rows, err := in.Ps(context.Background(), view.PsOptions{
+				All: all, Last: last, Filter: filter, Size: size, NoTrunc: noTrunc, Now: time.Now()})
 			if err != nil {
 				return err
 			}
-			in := view.Inspector{Images: s.images, Containers: s.containers}
 			p := t.NewPrinter(a.stdout, view.ContainerHeaders)
-			now := time.Now()
-			for _, c := range list {
-				st, err := c.State()
-				if err != nil || (!all && st.Status != container.StatusRunning) {
-					continue
-				}
-				row := view.NewContainerRow(st, now)
-				if size {
-					rw, img, err := in.ContainerSizes(context.Background(), c, st)
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // removed meanwhile
-					}
-					if err != nil {
-						return err
-					}
-					row.SetSize(rw, img)
-				}
+			for _, row := range rows {
 				if err := p.Print(row); err != nil {
 					return err
 				}
@@ -225,7 +218,11 @@ func (a *app) newPsCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "list all containers, not only running ones")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the container IDs")
 	cmd.Flags().BoolVarP(&size, "size", "s", false, "show the size of each container's writable layer, and with its image (virtual)")
-	cmd.Flags().StringVar(&tmpl, "format", "", "print each container through a Go `TEMPLATE` (.ID .Image .Command .RunningFor .CreatedAt .Status .State .Size)")
+	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not cut the command")
+	cmd.Flags().IntVarP(&last, "last", "n", 0, "list the `N` containers created last, in any state")
+	cmd.Flags().BoolVarP(&latest, "latest", "l", false, "list the container created last, in any state")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "list only containers that match `KEY=VALUE`: name, id, status, ancestor, label, exited, health (repeatable)")
+	cmd.Flags().StringVar(&tmpl, "format", "", "print each container through a Go `TEMPLATE` (.ID .Names .Image .Command .RunningFor .CreatedAt .Status .State .Ports .Size)")
 	return cmd
 }
 

@@ -18,6 +18,9 @@ import (
 // containerOptions are the flags of `berth run` and `berth create`.
 type containerOptions struct {
 	imageFlags
+	name        string
+	restart     string
+	health      lifecycle.HealthOptions
 	rm          bool
 	detach      bool
 	interactive bool
@@ -99,6 +102,10 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	if o.entrypoint != "" {
 		opts.Entrypoint = []string{o.entrypoint}
 	}
+	restart, err := lifecycle.ParseRestartPolicy(o.restart)
+	if err != nil {
+		return nil, nil, nil, usageError(err)
+	}
 	images, containers, err := a.openStores(&o.imageFlags)
 	if err != nil {
 		return nil, nil, nil, err
@@ -108,8 +115,8 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		return nil, nil, nil, err
 	}
 	c, f, err := lifecycle.Create(ctx, images, containers, img, lifecycle.CreateOptions{
-		Ref: ref, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted})
-	if errors.Is(err, spec.ErrInvalid) {
+		Ref: ref, Name: o.name, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted, Restart: restart, Health: o.health})
+	if errors.Is(err, spec.ErrInvalid) || errors.Is(err, container.ErrInvalidName) || errors.Is(err, lifecycle.ErrInvalidOption) {
 		err = usageError(err)
 	}
 	if err != nil {

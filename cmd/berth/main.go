@@ -101,6 +101,7 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newStopCmd(),
 		a.newPsCmd(),
 		a.newRmCmd(),
+		a.newRenameCmd(),
 		a.newLogsCmd(),
 		a.newSuperviseCmd(),
 		a.newExecCmd(),

@@ -45,6 +45,14 @@ func (a *app) newRunCmd() *cobra.Command {
 func (a *app) addContainerFlags(cmd *cobra.Command, o *containerOptions) {
 	f := cmd.Flags()
 	a.addImageFlags(cmd, &o.imageFlags)
+	f.StringVar(&o.name, "name", "", "the container's `NAME` ([a-zA-Z0-9][a-zA-Z0-9_.-]+, unique; default a generated adjective_noun)")
+	f.StringVar(&o.restart, "restart", "no", "restart `POLICY`: no, on-failure[:N], always or unless-stopped (a foreground run exits with the first exit; a supervisor then restarts the container, as docker's daemon does)")
+	f.StringVar(&o.health.Cmd, "health-cmd", "", "`CMD` run by /bin/sh in the container to check its health (replaces the image's HEALTHCHECK)")
+	f.DurationVar(&o.health.Interval, "health-interval", 0, "time between health checks (default the image's, else 30s)")
+	f.DurationVar(&o.health.Timeout, "health-timeout", 0, "longest a health check may run (default the image's, else 30s)")
+	f.DurationVar(&o.health.StartPeriod, "health-start-period", 0, "time after the start in which failed checks do not count (default the image's, else 0s)")
+	f.IntVar(&o.health.Retries, "health-retries", 0, "failed checks in a row that make the container unhealthy (default the image's, else 3)")
+	f.BoolVar(&o.health.Disable, "no-healthcheck", false, "run no health check, whatever the image's HEALTHCHECK says")
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "keep standard input open and pass it to the container")
 	f.BoolVarP(&o.tty, "tty", "t", false, "give the container a pseudo-terminal")
 	f.StringArrayVarP(&o.env, "env", "e", nil, "set an environment variable: `K=V`, or K to take the host's value (repeatable)")
@@ -84,7 +92,17 @@ func (a *app) runContainerCmd(ctx context.Context, o *containerOptions, ref stri
 	if o.interactive {
 		stdio.In = os.Stdin
 	}
-	return containerResult(lifecycle.RunHeld(ctx, images, c, stdio, nil, f))
+	code, err := lifecycle.RunHeld(ctx, images, c, stdio, nil, f)
+	if err == nil {
+		// --restart: a supervisor takes the container over, as docker's
+		// daemon does once its attached client has exited.
+		if restart, rerr := lifecycle.RestartAfterRun(c); rerr == nil && restart {
+			if derr := a.startDetached(c, &o.imageFlags); derr != nil {
+				fmt.Fprintf(a.stderr, "berth: warning: restarting container %s: %v\n", c.ID, derr)
+			}
+		}
+	}
+	return containerResult(code, err)
 }
 
 // containerResult turns a container's run into berth's result: its exit

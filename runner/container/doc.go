@@ -77,10 +77,16 @@
 //
 // # State layout
 //
+//	<state>/names/
+//	  .lock         flocked while a name is given, changed or freed
+//	  <name>        the ID of the container that has the name (names.go)
 //	<state>/containers/<id>/
+//	  name          the container's name
 //	  config.json   the runtime spec (Root.Path is rootfs/ below)
 //	  image.json    what the rootfs is made of (the caller's, opaque here)
-//	  state.json    status, pids, exit code, times (State)
+//	  state.json    status, pids, exit code, times, restart policy and count (State)
+//	  health.json   the health check's state and last results (Health)
+//	  stopped       present when the user stopped it (no restart)
 //	  upper/ work/  the container's writable layer and overlayfs's work dir
 //	  rootfs/       the overlay mount point while running
 //	  log           stdout and stderr of a detached container

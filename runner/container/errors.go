@@ -18,6 +18,9 @@ var (
 	ErrNotFound = errors.New("no such container")
 	// ErrExists: a container with that id or name exists already.
 	ErrExists = errors.New("container exists")
+	// ErrInvalidName: a container name that breaks docker's grammar
+	// ([a-zA-Z0-9][a-zA-Z0-9_.-]+).
+	ErrInvalidName = errors.New("invalid container name")
 	// ErrRunning: the container runs, and the operation needs it stopped.
 	ErrRunning = errors.New("container is running")
 	// ErrNotRunning: the container does not run.

@@ -20,11 +20,19 @@ const (
 	StatusCreated = "created" // made, never started
 	StatusRunning = "running" // a berth process holds it and its PID 1 runs
 	StatusExited  = "exited"  // ran and ended (or its berth process died)
+	// StatusRestarting: it ended and its supervisor waits to start it
+	// again (its restart policy).
+	StatusRestarting = "restarting"
 )
 
 // State is a container's state.json.
 type State struct {
-	ID      string    `json:"id"`
+	ID string `json:"id"`
+	// Name is the container's name. It is kept in the file "name" of the
+	// container's directory and in the store's name index, not in
+	// state.json, so that a rename while the container runs is not undone
+	// by its holder's next save: State fills it in, SaveState ignores it.
+	Name    string    `json:"-"`
 	Image   string    `json:"image"`             // as the user named it
 	ImageID string    `json:"imageID,omitempty"` // the config digest
 	Command []string  `json:"command,omitempty"` // the process args
@@ -49,10 +57,21 @@ type State struct {
 	Flattened bool `json:"flattened,omitempty"`
 	// Error is why the last start failed, if it did.
 	Error string `json:"error,omitempty"`
+	// RestartPolicy is kept by the container's supervisor;
+	// RestartCount is how many times it started the container again.
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitzero"`
+	RestartCount  int           `json:"restartCount,omitempty"`
+	// Healthcheck is the container's health check (nil: none).
+	Healthcheck *HealthConfig `json:"healthcheck,omitempty"`
+	// Health is the result of its checks, kept in health.json by the
+	// supervisor (State fills it in, SaveState ignores it); nil when the
+	// container has no health check or it has not run one yet.
+	Health *Health `json:"-"`
 }
 
-// Store keeps containers under <state>/containers (layout in doc.go).
-type Store struct{ dir string }
+// Store keeps containers under <state>/containers and their names under
+// <state>/names (layout in doc.go).
+type Store struct{ dir, names string }
 
 // Names in a container's directory.
 const (
@@ -85,9 +104,13 @@ func OpenStore(stateDir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("container store: %w", err)
 	}
+	names := filepath.Join(stateDir, "names")
+	if err := os.MkdirAll(names, 0o700); err != nil {
+		return nil, fmt.Errorf("container store: %w", err)
+	}
 	os.Chmod(stateDir, 0o711)
 	os.Chmod(dir, 0o711)
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, names: names}, nil
 }
 
 // Container is one container's directory.
@@ -97,13 +120,35 @@ type Container struct {
 }
 
 // New makes a container directory (upper, work, rootfs) for st (st.ID
-// NewID() when empty) and writes its state.
+// NewID() when empty) and writes its state. st.Name is its name, a
+// generated one (GenerateName) when empty; a name another container has
+// fails with a *NameError wrapping ErrExists, one that breaks the grammar
+// with a *NameError wrapping ErrInvalidName.
 func (s *Store) New(st State) (*Container, error) {
 	if st.ID == "" {
 		st.ID = NewID()
 	}
 	if !validID(st.ID) {
 		return nil, fmt.Errorf("%w: container id %q", ErrInvalidSpec, st.ID)
+	}
+	if st.Name != "" && !ValidName(st.Name) {
+		return nil, &NameError{Name: st.Name}
+	}
+	unlock, err := s.lockNames()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if st.Name == "" {
+		for i := 0; st.Name == ""; i++ {
+			if n := GenerateName(i / 3); s.nameHolder(n) == "" {
+				st.Name = n
+			} else if i >= 100 {
+				return nil, fmt.Errorf("%w: no free generated name after %d tries", ErrExists, i)
+			}
+		}
+	} else if holder := s.nameHolder(st.Name); holder != "" {
+		return nil, &NameError{Name: st.Name, Holder: holder}
 	}
 	c := &Container{ID: st.ID, Dir: filepath.Join(s.dir, st.ID)}
 	// 0700: the rootfs holds the image's setuid files (see Admit).
@@ -129,11 +174,28 @@ func (s *Store) New(st State) (*Container, error) {
 		os.RemoveAll(c.Dir)
 		return nil, err
 	}
+	if err := writeAtomic(filepath.Join(c.Dir, nameFile), []byte(st.Name+"\n")); err != nil {
+		os.RemoveAll(c.Dir)
+		return nil, err
+	}
+	if err := s.claimName(st.Name, c.ID); err != nil {
+		os.RemoveAll(c.Dir)
+		return nil, err
+	}
 	return c, nil
 }
 
-// Get finds a container by id or unique id prefix.
+// Get finds a container as docker does: by its full ID, its name (a
+// leading "/" allowed, as docker prints names), or a unique ID prefix.
 func (s *Store) Get(ref string) (*Container, error) {
+	if validID(ref) {
+		if _, err := os.Stat(filepath.Join(s.dir, ref, stateFile)); err == nil {
+			return &Container{ID: ref, Dir: filepath.Join(s.dir, ref)}, nil
+		}
+	}
+	if c := s.byName(strings.TrimPrefix(ref, "/")); c != nil {
+		return c, nil
+	}
 	if ref == "" || strings.ContainsAny(ref, "/.") {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, ref)
 	}
@@ -256,7 +318,11 @@ func (c *Container) State() (State, error) {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return State{}, fmt.Errorf("%s: %w", stateFile, err)
 	}
-	if st.Status == StatusRunning && !c.Held() {
+	st.Name = c.Name()
+	if st.Healthcheck != nil {
+		st.Health = c.health()
+	}
+	if (st.Status == StatusRunning || st.Status == StatusRestarting) && !c.Held() {
 		st.Status = StatusExited
 		st.Pid = 0
 	}
@@ -353,7 +419,8 @@ func (c *Container) Remove() error {
 }
 
 // RemoveHeld is Remove for the process that holds the container (Hold),
-// such as the one that ran it with AutoRemove.
+// such as the one that ran it with AutoRemove. Its name is free again
+// once its directory is gone from the store (see names.go).
 func (c *Container) RemoveHeld() error {
 	if err := c.Unmount(); err != nil {
 		return err
@@ -364,9 +431,17 @@ func (c *Container) RemoveHeld() error {
 		return fmt.Errorf("container %s: %s is still a mount point", c.ID, c.Rootfs())
 	}
 	// Rename first, so that a half-removed container is never listed.
+	name := c.Name()
 	trash := filepath.Join(filepath.Dir(c.Dir), "."+c.ID+".removing")
 	if err := os.Rename(c.Dir, trash); err != nil {
 		return err
+	}
+	if name != "" {
+		s := &Store{dir: filepath.Dir(c.Dir), names: filepath.Join(filepath.Dir(filepath.Dir(c.Dir)), "names")}
+		if unlock, err := s.lockNames(); err == nil {
+			s.dropName(name, c.ID)
+			unlock()
+		}
 	}
 	return os.RemoveAll(trash)
 }

@@ -18,10 +18,19 @@ import (
 type CreateOptions struct {
 	// Ref is the image as the user named it (State.Image).
 	Ref string
+	// Name is the container's name (generated when empty; see
+	// container.Store.New).
+	Name string
 	// Spec are the caller's changes to the image config (its flags).
 	Spec spec.Options
 	// AutoRemove removes the container when it exits (--rm).
 	AutoRemove bool
+	// Restart is the restart policy (--restart; see ParseRestartPolicy),
+	// kept by the container's supervisor.
+	Restart container.RestartPolicy
+	// Health are the --health-* flags, applied to the image's HEALTHCHECK
+	// (see ResolveHealthcheck).
+	Health HealthOptions
 	// KeepMounted leaves the rootfs mounted for a run in this process
 	// (RunHeld with the returned Fresh); else it is unmounted after the
 	// spec is generated.
@@ -44,15 +53,24 @@ type Fresh struct {
 // With o.KeepMounted it returns a Fresh for RunHeld (the config is then
 // written while the container starts); else the container is saved as
 // created and Fresh is nil. An invalid option is an error wrapping
-// spec.ErrInvalid.
+// spec.ErrInvalid or ErrInvalidOption (--restart with --rm, a bad
+// --health-* option).
 func Create(ctx context.Context, images *image.Store, containers *container.Store, img image.Image, o CreateOptions) (*container.Container, *Fresh, error) {
+	if o.AutoRemove && o.Restart.Name != "" && o.Restart.Name != RestartNo {
+		return nil, nil, fmt.Errorf("%w: conflicting options: --restart %s and --rm", ErrInvalidOption, o.Restart.Name)
+	}
+	health, err := ResolveHealthcheck(img.RawConfig, o.Health)
+	if err != nil {
+		return nil, nil, err
+	}
 	st := container.State{Image: o.Ref, ImageID: img.ID.String(), AutoRemove: o.AutoRemove,
-		Created: time.Now().UTC(), Status: container.StatusCreated}
+		Created: time.Now().UTC(), Status: container.StatusCreated, Name: o.Name,
+		RestartPolicy: o.Restart, Healthcheck: health}
 	c, err := containers.New(st)
 	if err != nil {
 		return nil, nil, err
 	}
-	st.ID = c.ID
+	st.ID, st.Name = c.ID, c.Name()
 	fail := func(err error) (*container.Container, *Fresh, error) {
 		c.Unmount()
 		c.Remove()

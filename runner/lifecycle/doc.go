@@ -2,9 +2,10 @@
 // stores: Create makes it from an image (its writable layer, its
 // config.json and state.json), RunHeld runs it to its end while holding it
 // (mounting its rootfs, recording running and exited), Detach starts it
-// under a supervisor process (a hidden berth command that calls Supervise),
-// Stop ends it with its stop signal, then SIGKILL, and WithRoot
-// opens its files (running or not) for berth cp.
+// under a supervisor process (a hidden berth command that calls Supervise,
+// which also keeps its restart policy, restart.go, and runs its health
+// check, health.go), Stop ends it with its stop signal, then SIGKILL, and
+// WithRoot opens its files (running or not) for berth cp.
 //
 // cmd/berth parses flags into a spec.Options and calls these; what the
 // image is and how it was pulled is the caller's (Create takes a resolved

@@ -29,7 +29,13 @@ func RunHeld(ctx context.Context, images *image.Store, c *container.Container, s
 		return 125, err
 	}
 	defer release()
+	return runHeld(ctx, images, c, stdio, started, f)
+}
+
+// runHeld is RunHeld for a caller that holds c.
+func runHeld(ctx context.Context, images *image.Store, c *container.Container, stdio container.Stdio, started func(error), f *Fresh) (int, error) {
 	var st container.State
+	var err error
 	var s *specs.Spec
 	mounted := false
 	if f != nil {

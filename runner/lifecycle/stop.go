@@ -16,11 +16,22 @@ import (
 
 // Stop stops c (nothing to do when it does not run): the image's
 // StopSignal (SIGTERM by default), then SIGKILL when it still runs after
-// timeout, and waits until its holder let it go.
+// timeout, and waits until its holder let it go. It marks c stopped by
+// its user first, so that its restart policy does not start it again (a
+// container waiting to restart ends at once).
 func Stop(c *container.Container, timeout time.Duration) error {
 	st, err := c.State()
 	if err != nil {
 		return err
+	}
+	if st.Status == container.StatusRunning || st.Status == container.StatusRestarting {
+		if err := c.MarkStopped(true); err != nil {
+			return fmt.Errorf("container %s: %w", c.ID, err)
+		}
+	}
+	if st.Status == container.StatusRestarting {
+		c.WaitReleased(-1)
+		return nil
 	}
 	if st.Status != container.StatusRunning || st.Pid == 0 {
 		return nil

@@ -26,8 +26,7 @@ type Container struct {
 	// Image is the ID of the image the container was made from.
 	Image   string
 	LogPath string
-	// Name is "/" and the container's short ID: berth's containers have no
-	// other name, and the ID is what addresses them.
+	// Name is "/" and the container's name, as docker prints it.
 	Name         string
 	RestartCount int
 	Driver       string
@@ -55,6 +54,29 @@ type ContainerState struct {
 	Error      string
 	StartedAt  time.Time
 	FinishedAt time.Time
+	// Health is the health check's state, for a container that has one.
+	Health *Health `json:",omitempty"`
+}
+
+// Health is docker's State.Health of a container document.
+type Health struct {
+	Status        string
+	FailingStreak int
+	Log           []HealthProbe
+}
+
+// HealthProbe is one result of the health check.
+type HealthProbe struct {
+	Start    time.Time
+	End      time.Time
+	ExitCode int
+	Output   string
+}
+
+// RestartPolicy is docker's HostConfig.RestartPolicy.
+type RestartPolicy struct {
+	Name              string
+	MaximumRetryCount int
 }
 
 // HostConfig is the part of docker's HostConfig berth has: the bind
@@ -71,6 +93,7 @@ type HostConfig struct {
 	CpuPeriod      int64
 	CpuQuota       int64
 	PidsLimit      *int64
+	RestartPolicy  RestartPolicy
 }
 
 // GraphDriver says how the container's root filesystem is assembled:
@@ -110,12 +133,13 @@ type ContainerSource struct {
 func NewContainer(src ContainerSource) Container {
 	st, c := src.State, src.Container
 	doc := Container{
-		Id:      c.ID,
-		Created: st.Created,
-		Image:   st.ImageID,
-		LogPath: c.LogPath(),
-		Name:    "/" + format.TruncateID(c.ID),
-		Driver:  "overlay",
+		Id:           c.ID,
+		Created:      st.Created,
+		Image:        st.ImageID,
+		LogPath:      c.LogPath(),
+		Name:         "/" + st.Name,
+		RestartCount: st.RestartCount,
+		Driver:       "overlay",
 		// Docker's zero times are the zero time too (0001-01-01T00:00:00Z).
 		State: ContainerState{
 			Status:     stateName(st),
@@ -130,6 +154,27 @@ func NewContainer(src ContainerSource) Container {
 		},
 		Mounts: []MountPoint{},
 		Config: Config{Image: st.Image},
+	}
+	if st.Name == "" {
+		doc.Name = "/" + format.TruncateID(c.ID) // made before names
+	}
+	switch st.Status {
+	case container.StatusRestarting:
+		doc.State.Restarting = true
+	case container.StatusRunning:
+		if hs := healthStatus(st); hs != "none" {
+			doc.State.Health = &Health{Status: hs, Log: []HealthProbe{}}
+			if h := st.Health; h != nil {
+				doc.State.Health.FailingStreak = h.FailingStreak
+				for _, p := range h.Log {
+					doc.State.Health.Log = append(doc.State.Health.Log, HealthProbe(p))
+				}
+			}
+		}
+	}
+	if h := st.Healthcheck; h != nil {
+		doc.Config.Healthcheck = &Healthcheck{Test: h.Test, Interval: int64(h.Interval), Timeout: int64(h.Timeout),
+			StartPeriod: int64(h.StartPeriod), Retries: h.Retries}
 	}
 	var imgCfg ocispec.ImageConfig
 	if src.Image != nil {
@@ -165,6 +210,10 @@ func NewContainer(src ContainerSource) Container {
 		}
 	}
 	doc.HostConfig.AutoRemove = st.AutoRemove
+	doc.HostConfig.RestartPolicy = RestartPolicy{Name: st.RestartPolicy.Name, MaximumRetryCount: st.RestartPolicy.MaximumRetryCount}
+	if doc.HostConfig.RestartPolicy.Name == "" {
+		doc.HostConfig.RestartPolicy.Name = "no"
+	}
 	if len(args) > 0 {
 		doc.Path, doc.Args = args[0], slices.Clone(args[1:])
 	}

@@ -180,7 +180,9 @@ func TestNewContainer(t *testing.T) {
 	st := container.State{
 		ID: c.ID, Image: host + "/team/app:1.0", ImageID: img.ID.String(), Command: []string{"/bin/sh", "-c", "serve"},
 		Created: created, Status: container.StatusExited, ExitCode: 3, Started: created.Add(time.Second),
-		Finished: created.Add(time.Minute), Error: "", AutoRemove: false,
+		Finished: created.Add(time.Minute), Error: "", AutoRemove: false, Name: "web",
+		RestartPolicy: container.RestartPolicy{Name: "on-failure", MaximumRetryCount: 3}, RestartCount: 2,
+		Healthcheck: &container.HealthConfig{Test: []string{"CMD-SHELL", "wget -q localhost"}, Interval: time.Second, Retries: 2},
 	}
 	s, err := spec.Generate(img.Config, rootfs, spec.Options{
 		Args: []string{"serve", "--port", "80"}, Env: []string{"B=2"}, Hostname: "box", Terminal: true,
