@@ -197,6 +197,9 @@ func (a *app) newPsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if dir, err := a.stateDir(f); err == nil {
+				lifecycle.ReclaimNetworks(dir) // what crashed containers left; best effort
+			}
 			in := view.Inspector{Images: s.images, Containers: s.containers}
 			p := t.NewPrinter(a.stdout, view.ContainerHeaders)
 			now := time.Now()

@@ -12,6 +12,7 @@ import (
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/lifecycle"
+	"github.com/berth-registry/berth/runner/network"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -28,6 +29,8 @@ type containerOptions struct {
 	entrypoint  string
 	volumes     []string
 	network     string
+	publish     []string
+	publishAll  bool
 	hostname    string
 	memory      string
 	cpus        float64
@@ -92,9 +95,20 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	}
 	opts := spec.Options{
 		Args: args, Env: o.env, LookupEnv: a.lookupEnv, WorkingDir: o.workdir, User: o.user,
-		Hostname: o.hostname, Network: o.network, UserNS: o.userns, Mounts: mounts,
+		Hostname: o.hostname, UserNS: o.userns, Mounts: mounts,
 		Terminal: o.tty, Memory: mem, CPUs: o.cpus, PidsLimit: o.pidsLimit, ReadOnly: o.readOnly,
 		Warn: func(msg string) { fmt.Fprintf(a.stderr, "berth: warning: %s\n", msg) },
+	}
+	netSet := network.Settings{Mode: o.network}
+	if netSet.Mode == "" || netSet.Mode == "default" {
+		netSet.Mode = network.ModeBridge
+	}
+	for _, p := range o.publish {
+		ports, err := network.ParsePublish(p)
+		if err != nil {
+			return nil, nil, nil, usageError(err)
+		}
+		netSet.Ports = append(netSet.Ports, ports...)
 	}
 	if o.entrypoint != "" {
 		opts.Entrypoint = []string{o.entrypoint}
@@ -108,8 +122,8 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		return nil, nil, nil, err
 	}
 	c, f, err := lifecycle.Create(ctx, images, containers, img, lifecycle.CreateOptions{
-		Ref: ref, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted})
-	if errors.Is(err, spec.ErrInvalid) {
+		Ref: ref, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted, Network: netSet, PublishAll: o.publishAll})
+	if errors.Is(err, spec.ErrInvalid) || errors.Is(err, network.ErrInvalid) {
 		err = usageError(err)
 	}
 	if err != nil {

@@ -102,6 +102,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newPsCmd(),
 		a.newRmCmd(),
 		a.newLogsCmd(),
+		a.newPortCmd(),
+		a.newNetworkCmd(),
 		a.newSuperviseCmd(),
 		a.newPullCmd(),
 		a.newPushCmd(),

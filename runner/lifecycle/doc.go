@@ -10,7 +10,7 @@
 // image.Image).
 //
 // It may import the standard library, the runtime-spec types,
-// golang.org/x/sys and runner/container, runner/image, runner/layers and
-// runner/spec; never the registry server or the storage drivers
+// golang.org/x/sys and runner/container, runner/image, runner/layers,
+// runner/network and runner/spec; never the registry server or the storage drivers
 // (depcheck_test.go).
 package lifecycle
