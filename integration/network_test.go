@@ -40,7 +40,10 @@ func TestNetwork(t *testing.T) {
 	pools := t.TempDir()
 	b := berthCLI{t: t, bin: berthBinary(t), state: filepath.Join(t.TempDir(), "state"),
 		env: append(os.Environ(), "BERTH_BRIDGE="+bridge, "BERTH_BRIDGE_SUBNET=10.213.7.0/24", "BERTH_IPAM_DIR="+pools)}
-	t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", bridge).Run()
+		deleteRulesTagged(t, "berth:net:"+bridge) // the default network's rules stay, as docker's
+	})
 
 	httpd := "mkdir -p /www && echo hello-from-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
 	var webID string
@@ -210,6 +213,23 @@ func nftTable(t *testing.T) string {
 	t.Helper()
 	out, _ := exec.Command("nft", "list", "table", "ip", "berth").CombinedOutput()
 	return string(out)
+}
+
+// deleteRulesTagged deletes the rules of berth's table whose comment is tag.
+func deleteRulesTagged(t *testing.T, tag string) {
+	out, _ := exec.Command("nft", "-a", "list", "table", "ip", "berth").Output()
+	chain := ""
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "chain" {
+			chain = f[1]
+		}
+		if i := strings.Index(line, "# handle "); i >= 0 && strings.Contains(line, `comment "`+tag+`"`) {
+			if err := exec.Command("nft", "delete", "rule", "ip", "berth", chain, "handle", strings.TrimSpace(line[i+len("# handle "):])).Run(); err != nil {
+				t.Errorf("deleting the rule %q: %v", line, err)
+			}
+		}
+	}
 }
 
 func jsonInt(s, key string) int {

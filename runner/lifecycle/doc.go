@@ -3,7 +3,10 @@
 // config.json and state.json), RunHeld runs it to its end while holding it
 // (mounting its rootfs, recording running and exited), Detach starts it
 // under a supervisor process (a hidden berth command that calls Supervise),
-// and Stop ends it with its stop signal, then SIGKILL.
+// and Stop ends it with its stop signal, then SIGKILL. A container's
+// network (runner/network: its settings saved by Create) is attached for
+// each run, its eth0 made between the init's start and its exec, and
+// detached when the run ends.
 //
 // cmd/berth parses flags into a spec.Options and calls these; what the
 // image is and how it was pulled is the caller's (Create takes a resolved

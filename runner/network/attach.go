@@ -126,6 +126,9 @@ func (n *Networks) Attach(name string, r Request) (a *Attachment, err error) {
 	lease := Lease{ID: r.ID, Names: r.Names, Hostname: r.Hostname, Lock: r.Lock,
 		Hosts: filepath.Join(r.Dir, hostsName), Ports: ports}
 	if a.lease, err = a.pool.Allocate(lease, hostsWriter(nw)); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return a, fmt.Errorf("%w: network %s: %v (a bridge network needs root; use --network none or host)", ErrUnsupported, nw.Name, err)
+		}
 		return a, fmt.Errorf("network %s: %w", nw.Name, err)
 	}
 	if a.br, err = ensureBridge(nw); err != nil {
