@@ -131,6 +131,11 @@ func (n *Networks) Attach(name string, r Request) (a *Attachment, err error) {
 		}
 		return a, fmt.Errorf("network %s: %w", nw.Name, err)
 	}
+	if nw.Default {
+		if err := writeInPlace(lease.Hosts, hostsFile(nw, a.lease, r.Hostname, nil)); err != nil {
+			return a, err
+		}
+	}
 	if a.br, err = ensureBridge(nw); err != nil {
 		return a, err
 	}

@@ -49,7 +49,13 @@ func hostsFile(nw Network, self Lease, hostname string, members []Lease) []byte 
 // hostsWriter returns a function that rewrites each member's hosts file
 // for the members given (in place: the container sees it through a bind
 // mount of that inode).
+//
+// On the default network, whose members do not see each other, it is nil:
+// each container's hosts file is written once, by Attach.
 func hostsWriter(nw Network) func([]Lease) {
+	if nw.Default {
+		return nil
+	}
 	return func(members []Lease) {
 		for _, m := range members {
 			if m.Hosts == "" {
