@@ -118,9 +118,13 @@ func TestRun(t *testing.T) {
 		}
 	})
 	t.Run("isolation", func(t *testing.T) {
-		out := b.ok("run", "--rm", ref("busybox"), "echo pid=$$; ls /sys/class/net; grep CapBnd /proc/self/status; cat /proc/keys /proc/timer_list | wc -c")
+		out := b.ok("run", "--rm", "--network", "none", ref("busybox"), "echo pid=$$; ls /sys/class/net; grep CapBnd /proc/self/status; cat /proc/keys /proc/timer_list | wc -c")
 		if out != "pid=1\nlo\nCapBnd:\t00000000a80425fb\n0\n" {
 			t.Errorf("output %q", out)
+		}
+		// The default network is the bridge: an eth0 besides lo.
+		if out := b.ok("run", "--rm", ref("busybox"), "ls /sys/class/net"); out != "eth0\nlo\n" {
+			t.Errorf("default network: interfaces %q, want eth0 and lo", out)
 		}
 		out = b.ok("run", "--rm", "--network", "host", ref("busybox"), "ls /sys/class/net | wc -l")
 		if strings.TrimSpace(out) == "1" {

@@ -207,6 +207,9 @@ func (a *app) newPsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if dir, err := a.stateDir(f); err == nil {
+				lifecycle.ReclaimNetworks(dir) // what crashed containers left; best effort
+			}
 			p := t.NewPrinter(a.stdout, view.ContainerHeaders)
 			for _, row := range rows {
 				if err := p.Print(row); err != nil {

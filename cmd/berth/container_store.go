@@ -12,6 +12,7 @@ import (
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/lifecycle"
+	"github.com/berth-registry/berth/runner/network"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -31,6 +32,8 @@ type containerOptions struct {
 	entrypoint  string
 	volumes     []string
 	network     string
+	publish     []string
+	publishAll  bool
 	hostname    string
 	memory      string
 	cpus        float64
@@ -95,9 +98,20 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 	}
 	opts := spec.Options{
 		Args: args, Env: o.env, LookupEnv: a.lookupEnv, WorkingDir: o.workdir, User: o.user,
-		Hostname: o.hostname, Network: o.network, UserNS: o.userns, Mounts: mounts,
+		Hostname: o.hostname, UserNS: o.userns, Mounts: mounts,
 		Terminal: o.tty, Memory: mem, CPUs: o.cpus, PidsLimit: o.pidsLimit, ReadOnly: o.readOnly,
 		Warn: func(msg string) { fmt.Fprintf(a.stderr, "berth: warning: %s\n", msg) },
+	}
+	netSet := network.Settings{Mode: o.network}
+	if netSet.Mode == "" || netSet.Mode == "default" {
+		netSet.Mode = network.ModeBridge
+	}
+	for _, p := range o.publish {
+		ports, err := network.ParsePublish(p)
+		if err != nil {
+			return nil, nil, nil, usageError(err)
+		}
+		netSet.Ports = append(netSet.Ports, ports...)
 	}
 	if o.entrypoint != "" {
 		opts.Entrypoint = []string{o.entrypoint}
@@ -115,8 +129,10 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		return nil, nil, nil, err
 	}
 	c, f, err := lifecycle.Create(ctx, images, containers, img, lifecycle.CreateOptions{
-		Ref: ref, Name: o.name, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted, Restart: restart, Health: o.health})
-	if errors.Is(err, spec.ErrInvalid) || errors.Is(err, container.ErrInvalidName) || errors.Is(err, lifecycle.ErrInvalidOption) {
+		Ref: ref, Name: o.name, Spec: opts, AutoRemove: o.rm, KeepMounted: keepMounted, Restart: restart, Health: o.health,
+		Network: netSet, PublishAll: o.publishAll})
+	if errors.Is(err, spec.ErrInvalid) || errors.Is(err, container.ErrInvalidName) || errors.Is(err, lifecycle.ErrInvalidOption) ||
+		errors.Is(err, network.ErrInvalid) {
 		err = usageError(err)
 	}
 	if err != nil {

@@ -103,6 +103,8 @@ func (a *app) newRootCmd() *cobra.Command {
 		a.newRmCmd(),
 		a.newRenameCmd(),
 		a.newLogsCmd(),
+		a.newPortCmd(),
+		a.newNetworkCmd(),
 		a.newSuperviseCmd(),
 		a.newExecCmd(),
 		a.newKillCmd(),

@@ -11,7 +11,7 @@ import (
 // uses for its containers: on a hybrid host, its unified hierarchy (without
 // controllers, so without limits) tests the v2 way of joining a group.
 func StartInCgroupV2(ctx context.Context, root string, spec *specs.Spec, stdio Stdio) (*Process, error) {
-	return start(ctx, "", spec, stdio, nil, func(p string, r *specs.LinuxResources) (Cgroup, error) {
+	return start(ctx, "", spec, stdio, nil, nil, func(p string, r *specs.LinuxResources) (Cgroup, error) {
 		return newCgroupV2(root, p, r)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +43,8 @@ type Process struct {
 	pty    *os.File       // the pty master, with a terminal
 	copied sync.WaitGroup // the pty output copy
 
+	created func(pid int) error // Hooks.Created
+
 	waitOnce sync.Once
 	code     int
 	waitErr  error
@@ -54,13 +57,13 @@ type Process struct {
 // *InitError. ctx bounds the start only; stop the container with Signal.
 // The caller must call Wait.
 func Start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio) (*Process, error) {
-	return start(ctx, id, spec, stdio, nil, NewCgroup)
+	return start(ctx, id, spec, stdio, nil, nil, NewCgroup)
 }
 
 // start is Start; ready, when not nil, is waited for before the init may
-// go on to exec the container's process. newCgroup makes the cgroup
-// (NewCgroup, but for tests).
-func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready <-chan struct{},
+// go on to exec the container's process, and created (see Hooks) is
+// called then. newCgroup makes the cgroup (NewCgroup, but for tests).
+func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready <-chan struct{}, created func(int) error,
 	newCgroup func(string, *specs.LinuxResources) (Cgroup, error)) (*Process, error) {
 	if id == "" {
 		id = NewID()
@@ -100,7 +103,7 @@ func start(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, ready 
 			return nil, err
 		}
 	}
-	p := &Process{ID: id, cg: cg}
+	p := &Process{ID: id, cg: cg, created: created}
 	if err := p.start(spec, stdio, cloneFlags, userns, cgroupns && cg != nil, ready); err != nil {
 		if cg != nil {
 			cg.Destroy()
@@ -127,6 +130,9 @@ func checkSpec(spec *specs.Spec) (flags uintptr, userns, cgroupns bool, err erro
 		return 0, false, false, nil
 	}
 	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+			continue // joined by the thread that starts the init (startIn)
+		}
 		if ns.Path != "" {
 			return 0, false, false, fmt.Errorf("%w: joining the %s namespace at %s", ErrUnsupported, ns.Type, ns.Path)
 		}
@@ -220,14 +226,15 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 	if cgDir != nil {
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(cgDir.Fd())
 	}
-	err = cmd.Start()
+	nsPath := netnsPath(spec)
+	err = startIn(cmd, nsPath)
 	joined := tasks != nil || cgDir != nil
 	if cgDir != nil && errors.Is(err, syscall.ENOSYS) {
 		// No clone3 (before Linux 5.7, or refused by a seccomp filter):
 		// clone, then move the process in.
 		joined = false
 		cmd = p.initCmd(spec, stdio, cloneFlags, userns, childSock, nil)
-		err = cmd.Start()
+		err = startIn(cmd, nsPath)
 	}
 	childSock.Close()
 	for _, f := range tasks {
@@ -259,6 +266,11 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 	}
 	if ready != nil {
 		<-ready
+	}
+	if p.created != nil {
+		if err := p.created(cmd.Process.Pid); err != nil {
+			return fail(err)
+		}
 	}
 	if _, err := parentSock.Write(cfg); err != nil {
 		return fail(fmt.Errorf("container: sending the spec to the init: %w", err))
@@ -408,6 +420,23 @@ func Run(ctx context.Context, spec *specs.Spec, stdio Stdio) (int, error) {
 // RunWith is Run with a container id, and a started callback called
 // once the process runs (with its Process; for state files).
 func RunWith(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, started func(*Process)) (int, error) {
+	return RunWithHooks(ctx, id, spec, stdio, Hooks{Started: started})
+}
+
+// Hooks are the callbacks of RunWithHooks.
+type Hooks struct {
+	// Created, when not nil, is called with the init's host pid once its
+	// namespaces exist and before it goes on to exec the process (it
+	// waits): to give its network namespace interfaces. An error kills
+	// the init and fails the start.
+	Created func(pid int) error
+	// Started, when not nil, is called once the process runs.
+	Started func(*Process)
+}
+
+// RunWithHooks is RunWith with Hooks.
+func RunWithHooks(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, h Hooks) (int, error) {
+	started := h.Started
 	sigs := make(chan os.Signal, 16)
 	// Registering costs a round trip with the runtime's signal thread per
 	// signal, about 0.5 ms in all: it is done while the container starts,
@@ -422,7 +451,7 @@ func RunWith(ctx context.Context, id string, spec *specs.Spec, stdio Stdio, star
 		signal.Stop(sigs)
 	}()
 
-	p, err := start(ctx, id, spec, stdio, notified, NewCgroup)
+	p, err := start(ctx, id, spec, stdio, notified, h.Created, NewCgroup)
 	if err != nil {
 		if ie := (*InitError)(nil); errors.As(err, &ie) {
 			return ie.ExitCode(), err
@@ -526,4 +555,56 @@ func underMount(mounts []specs.Mount, p string) bool {
 		}
 	}
 	return false
+}
+
+// netnsPath is the path of the network namespace spec joins ("" when it
+// makes a new one or keeps the caller's).
+func netnsPath(spec *specs.Spec) string {
+	if spec.Linux == nil {
+		return ""
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
+}
+
+// startIn starts cmd; with nsPath, from a thread that has joined that
+// network namespace, so that the init is born in it (as --network
+// container:NAME shares a running container's). The thread goes back to
+// its own namespace after: it must live on, since the init's parent-death
+// signal follows the thread that started it.
+func startIn(cmd *exec.Cmd, nsPath string) error {
+	if nsPath == "" {
+		return cmd.Start()
+	}
+	target, err := os.Open(nsPath)
+	if err != nil {
+		return fmt.Errorf("container: network namespace %s: %w", nsPath, err)
+	}
+	defer target.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer own.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("container: joining the network namespace %s: %w", nsPath, err)
+			return
+		}
+		errc <- cmd.Start()
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) != nil {
+			select {} // keep the thread (and the init's parent) alive, out of use
+		}
+		runtime.UnlockOSThread()
+	}()
+	return <-errc
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/layers"
+	"github.com/berth-registry/berth/runner/network"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -31,6 +32,12 @@ type CreateOptions struct {
 	// Health are the --health-* flags, applied to the image's HEALTHCHECK
 	// (see ResolveHealthcheck).
 	Health HealthOptions
+	// Network is the container's network: its mode and published ports.
+	// A Mode of "" takes Spec.Network's (none or host).
+	Network network.Settings
+	// PublishAll publishes the image's exposed ports on free host ports
+	// (-P).
+	PublishAll bool
 	// KeepMounted leaves the rootfs mounted for a run in this process
 	// (RunHeld with the returned Fresh); else it is unmounted after the
 	// spec is generated.
@@ -75,6 +82,27 @@ func Create(ctx context.Context, images *image.Store, containers *container.Stor
 		c.Unmount()
 		c.Remove()
 		return nil, nil, err
+	}
+	set := o.Network
+	if set.Mode == "" {
+		set.Mode = network.ModeNone
+		if o.Spec.Network == spec.NetworkHost {
+			set.Mode = network.ModeHost
+		}
+	}
+	if o.PublishAll {
+		if err := addExposed(&set, img.Config.Config.ExposedPorts); err != nil {
+			return fail(err)
+		}
+	}
+	if err := checkSettings(stateDirOf(c), set); err != nil {
+		return fail(err)
+	}
+	o.Spec.Network = specNetwork(set.Mode)
+	if set.Mode != network.ModeNone {
+		if err := network.SaveSettings(c.Dir, set); err != nil {
+			return fail(err)
+		}
 	}
 	var uids, gids []specs.LinuxIDMapping
 	if o.Spec.UserNS {

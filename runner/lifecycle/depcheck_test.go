@@ -15,7 +15,7 @@ func TestDependencyFence(t *testing.T) {
 		Deny: []string{mod + "/", "...aws...", "...gorilla...", "...prometheus..."},
 		Except: []string{
 			mod + "/runner/lifecycle/...", mod + "/runner/image/...", mod + "/runner/layers/...",
-			mod + "/runner/container/...", mod + "/runner/spec/...", mod + "/runner/pull/...",
+			mod + "/runner/container/...", mod + "/runner/spec/...", mod + "/runner/network/...", mod + "/runner/pull/...",
 			mod + "/manifest/...", mod + "/runner/containerfs/...",
 		},
 	})

@@ -98,14 +98,22 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 		started(err)
 		return 125, err
 	}
+	nr, err := prepareNetwork(c, *st, s)
+	if err != nil {
+		started(err)
+		return 125, err
+	}
 	var proc *container.Process
-	code, err := container.RunWith(ctx, c.ID, s, stdio, func(p *container.Process) {
+	code, err := container.RunWithHooks(ctx, c.ID, nr.spec, stdio, container.Hooks{Created: nr.hooks.Created, Started: func(p *container.Process) {
 		proc = p
 		st.Status, st.Pid, st.Holder = container.StatusRunning, p.Pid(), os.Getpid()
 		st.Started, st.Error = time.Now().UTC(), ""
 		c.SaveState(*st)
 		started(nil)
-	})
+	}})
+	if nerr := nr.done(); nerr != nil && err == nil {
+		err = nerr
+	}
 	if proc == nil {
 		started(err)
 	}
