@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/layers"
+	"github.com/berth-registry/berth/runner/seccomp"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -41,6 +45,56 @@ type containerOptions struct {
 	readOnly    bool
 	platform    string
 	insecure    bool
+	securityOpt []string
+	capAdd      []string
+	capDrop     []string
+	privileged  bool
+}
+
+// security turns the confinement flags into spec.Security; a malformed
+// option or unknown capability is a usage error naming it. --privileged
+// warns on stderr.
+func (a *app) security(o *containerOptions) (spec.Security, error) {
+	sec := spec.Security{CapAdd: o.capAdd, CapDrop: o.capDrop, Privileged: o.privileged}
+	for _, opt := range o.securityOpt {
+		if err := spec.ParseSecurityOpt(&sec, opt, os.ReadFile); err != nil {
+			return sec, usageError(fmt.Errorf("--security-opt: %w", err))
+		}
+	}
+	for _, c := range append(slices.Clone(o.capAdd), o.capDrop...) {
+		if _, err := spec.NormalizeCapability(c); err != nil {
+			return sec, usageError(err)
+		}
+	}
+	if o.privileged {
+		fmt.Fprintln(a.stderr, "berth: warning: --privileged gives the container full access to the host: "+
+			"every capability and device, no seccomp filter, writable /sys")
+		devs, err := spec.HostDevices()
+		if err != nil {
+			return sec, err
+		}
+		sec.Devices = devs
+	}
+	return sec, nil
+}
+
+// seccompCache is the cache of compiled seccomp filters of the state
+// directory that holds c: <state>/seccomp, beside <state>/containers/<id>.
+func seccompCache(c *container.Container) seccomp.Cache {
+	return seccomp.Cache{Dir: filepath.Join(filepath.Dir(filepath.Dir(c.Dir)), "seccomp")}
+}
+
+// seccompFilter is the compiled filter of s (nil when it has none), from
+// the state directory's cache.
+func seccompFilter(c *container.Container, s *specs.Spec) (*seccomp.Program, error) {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	p, err := seccompCache(c).Compile(s.Linux.Seccomp, runtime.GOARCH)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	return p, nil
 }
 
 // openStores opens the image and container stores of the state directory.
@@ -115,6 +169,9 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		Terminal: o.tty, Memory: mem, CPUs: o.cpus, PidsLimit: o.pidsLimit, ReadOnly: o.readOnly,
 		Warn: func(msg string) { fmt.Fprintf(a.stderr, "berth: warning: %s\n", msg) },
 	}
+	if opts.Security, err = a.security(o); err != nil {
+		return nil, nil, nil, err
+	}
 	if o.entrypoint != "" {
 		opts.Entrypoint = []string{o.entrypoint}
 	}
@@ -166,6 +223,10 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 		saved := make(chan error, 1)
 		go func() { saved <- c.SaveSpec(s) }()
 		return c, images, &fresh{spec: s, state: st, mounted: mounted, specSaved: saved}, nil
+	}
+	// Compiled now, to fail here and to fill the cache its starts read.
+	if _, err := seccompFilter(c, s); err != nil {
+		return fail(err)
 	}
 	if err := c.SaveSpec(s); err != nil {
 		return fail(err)
@@ -282,6 +343,11 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 		started(err)
 		return 125, err
 	}
+	filter, err := seccompFilter(c, s)
+	if err != nil {
+		started(err)
+		return 125, err
+	}
 	var proc *container.Process
 	code, err := container.RunWith(ctx, c.ID, s, stdio, func(p *container.Process) {
 		proc = p
@@ -289,7 +355,7 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 		st.Started, st.Error = time.Now().UTC(), ""
 		c.SaveState(*st)
 		started(nil)
-	})
+	}, container.WithSeccomp(filter))
 	if proc == nil {
 		started(err)
 	}

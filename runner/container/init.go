@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/seccomp"
 )
 
 // isInit reports whether args (os.Args) ask for the container init.
@@ -173,7 +175,7 @@ func initContainer(sock *os.File) error {
 	if err := setProcessLimits(spec.Process); err != nil {
 		return stageError(stageSetup, err)
 	}
-	return finish(spec.Process)
+	return finish(spec.Process, cfg.Seccomp)
 }
 
 // prepareRootfs makes the mounts, devices and working directory under
@@ -298,8 +300,18 @@ func setProcessLimits(p *specs.Process) error {
 }
 
 // finish switches to the process's user and capabilities and execs it,
-// all on this (locked) thread.
-func finish(p *specs.Process) error {
+// all on this (locked) thread, under filter when not nil. As runc does,
+// the filter is installed as late as possible, right before execve, so
+// that only that call runs under it; without no_new_privs, installing one
+// takes CAP_SYS_ADMIN, which the process may not keep: then it goes in
+// before the user and capabilities change (and must allow the calls that
+// do it, as docker's default profile does).
+func finish(p *specs.Process, filter *seccomp.Program) error {
+	if filter != nil && !p.NoNewPrivileges {
+		if err := filter.Install(); err != nil {
+			return stageError(stageSeccomp, err)
+		}
+	}
 	last := lastCap()
 	var caps *capSets
 	if p.Capabilities != nil {
@@ -363,6 +375,11 @@ func finish(p *specs.Process) error {
 	exe, err := lookPath(p.Args[0], p.Env)
 	if err != nil {
 		return stageError(stageExec, err)
+	}
+	if filter != nil && p.NoNewPrivileges {
+		if err := filter.Install(); err != nil {
+			return stageError(stageSeccomp, err)
+		}
 	}
 	err = syscall.Exec(exe, p.Args, p.Env)
 	return stageError(stageExec, fmt.Errorf("%s: %w", exe, err))

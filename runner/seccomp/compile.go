@@ -109,7 +109,7 @@ type rule struct {
 // compileArch is the section of architecture a: the system call number
 // loaded, then a block per system call with rules, then def.
 func compileArch(a *arch, syscalls []specs.LinuxSyscall, def, enosys uint32) ([]bpf.Instruction, error) {
-	rules := map[uint32][]rule{}
+	rules := make(map[uint32][]rule, len(a.table))
 	for _, sc := range syscalls {
 		ret, err := retValue(sc.Action, sc.ErrnoRet)
 		if err != nil {
@@ -119,7 +119,7 @@ func compileArch(a *arch, syscalls []specs.LinuxSyscall, def, enosys uint32) ([]
 			if c.Index > 5 {
 				return nil, fmt.Errorf("%w: system calls %v: argument index %d (0 to 5)", ErrInvalid, sc.Names, c.Index)
 			}
-			if _, ok := operators[c.Op]; !ok {
+			if !knownOperator(c.Op) {
 				return nil, fmt.Errorf("%w: system calls %v: operator %q", ErrInvalid, sc.Names, c.Op)
 			}
 		}
@@ -197,10 +197,14 @@ func syscallBody(rules []rule, def uint32) ([]bpf.Instruction, error) {
 	return append(out, bpf.RetConstant{Val: final}), nil
 }
 
-// operators are the comparisons of the runtime-spec.
-var operators = map[specs.LinuxSeccompOperator]bool{
-	specs.OpNotEqual: true, specs.OpLessThan: true, specs.OpLessEqual: true, specs.OpEqualTo: true,
-	specs.OpGreaterEqual: true, specs.OpGreaterThan: true, specs.OpMaskedEqual: true,
+// knownOperator reports whether op is a comparison of the runtime-spec.
+func knownOperator(op specs.LinuxSeccompOperator) bool {
+	switch op {
+	case specs.OpNotEqual, specs.OpLessThan, specs.OpLessEqual, specs.OpEqualTo,
+		specs.OpGreaterEqual, specs.OpGreaterThan, specs.OpMaskedEqual:
+		return true
+	}
+	return false
 }
 
 // argCondition emits the test of c on the system call's 64-bit argument,

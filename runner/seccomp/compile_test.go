@@ -381,3 +381,40 @@ func TestInstall(t *testing.T) {
 		t.Errorf("child says %q, want %q", got, want)
 	}
 }
+
+func TestCache(t *testing.T) {
+	c := seccomp.Cache{Dir: t.TempDir()}
+	s := dockerDefault(t)
+	p, err := c.Compile(s, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(c.Dir)
+	if len(files) != 1 {
+		t.Fatalf("the cache holds %d files, want 1", len(files))
+	}
+	// A cached program is read, not compiled: tamper with the file and
+	// see the change come back.
+	name := c.Dir + "/" + files[0].Name()
+	b, _ := os.ReadFile(name)
+	b[len(b)-1] ^= 0xff
+	os.WriteFile(name, b, 0o600)
+	q, err := c.Compile(s, "amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Filter[len(q.Filter)-1] == p.Filter[len(p.Filter)-1] {
+		t.Error("the cached file was not read")
+	}
+	// Another config, or another arch, is another entry.
+	s.DefaultAction = specs.ActKillProcess
+	if _, err := c.Compile(s, "amd64"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Compile(s, "arm64"); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := os.ReadDir(c.Dir); len(files) != 3 {
+		t.Errorf("the cache holds %d files, want 3", len(files))
+	}
+}

@@ -36,7 +36,8 @@ type Security struct {
 	// in CapDrop, only CapAdd's; else the defaults less CapDrop plus
 	// CapAdd.
 	CapAdd, CapDrop []string
-	// Privileged gives the container every capability, every host
+	// Privileged gives the container every capability (that berth
+	// holds), every host
 	// device (HostDevices, which the caller lists into Devices), no
 	// seccomp filter, no masked or read-only paths, and /sys and its
 	// cgroup mount writable: full access to the host.
@@ -111,7 +112,27 @@ func checkProfile(b []byte) error {
 	return nil
 }
 
-// AllCapabilities returns every capability name Linux defines.
+// heldCapabilities is AllCapabilities less those this process does not
+// hold (a runtime cannot give more than it has: a sandbox that drops
+// CAP_SYS_RESOURCE from berth's root drops it from a privileged
+// container); all of them when its sets cannot be read.
+func heldCapabilities() []string {
+	mask, ok := effectiveCapabilities()
+	all := AllCapabilities()
+	if !ok {
+		return all
+	}
+	var out []string
+	for bit, c := range all { // in the kernel's order: the index is the bit
+		if mask&(1<<bit) != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// AllCapabilities returns every capability name Linux defines, in the
+// order of their numbers (CAP_CHOWN is 0).
 func AllCapabilities() []string {
 	return []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -145,7 +166,7 @@ func NormalizeCapability(name string) (string, error) {
 // capabilities returns the process's capability set for sec.
 func (sec Security) capabilities() ([]string, error) {
 	if sec.Privileged {
-		return AllCapabilities(), nil
+		return heldCapabilities(), nil
 	}
 	norm := func(names []string) ([]string, error) {
 		out := make([]string, 0, len(names))
