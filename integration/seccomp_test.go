@@ -189,6 +189,17 @@ func TestSeccomp(t *testing.T) {
 			}
 		}
 	})
+	t.Run("filter without no_new_privs", func(t *testing.T) {
+		t.Parallel()
+		// The init installs the filter while it still holds CAP_SYS_ADMIN,
+		// before it becomes an unprivileged user.
+		out := shell(t, `grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status`, "-u", "1000", "--security-opt", "no-new-privileges=false")
+		for _, want := range []string{"NoNewPrivs:\t0", "Seccomp:\t2", "CapEff:\t0000000000000000"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status %q lacks %q", out, want)
+			}
+		}
+	})
 	t.Run("privileged", func(t *testing.T) {
 		t.Parallel()
 		_, errOut, code := b.run("run", "--rm", "-v", probe+":/probe:ro", "--privileged", "--entrypoint", "/probe/probe", img)

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"hash"
 	"os"
 	"path/filepath"
 
@@ -57,55 +56,56 @@ func (c Cache) Compile(s *specs.LinuxSeccomp, goarch string) (*Program, error) {
 
 // key hashes everything Compile reads of s, and goarch.
 func key(s *specs.LinuxSeccomp, goarch string) string {
-	h := sha256.New()
-	str(h, compilerVersion)
-	str(h, goarch)
-	str(h, string(s.DefaultAction))
-	optUint(h, s.DefaultErrnoRet)
-	str(h, s.ListenerPath)
-	num(h, uint64(len(s.Architectures)))
+	var k keyBuf
+	k.str(compilerVersion)
+	k.str(goarch)
+	k.str(string(s.DefaultAction))
+	k.optUint(s.DefaultErrnoRet)
+	k.str(s.ListenerPath)
+	k.num(uint64(len(s.Architectures)))
 	for _, a := range s.Architectures {
-		str(h, string(a))
+		k.str(string(a))
 	}
-	num(h, uint64(len(s.Flags)))
+	k.num(uint64(len(s.Flags)))
 	for _, f := range s.Flags {
-		str(h, string(f))
+		k.str(string(f))
 	}
-	num(h, uint64(len(s.Syscalls)))
+	k.num(uint64(len(s.Syscalls)))
 	for _, sc := range s.Syscalls {
-		num(h, uint64(len(sc.Names)))
+		k.num(uint64(len(sc.Names)))
 		for _, n := range sc.Names {
-			str(h, n)
+			k.str(n)
 		}
-		str(h, string(sc.Action))
-		optUint(h, sc.ErrnoRet)
-		num(h, uint64(len(sc.Args)))
+		k.str(string(sc.Action))
+		k.optUint(sc.ErrnoRet)
+		k.num(uint64(len(sc.Args)))
 		for _, a := range sc.Args {
-			num(h, uint64(a.Index))
-			num(h, a.Value)
-			num(h, a.ValueTwo)
-			str(h, string(a.Op))
+			k.num(uint64(a.Index))
+			k.num(a.Value)
+			k.num(a.ValueTwo)
+			k.str(string(a.Op))
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := sha256.Sum256(k.b)
+	return hex.EncodeToString(sum[:])
 }
 
-func num(h hash.Hash, v uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	h.Write(b[:])
+// keyBuf is what key hashes: every value with its length, so that no two
+// configs write the same bytes.
+type keyBuf struct{ b []byte }
+
+func (k *keyBuf) num(v uint64) { k.b = binary.AppendUvarint(k.b, v) }
+
+func (k *keyBuf) str(s string) {
+	k.num(uint64(len(s)))
+	k.b = append(k.b, s...)
 }
 
-func str(h hash.Hash, s string) {
-	num(h, uint64(len(s)))
-	h.Write([]byte(s))
-}
-
-func optUint(h hash.Hash, v *uint) {
+func (k *keyBuf) optUint(v *uint) {
 	if v == nil {
-		num(h, 0)
+		k.num(0)
 		return
 	}
-	num(h, 1)
-	num(h, uint64(*v))
+	k.num(1)
+	k.num(uint64(*v))
 }
