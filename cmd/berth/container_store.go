@@ -55,18 +55,24 @@ type containerOptions struct {
 // option or unknown capability is a usage error naming it. --privileged
 // warns on stderr.
 func (a *app) security(o *containerOptions) (spec.Security, error) {
-	sec := spec.Security{CapAdd: o.capAdd, CapDrop: o.capDrop, Privileged: o.privileged}
-	for _, opt := range o.securityOpt {
+	return a.securityFlags(o.securityOpt, o.capAdd, o.capDrop, o.privileged)
+}
+
+// securityFlags is security for the flags' values (of run, create and
+// bundle).
+func (a *app) securityFlags(securityOpt, capAdd, capDrop []string, privileged bool) (spec.Security, error) {
+	sec := spec.Security{CapAdd: capAdd, CapDrop: capDrop, Privileged: privileged}
+	for _, opt := range securityOpt {
 		if err := spec.ParseSecurityOpt(&sec, opt, os.ReadFile); err != nil {
 			return sec, usageError(fmt.Errorf("--security-opt: %w", err))
 		}
 	}
-	for _, c := range append(slices.Clone(o.capAdd), o.capDrop...) {
+	for _, c := range append(slices.Clone(capAdd), capDrop...) {
 		if _, err := spec.NormalizeCapability(c); err != nil {
 			return sec, usageError(err)
 		}
 	}
-	if o.privileged {
+	if privileged {
 		fmt.Fprintln(a.stderr, "berth: warning: --privileged gives the container full access to the host: "+
 			"every capability and device, no seccomp filter, writable /sys")
 		devs, err := spec.HostDevices()
