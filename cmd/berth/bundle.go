@@ -32,6 +32,10 @@ type specFlags struct {
 	pids       int64
 	readOnly   bool
 	entrypoint string
+	security   []string
+	capAdd     []string
+	capDrop    []string
+	privileged bool
 }
 
 // addSpecFlags registers the runtime config flags on cmd.
@@ -50,6 +54,10 @@ func addSpecFlags(cmd *cobra.Command, f *specFlags) {
 	fl.Int64Var(&f.pids, "pids-limit", 0, "limit the number of processes to `N`")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "run `PATH` instead of the image's Entrypoint and Cmd (\"\" clears the Entrypoint)")
+	fl.StringArrayVar(&f.security, "security-opt", nil, "`OPTION`: seccomp=unconfined, seccomp=PROFILE.json (docker's format), no-new-privileges[=true|false] (repeatable)")
+	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a capability (`CAP`, with or without CAP_, or ALL; repeatable)")
+	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a capability (`CAP`, with or without CAP_, or ALL; repeatable)")
+	fl.BoolVar(&f.privileged, "privileged", false, "give the container full access to the host: every capability and device, no seccomp filter")
 }
 
 // options turns the flags, and the command after the image (args), into
@@ -126,6 +134,9 @@ Exit codes: 0 on success, 2 for a bad flag, reference or option, 1 otherwise.`,
 				return err
 			}
 			opts, err := sf.options(cmd, args[2:], a.lookupEnv)
+			if err == nil {
+				opts.Security, err = a.securityFlags(sf.security, sf.capAdd, sf.capDrop, sf.privileged)
+			}
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -42,6 +43,43 @@ type containerOptions struct {
 	readOnly    bool
 	platform    string
 	insecure    bool
+	securityOpt []string
+	capAdd      []string
+	capDrop     []string
+	privileged  bool
+}
+
+// security turns the confinement flags into spec.Security; a malformed
+// option or unknown capability is a usage error naming it. --privileged
+// warns on stderr.
+func (a *app) security(o *containerOptions) (spec.Security, error) {
+	return a.securityFlags(o.securityOpt, o.capAdd, o.capDrop, o.privileged)
+}
+
+// securityFlags is security for the flags' values (of run, create and
+// bundle).
+func (a *app) securityFlags(securityOpt, capAdd, capDrop []string, privileged bool) (spec.Security, error) {
+	sec := spec.Security{CapAdd: capAdd, CapDrop: capDrop, Privileged: privileged}
+	for _, opt := range securityOpt {
+		if err := spec.ParseSecurityOpt(&sec, opt, os.ReadFile); err != nil {
+			return sec, usageError(fmt.Errorf("--security-opt: %w", err))
+		}
+	}
+	for _, c := range append(slices.Clone(capAdd), capDrop...) {
+		if _, err := spec.NormalizeCapability(c); err != nil {
+			return sec, usageError(err)
+		}
+	}
+	if privileged {
+		fmt.Fprintln(a.stderr, "berth: warning: --privileged gives the container full access to the host: "+
+			"every capability and device, no seccomp filter, writable /sys")
+		devs, err := spec.HostDevices()
+		if err != nil {
+			return sec, err
+		}
+		sec.Devices = devs
+	}
+	return sec, nil
 }
 
 // openStores opens the image and container stores of the state directory.
@@ -112,6 +150,9 @@ func (a *app) createContainer(ctx context.Context, ref string, args []string, o 
 			return nil, nil, nil, usageError(err)
 		}
 		netSet.Ports = append(netSet.Ports, ports...)
+	}
+	if opts.Security, err = a.security(o); err != nil {
+		return nil, nil, nil, err
 	}
 	if o.entrypoint != "" {
 		opts.Entrypoint = []string{o.entrypoint}

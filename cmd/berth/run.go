@@ -70,6 +70,10 @@ func (a *app) addContainerFlags(cmd *cobra.Command, o *containerOptions) {
 	f.BoolVar(&o.userns, "userns", false, "run in a new user namespace (container root is host uid 100000)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	f.StringVar(&o.platform, "platform", "", "pull the image for `OS/ARCH[/VARIANT]` from a multi-platform index")
+	f.StringArrayVar(&o.securityOpt, "security-opt", nil, "`OPTION`: seccomp=unconfined, seccomp=PROFILE.json (docker's format), no-new-privileges[=true|false] (repeatable)")
+	f.StringArrayVar(&o.capAdd, "cap-add", nil, "add a capability (`CAP`, with or without CAP_, or ALL; repeatable)")
+	f.StringArrayVar(&o.capDrop, "cap-drop", nil, "drop a capability (`CAP`, with or without CAP_, or ALL; repeatable)")
+	f.BoolVar(&o.privileged, "privileged", false, "give the container full access to the host: every capability and device, no seccomp filter")
 	f.BoolVar(&o.insecure, "insecure", false, "allow plain HTTP, or HTTPS without certificate verification, for a registry that is not loopback")
 }
 

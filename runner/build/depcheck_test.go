@@ -15,7 +15,7 @@ func TestDependencyFence(t *testing.T) {
 		Deny: []string{mod + "/", "...aws...", "...gorilla...", "...prometheus..."},
 		Except: []string{
 			mod + "/runner/build/...", mod + "/runner/image/...", mod + "/runner/pull/...",
-			mod + "/runner/layers/...", mod + "/runner/container/...", mod + "/runner/spec/...",
+			mod + "/runner/layers/...", mod + "/runner/container/...", mod + "/runner/seccomp/...", mod + "/runner/spec/...",
 			mod + "/manifest/...",
 		},
 	})

@@ -15,7 +15,7 @@ func TestDependencyFence(t *testing.T) {
 		Deny: []string{mod + "/", "...aws...", "...gorilla...", "...prometheus..."},
 		Except: []string{
 			mod + "/runner/commit/...", mod + "/runner/image/...", mod + "/runner/pull/...",
-			mod + "/runner/layers/...", mod + "/runner/container/...", mod + "/manifest/...",
+			mod + "/runner/layers/...", mod + "/runner/container/...", mod + "/runner/seccomp/...", mod + "/manifest/...",
 			mod + "/runner/build/dockerfile/...",
 		},
 	})

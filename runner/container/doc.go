@@ -6,8 +6,9 @@
 // long-lived containers (create, start, stop, ps, rm, logs) under a state
 // directory.
 //
-// It may import the standard library, golang.org/x/sys, golang.org/x/term and
-// the runtime-spec types; never the registry, the pull client or the layer
+// It may import the standard library, golang.org/x/sys, golang.org/x/term,
+// the runtime-spec types and runner/seccomp (whose tables are static data:
+// linking it adds nothing to the init's start); never the registry, the pull client or the layer
 // store (depcheck_test.go): callers mount the rootfs.
 //
 // # The re-exec
@@ -31,7 +32,8 @@
 //	                                       mounts, /dev, pivot_root, masks, hostname, lo up
 //	                    <-----------------  pty master (SCM_RIGHTS), with a terminal
 //	                    <-----------------  an error message, then exit 1, on any failure
-//	EOF (the socket is close-on-exec) <---  rlimits, user, capabilities, no_new_privs, execve
+//	EOF (the socket is close-on-exec) <---  rlimits, user, capabilities, no_new_privs,
+//	                                       seccomp filter (compiled by the parent), execve
 //
 // The cgroup namespace is unshared by the init (on its locked OS thread,
 // which then execs) rather than at clone time, so that its root is the
@@ -53,6 +55,14 @@
 // relays signals, waits, and exits with the process's code. A container
 // with a user namespace of its own is refused (setns into one needs a
 // single-threaded caller).
+//
+// # Seccomp
+//
+// A spec with Linux.Seccomp gets its filter compiled in the parent
+// (runner/seccomp; WithSeccomp passes one compiled beforehand, as berth
+// does from its cache) and sent with the config. The init installs it as
+// late as it can: right before execve with no_new_privs, else before it
+// changes user and capabilities, while it still holds CAP_SYS_ADMIN.
 //
 // # Cgroups
 //

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-registry/berth/runner/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,10 @@ type ExecOptions struct {
 	// Detach starts the process and leaves it running: Exec returns once
 	// it was executed, with code 0, and nothing waits for it.
 	Detach bool
+	// Seccomp is the compiled form of the container's seccomp filter (as
+	// WithSeccomp takes it); nil compiles the spec's. The process runs
+	// under the same filter as the container's.
+	Seccomp *seccomp.Program
 }
 
 // execNamespaces are the namespaces an exec'd process joins, in the order
@@ -236,7 +241,11 @@ func (c *Container) startExec(o ExecOptions, stdio Stdio) (*Process, error) {
 		return nil, err
 	}
 	hdr, _ := json.Marshal(execHeader{CgroupFiles: len(cg.tasks), Namespaces: names})
-	cfg := encodeConfig(initConfig{Spec: spec})
+	filter, err := seccompProgram(spec, []StartOption{WithSeccomp(o.Seccomp)})
+	if err != nil {
+		return fail(err)
+	}
+	cfg := encodeConfig(initConfig{Spec: spec, Seccomp: filter})
 	if len(cfg) > maxMessage {
 		return fail(fmt.Errorf("%w: the process is larger than %d bytes", ErrInvalidSpec, maxMessage))
 	}
@@ -509,7 +518,7 @@ func execInit(sock *os.File) (int, error) {
 		files = []uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}
 	}
 	pid := 0
-	err = finish(p, func(exe string, argv, env []string) error {
+	err = finish(p, cfg.Seccomp, func(exe string, argv, env []string) error {
 		var err error
 		pid, err = syscall.ForkExec(exe, argv, &syscall.ProcAttr{
 			Env: env, Files: files,

@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/seccomp"
 )
 
 // isInit reports whether args (os.Args) ask for the container init.
@@ -176,7 +178,7 @@ func initContainer(sock *os.File) error {
 	if err := setProcessLimits(spec.Process); err != nil {
 		return stageError(stageSetup, err)
 	}
-	return finish(spec.Process, execve)
+	return finish(spec.Process, cfg.Seccomp, execve)
 }
 
 // execve replaces the init with the container's process.
@@ -305,9 +307,19 @@ func setProcessLimits(p *specs.Process) error {
 
 // finish switches to the process's user and capabilities and runs it
 // with run (execve for the container's init, a fork and exec for berth
-// exec's, see exec.go), all on this (locked) thread. Whatever must hold for
-// the process goes here, before run, so that both get it.
-func finish(p *specs.Process, run func(exe string, argv, env []string) error) error {
+// exec's, see exec.go), all on this (locked) thread, under filter when not
+// nil. Whatever must hold for the process goes here, before run, so that
+// both get it. As runc does, the filter is installed as late as possible,
+// right before run, so that only that call runs under it; without
+// no_new_privs, installing one takes CAP_SYS_ADMIN, which the process may
+// not keep: then it goes in before the user and capabilities change (and
+// must allow the calls that do it, as docker's default profile does).
+func finish(p *specs.Process, filter *seccomp.Program, run func(exe string, argv, env []string) error) error {
+	if filter != nil && !p.NoNewPrivileges {
+		if err := filter.Install(); err != nil {
+			return stageError(stageSeccomp, err)
+		}
+	}
 	last := lastCap()
 	var caps *capSets
 	if p.Capabilities != nil {
@@ -371,6 +383,11 @@ func finish(p *specs.Process, run func(exe string, argv, env []string) error) er
 	exe, err := lookPath(p.Args[0], p.Env)
 	if err != nil {
 		return stageError(stageExec, err)
+	}
+	if filter != nil && p.NoNewPrivileges {
+		if err := filter.Install(); err != nil {
+			return stageError(stageSeccomp, err)
+		}
 	}
 	if err := run(exe, p.Args, p.Env); err != nil {
 		return stageError(stageExec, fmt.Errorf("%s: %w", exe, err))

@@ -8,6 +8,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/seccomp"
 )
 
 // InitArg is the argument (os.Args[1]) that makes a binary linking this
@@ -36,6 +38,9 @@ type initConfig struct {
 	// open for writing, at the descriptors after the socket: the init
 	// moves its own thread into the group through them (see joinCgroup).
 	CgroupFiles int
+	// Seccomp is the filter the init installs right before it execs the
+	// process (nil: none).
+	Seccomp *seccomp.Program
 }
 
 // initMessage is what the init sends back: a pty master (in the control
@@ -58,6 +63,7 @@ const (
 	stageTTY     = "creating the terminal"
 	stageUser    = "switching user"
 	stageCaps    = "setting capabilities"
+	stageSeccomp = "installing the seccomp filter"
 	stageExec    = "exec"
 )
 

@@ -6,6 +6,8 @@ import (
 	"os"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berth-registry/berth/runner/seccomp"
 )
 
 // The init's config crosses the socketpair in a small binary form rather
@@ -47,6 +49,11 @@ func encodeConfig(cfg initConfig) []byte {
 	w.bool(cfg.CgroupNS)
 	w.bool(cfg.UserNS)
 	w.uvarint(uint64(cfg.CgroupFiles))
+	w.bool(cfg.Seccomp != nil)
+	if cfg.Seccomp != nil {
+		b, _ := cfg.Seccomp.MarshalBinary()
+		w.str(string(b))
+	}
 	s := initSpec(cfg.Spec)
 	w.str(s.Hostname)
 	w.str(s.Domainname)
@@ -140,6 +147,12 @@ func decodeConfig(b []byte) (initConfig, error) {
 	cfg.CgroupNS = r.bool()
 	cfg.UserNS = r.bool()
 	cfg.CgroupFiles = r.count()
+	if r.bool() {
+		cfg.Seccomp = &seccomp.Program{}
+		if err := cfg.Seccomp.UnmarshalBinary([]byte(r.str())); err != nil {
+			return initConfig{}, errBadConfig
+		}
+	}
 	s := &specs.Spec{}
 	cfg.Spec = s
 	s.Hostname = r.str()

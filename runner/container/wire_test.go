@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-registry/berth/runner/seccomp"
 )
 
 // fullSpec sets every field the init reads, and some it does not.
@@ -61,7 +64,8 @@ func TestConfigWireRoundTrip(t *testing.T) {
 		name string
 		cfg  initConfig
 	}{
-		{"full", initConfig{Spec: fullSpec(), CgroupNS: true, UserNS: true, CgroupFiles: 5}},
+		{"full", initConfig{Spec: fullSpec(), CgroupNS: true, UserNS: true, CgroupFiles: 5,
+			Seccomp: &seccomp.Program{Flags: 2, Filter: []unix.SockFilter{{Code: 0x20, K: 4}, {Code: 0x15, Jt: 1, Jf: 2, K: 0xc000003e}, {Code: 6, K: 0x7fff0000}}}}},
 		{"bare", initConfig{Spec: &specs.Spec{}}},
 		{"process only", initConfig{Spec: &specs.Spec{Process: &specs.Process{Args: []string{"true"}}}}},
 	} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -12,6 +14,7 @@ import (
 	"github.com/berth-registry/berth/runner/image"
 	"github.com/berth-registry/berth/runner/layers"
 	"github.com/berth-registry/berth/runner/network"
+	"github.com/berth-registry/berth/runner/seccomp"
 	"github.com/berth-registry/berth/runner/spec"
 )
 
@@ -130,6 +133,10 @@ func Create(ctx context.Context, images *image.Store, containers *container.Stor
 		go func() { saved <- c.SaveSpec(s) }()
 		return c, &Fresh{spec: s, state: st, mounted: mounted, specSaved: saved}, nil
 	}
+	// Compiled now, to fail here and to fill the cache its starts read.
+	if _, err := SeccompFilter(c, s); err != nil {
+		return fail(err)
+	}
 	if err := c.SaveSpec(s); err != nil {
 		return fail(err)
 	}
@@ -164,4 +171,24 @@ func MountRootfs(ctx context.Context, images *image.Store, img image.Image, c *c
 		mounted, err = images.Rootfs(ctx, img, c.Upper(), c.Work(), c.Rootfs(), opts)
 	}
 	return mounted, err
+}
+
+// seccompCache is the cache of compiled seccomp filters of the state
+// directory that holds c: <state>/seccomp, beside <state>/containers/<id>.
+func seccompCache(c *container.Container) seccomp.Cache {
+	return seccomp.Cache{Dir: filepath.Join(filepath.Dir(filepath.Dir(c.Dir)), "seccomp")}
+}
+
+// SeccompFilter is the compiled filter of s, c's spec (nil when it has
+// none), from the state directory's cache: what container.WithSeccomp
+// takes, and what berth exec installs too.
+func SeccompFilter(c *container.Container, s *specs.Spec) (*seccomp.Program, error) {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	p, err := seccompCache(c).Compile(s.Linux.Seccomp, runtime.GOARCH)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", c.ID, err)
+	}
+	return p, nil
 }

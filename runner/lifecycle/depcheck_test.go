@@ -16,7 +16,7 @@ func TestDependencyFence(t *testing.T) {
 		Except: []string{
 			mod + "/runner/lifecycle/...", mod + "/runner/image/...", mod + "/runner/layers/...",
 			mod + "/runner/container/...", mod + "/runner/spec/...", mod + "/runner/network/...", mod + "/runner/pull/...",
-			mod + "/manifest/...", mod + "/runner/containerfs/...",
+			mod + "/manifest/...", mod + "/runner/containerfs/...", mod + "/runner/seccomp/...",
 		},
 	})
 }

@@ -98,6 +98,11 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 		started(err)
 		return 125, err
 	}
+	filter, err := SeccompFilter(c, s)
+	if err != nil {
+		started(err)
+		return 125, err
+	}
 	nr, err := prepareNetwork(c, *st, s)
 	if err != nil {
 		started(err)
@@ -110,7 +115,7 @@ func runMounted(ctx context.Context, images *image.Store, c *container.Container
 		st.Started, st.Error = time.Now().UTC(), ""
 		c.SaveState(*st)
 		started(nil)
-	}})
+	}}, container.WithSeccomp(filter))
 	if nerr := nr.done(); nerr != nil && err == nil {
 		err = nerr
 	}

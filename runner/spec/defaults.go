@@ -89,11 +89,16 @@ func ReadonlyPaths() []string {
 // defaultMounts are the kernel filesystems every container gets, in
 // mount order. sysBind replaces the sysfs mount with a read-only bind of
 // the host's /sys, for a user namespace sharing the host's network
-// namespace, where the kernel refuses a new sysfs.
-func defaultMounts(sysBind bool) []specs.Mount {
-	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}}
+// namespace, where the kernel refuses a new sysfs. writable makes /sys
+// and its cgroup mount read-write (a privileged container).
+func defaultMounts(sysBind, writable bool) []specs.Mount {
+	access := "ro"
+	if writable {
+		access = "rw"
+	}
+	sys := specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", access}}
 	if sysBind {
-		sys = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		sys = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", access}}
 	}
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
@@ -102,7 +107,7 @@ func defaultMounts(sysBind bool) []specs.Mount {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		sys,
-		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", access}},
 	}
 }
 

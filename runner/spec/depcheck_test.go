@@ -8,7 +8,8 @@ import (
 
 // TestDependencyFence fails if runner/spec imports anything beyond what its
 // package doc allows: the standard library, golang.org/x/sys, image-spec,
-// go-digest (through image-spec) and runtime-spec. The pull client, the
+// go-digest (through image-spec), runtime-spec and docker's seccomp
+// profiles. The pull client, the
 // layer store and the container runtime stay out: Generate is a pure
 // conversion.
 func TestDependencyFence(t *testing.T) {
@@ -22,6 +23,7 @@ func TestDependencyFence(t *testing.T) {
 			"github.com/opencontainers/go-digest/...",
 			"github.com/opencontainers/runtime-spec/",
 			"golang.org/x/sys/",
+			"github.com/moby/profiles/seccomp",
 		},
 	})
 }

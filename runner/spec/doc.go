@@ -5,10 +5,14 @@
 // annotations) and adds Berth's defaults, which are Docker's: its 14
 // default capabilities, noNewPrivileges, the usual /proc, /dev and /sys
 // mounts, runc's masked and read-only paths, the default devices and
-// their device-cgroup allow list, new namespaces, resource limits.
+// their device-cgroup allow list, new namespaces, resource limits, and
+// docker's default seccomp profile (github.com/moby/profiles/seccomp)
+// with the rules that apply to the container's capabilities, this
+// machine's architecture and kernel. Security changes the confinement:
+// another profile or none, capabilities added or dropped, privileged.
 //
-// It may import the standard library, golang.org/x/sys/unix, image-spec
-// and runtime-spec; never the pull client, the layer store or the
+// It may import the standard library, golang.org/x/sys/unix, image-spec,
+// runtime-spec and moby's seccomp profiles; never the pull client, the layer store or the
 // container runtime (depcheck_test.go). It reads the rootfs's /etc/passwd
 // and /etc/group and, of the host, only the hostname (with NetworkHost) and
 // this process's NOFILE limit and capabilities (DefaultRlimitNOFILE); what

@@ -38,19 +38,26 @@ func nofileLimit(hard uint64, canRaise bool) uint64 {
 // hasCapability reports whether capability bit is in this process's
 // effective set (/proc/self/status CapEff); false when that cannot be read.
 func hasCapability(bit uint) bool {
+	mask, ok := effectiveCapabilities()
+	return ok && mask&(1<<bit) != 0
+}
+
+// effectiveCapabilities is this process's effective set (/proc/self/status
+// CapEff); ok is false when that cannot be read.
+func effectiveCapabilities() (mask uint64, ok bool) {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
-		return false
+		return 0, false
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !ok {
+		v, found := strings.CutPrefix(sc.Text(), "CapEff:")
+		if !found {
 			continue
 		}
 		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		return err == nil && mask&(1<<bit) != 0
+		return mask, err == nil
 	}
-	return false
+	return 0, false
 }

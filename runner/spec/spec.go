@@ -71,6 +71,9 @@ type Options struct {
 	// NOFILE is the soft and hard RLIMIT_NOFILE of the process; 0 means
 	// DefaultRlimitNOFILE().
 	NOFILE uint64
+	// Security are the seccomp profile, capabilities, no_new_privs and
+	// privileged mode; the zero value is the default confinement.
+	Security Security
 	// Warn, when not nil, receives a line for each thing Generate leaves
 	// out of the image config (unsafe labels); nil drops them silently.
 	Warn func(msg string)
@@ -192,7 +195,15 @@ func Generate(cfg ocispec.Image, rootfs string, opts Options) (*specs.Spec, erro
 	if nofile == 0 {
 		nofile = DefaultRlimitNOFILE()
 	}
-	caps := DefaultCapabilities()
+	caps, err := opts.Security.capabilities()
+	if err != nil {
+		return nil, err
+	}
+	noNewPrivs := true
+	if opts.Security.NoNewPrivileges != nil {
+		noNewPrivs = *opts.Security.NoNewPrivileges
+	}
+	privileged := opts.Security.Privileged
 	s := &specs.Spec{
 		Version: specs.Version,
 		Root:    &specs.Root{Path: rootfs, Readonly: opts.ReadOnly},
@@ -208,7 +219,7 @@ func Generate(cfg ocispec.Image, rootfs string, opts Options) (*specs.Spec, erro
 				Permitted: slices.Clone(caps),
 			},
 			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: nofile, Soft: nofile}},
-			NoNewPrivileges: true,
+			NoNewPrivileges: noNewPrivs,
 		},
 		Hostname:    hostname,
 		Mounts:      mounts(opts),
@@ -220,6 +231,14 @@ func Generate(cfg ocispec.Image, rootfs string, opts Options) (*specs.Spec, erro
 			MaskedPaths:   MaskedPaths(),
 			ReadonlyPaths: ReadonlyPaths(),
 		},
+	}
+	if privileged {
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+		s.Linux.Resources.Devices = nil // no device rules: every device
+		s.Linux.Devices = privilegedDevices(s.Linux.Devices, opts.Security.Devices)
+	}
+	if s.Linux.Seccomp, err = opts.Security.seccompConfig(s); err != nil {
+		return nil, err
 	}
 	if opts.UserNS {
 		s.Linux.UIDMappings, s.Linux.GIDMappings = UserNSMappings(), UserNSMappings()
@@ -340,7 +359,7 @@ func mounts(opts Options) []specs.Mount {
 		binds[path.Clean(m.Destination)] = true
 	}
 	var out []specs.Mount
-	for _, m := range defaultMounts(opts.UserNS && opts.Network == NetworkHost) {
+	for _, m := range defaultMounts(opts.UserNS && opts.Network == NetworkHost, opts.Security.Privileged) {
 		if !binds[m.Destination] {
 			out = append(out, m)
 		}
@@ -458,4 +477,16 @@ label:
 		return nil
 	}
 	return a
+}
+
+// privilegedDevices is the default devices and the host's, each path
+// once.
+func privilegedDevices(defaults, host []specs.LinuxDevice) []specs.LinuxDevice {
+	out := slices.Clone(defaults)
+	for _, d := range host {
+		if !slices.ContainsFunc(out, func(o specs.LinuxDevice) bool { return o.Path == d.Path }) {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -94,6 +94,14 @@ type HostConfig struct {
 	CpuQuota       int64
 	PidsLimit      *int64
 	RestartPolicy  RestartPolicy
+	// CapAdd and CapDrop are the capabilities the process has beyond
+	// docker's defaults, and the defaults it lacks (not set when
+	// privileged).
+	CapAdd  []string
+	CapDrop []string
+	// SecurityOpt lists the confinement that differs from the default:
+	// seccomp=unconfined, no-new-privileges=false.
+	SecurityOpt []string
 }
 
 // GraphDriver says how the container's root filesystem is assembled:
@@ -265,6 +273,29 @@ func hostConfig(s *specs.Spec) HostConfig {
 	}
 	if s.Linux == nil {
 		return hc
+	}
+	hc.Privileged = s.Linux.Seccomp == nil && len(s.Linux.MaskedPaths) == 0 &&
+		(s.Linux.Resources == nil || len(s.Linux.Resources.Devices) == 0)
+	if p := s.Process; p != nil {
+		if p.Capabilities != nil && !hc.Privileged {
+			defaults := spec.DefaultCapabilities()
+			for _, c := range p.Capabilities.Bounding {
+				if !slices.Contains(defaults, c) {
+					hc.CapAdd = append(hc.CapAdd, c)
+				}
+			}
+			for _, c := range defaults {
+				if !slices.Contains(p.Capabilities.Bounding, c) {
+					hc.CapDrop = append(hc.CapDrop, c)
+				}
+			}
+		}
+		if !p.NoNewPrivileges {
+			hc.SecurityOpt = append(hc.SecurityOpt, "no-new-privileges=false")
+		}
+	}
+	if s.Linux.Seccomp == nil && !hc.Privileged {
+		hc.SecurityOpt = append(hc.SecurityOpt, "seccomp=unconfined")
 	}
 	for _, ns := range s.Linux.Namespaces {
 		if ns.Type == specs.NetworkNamespace {

@@ -15,7 +15,7 @@ func TestDependencyFence(t *testing.T) {
 		Deny: []string{mod + "/", "...aws...", "...gorilla...", "...prometheus...", "github.com/spf13/..."},
 		Except: []string{
 			mod + "/runner/view/...", mod + "/runner/image/...", mod + "/runner/container/...", mod + "/runner/spec/...",
-			mod + "/runner/format/...", mod + "/runner/pull/...", mod + "/runner/layers/...", mod + "/manifest/...",
+			mod + "/runner/format/...", mod + "/runner/pull/...", mod + "/runner/seccomp/...", mod + "/runner/layers/...", mod + "/manifest/...",
 		},
 	})
 }

@@ -254,3 +254,32 @@ func TestWriteDocuments(t *testing.T) {
 		t.Error("a template that does not fit the document succeeded")
 	}
 }
+
+func TestContainerSecurity(t *testing.T) {
+	rootfs := t.TempDir()
+	img := testImage(t)
+	img.Config.Config.User = "0"
+	c := &container.Container{ID: "0123456789ab", Dir: "/var/lib/berth/containers/0123456789ab"}
+	no := false
+	for _, tc := range []struct {
+		name      string
+		sec       spec.Security
+		priv      bool
+		add, drop []string
+		opts      []string
+	}{
+		{name: "default"},
+		{name: "caps", sec: spec.Security{CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"chown"}}, add: []string{"CAP_NET_ADMIN"}, drop: []string{"CAP_CHOWN"}},
+		{name: "unconfined", sec: spec.Security{SeccompUnconfined: true, NoNewPrivileges: &no}, opts: []string{"no-new-privileges=false", "seccomp=unconfined"}},
+		{name: "privileged", sec: spec.Security{Privileged: true}, priv: true},
+	} {
+		s, err := spec.Generate(img.Config, rootfs, spec.Options{Args: []string{"x"}, Security: tc.sec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := view.NewContainer(view.ContainerSource{Container: c, Spec: s}).HostConfig
+		if hc.Privileged != tc.priv || !slices.Equal(hc.CapAdd, tc.add) || !slices.Equal(hc.CapDrop, tc.drop) || !slices.Equal(hc.SecurityOpt, tc.opts) {
+			t.Errorf("%s: privileged %v, cap add %v drop %v, security opts %v", tc.name, hc.Privileged, hc.CapAdd, hc.CapDrop, hc.SecurityOpt)
+		}
+	}
+}

@@ -15,7 +15,7 @@ func TestDependencyFence(t *testing.T) {
 		Except: []string{
 			mod + "/runner/build/...",
 			mod + "/runner/push/...", mod + "/runner/image/...", mod + "/runner/pull/...",
-			mod + "/runner/layers/...", mod + "/manifest/...", mod + "/runner/container/...", mod + "/runner/spec/...",
+			mod + "/runner/layers/...", mod + "/manifest/...", mod + "/runner/container/...", mod + "/runner/seccomp/...", mod + "/runner/spec/...",
 		},
 	})
 }
