@@ -162,6 +162,28 @@ func TestSeccomp(t *testing.T) {
 			}
 		}
 	})
+	t.Run("exec gets the container's filter", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []struct {
+			flags []string
+			want  []string
+		}{
+			{nil, []string{"unshare=1", "Seccomp:\t2"}},
+			{[]string{"--security-opt", "seccomp=unconfined", "--cap-add", "SYS_ADMIN"}, []string{"unshare=0", "mount=0", "Seccomp:\t0"}},
+		} {
+			id := strings.TrimSpace(b.ok("run", append(append([]string{"-d", "--network", "none"}, c.flags...), "--entrypoint", "/bin/sleep", img, "300")...))
+			out, errOut, code := b.run("exec", id, "/bin/sh", "-c", script)
+			b.run("rm", "-f", id)
+			if code != 0 {
+				t.Fatalf("berth exec %v: exit %d\n%s%s", c.flags, code, out, errOut)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("exec into a container run with %v: output %q lacks %q", c.flags, out, want)
+				}
+			}
+		}
+	})
 	t.Run("cap-add SYS_ADMIN under the default profile", func(t *testing.T) {
 		t.Parallel()
 		k, u, m := probeRun(t, "--cap-add", "sys_admin")
