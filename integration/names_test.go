@@ -147,13 +147,24 @@ func TestNamesRestartHealth(t *testing.T) {
 		if out := b.ok("inspect", "--format", "{{json .Config.Healthcheck.Test}}", "fine"); out != "[\"CMD-SHELL\",\"test -e /app\"]\n" {
 			t.Errorf("the built image's check: %s", out)
 		}
+		// An image HEALTHCHECK that fails.
+		failing := srv.Host + "/names/failing:latest"
+		fctx := t.TempDir()
+		if err := os.WriteFile(filepath.Join(fctx, "Dockerfile"), []byte("FROM "+ref+
+			"\nHEALTHCHECK --interval=1s --retries=2 CMD test -e /missing\nENTRYPOINT [\"sleep\"]\nCMD [\"120\"]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		b.ok("build", "-t", failing, fctx)
+		imgSick := strings.TrimSpace(b.ok("run", "-d", "--name", "imgsick", failing))
+		defer b.run("rm", "-f", imgSick)
 		// The same image with the check turned off.
 		off := strings.TrimSpace(b.ok("run", "-d", "--no-healthcheck", checked))
 		defer b.run("rm", "-f", off)
 
 		waitFor(t, "(unhealthy)", "ps", "--filter", "name=sick", "--format", "{{.Status}}")
 		waitFor(t, "(healthy)", "ps", "--filter", "name=fine", "--format", "{{.Status}}")
-		if got := b.ok("ps", "--filter", "health=unhealthy", "-q"); got != sick+"\n" {
+		waitFor(t, "(unhealthy)", "ps", "--filter", "name=imgsick", "--format", "{{.Status}}")
+		if got := b.ok("ps", "--filter", "health=unhealthy", "-q", "--no-trunc"); !strings.Contains(got, sick) || !strings.Contains(got, imgSick) {
 			t.Errorf("ps --filter health=unhealthy: %q", got)
 		}
 		if got := b.ok("ps", "--filter", "id="+off, "--format", "{{.Status}}"); strings.Contains(got, "health") {

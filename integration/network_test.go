@@ -106,17 +106,19 @@ func TestNetwork(t *testing.T) {
 		if _, errOut, code := b.run("network", "create", "--subnet", "10.213.8.128/25", net+"x"); code == 0 || !strings.Contains(errOut, "overlaps") {
 			t.Errorf("an overlapping subnet: exit %d, %q", code, errOut)
 		}
-		alpha := strings.TrimSpace(b.ok("run", "-d", "--network", net, "--hostname", "alpha", busybox, httpd))
+		// Reached by their names (docker's --name), by short id, and by
+		// host name.
+		alpha := strings.TrimSpace(b.ok("run", "-d", "--network", net, "--name", "alpha", "--hostname", "alpha-host", busybox, httpd))
 		defer b.run("rm", "-f", alpha)
-		beta := strings.TrimSpace(b.ok("run", "-d", "--network", net, "--hostname", "beta", busybox, "sleep 300"))
+		beta := strings.TrimSpace(b.ok("run", "-d", "--network", net, "--name", "beta", busybox, "sleep 300"))
 		// alpha's hosts file learnt beta when it joined.
 		hosts, _ := os.ReadFile(filepath.Join(b.state, "containers", alpha, "hosts"))
-		if !strings.Contains(string(hosts), "\t"+beta[:12]+"\tbeta\n") {
+		if !strings.Contains(string(hosts), "\tbeta\t"+beta[:12]+"\n") {
 			t.Errorf("alpha's /etc/hosts after beta joined:\n%s", hosts)
 		}
 		out, errOut, code := b.run("run", "--rm", "--network", net, busybox,
-			"wget -qO- http://alpha/ && wget -qO- http://"+alpha[:12]+"/ && ping -c1 -W2 beta >/dev/null && echo ping-ok")
-		if code != 0 || out != "hello-from-alpha\nhello-from-alpha\nping-ok\n" {
+			"wget -qO- http://alpha/ && wget -qO- http://"+alpha[:12]+"/ && wget -qO- http://alpha-host/ && ping -c1 -W2 beta >/dev/null && echo ping-ok")
+		if code != 0 || out != "hello-from-alpha-host\nhello-from-alpha-host\nhello-from-alpha-host\nping-ok\n" {
 			t.Errorf("by name: exit %d, %q, %q", code, out, errOut)
 		}
 		if _, errOut, code := b.run("network", "rm", net); code == 0 || !strings.Contains(errOut, "running containers") {
