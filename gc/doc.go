@@ -106,6 +106,21 @@
 // the three quarters in between absorb clock skew. NoGrace drops (A): use
 // it only when no client writes.
 //
+// # A full storage
+//
+// The contract asks the collector to write before it deletes: the clock
+// probe (Run's start), then each round's doom list. On a storage with no
+// space left those writes would fail, and nothing could ever be freed. So
+// the store keeps a reserve for the collector (store.Reserve: an object of
+// zeros under _berth/gc, Options.Reserve bytes, made by the server at its
+// start and by every run that completes): a collector write refused for
+// space (storage.IsFull) releases the reserve and is made again
+// (store.withReserve), so that the writes happen, in the same order,
+// before anything is deleted; the contract is unchanged. A client's push
+// may take some of the released space first; a reserve of 1 MiB holds the
+// clock probe and several rounds' lists, and the first round's deletions
+// free more. The run makes the reserve again at its end.
+//
 // # Interruption
 //
 // A run killed at any point leaves: deleted items (gone, as planned),
