@@ -87,8 +87,9 @@ test:
 # runner's tests use (busybox-static for test root filesystems, runc to run
 # `berth bundle` output, and under BuildKit's oci worker; containerd for ctr run
 # of what berth build --push pushed; chromium for the web UI's browser tests,
-# driven by chromedp); a no-op when present.
-RUNNER_PACKAGES := busybox-static runc containerd chromium
+# driven by chromedp; nftables and iproute2 for the bridge networks' tests;
+# e2fsprogs for the full-disk test's ext4); a no-op when present.
+RUNNER_PACKAGES := busybox-static runc containerd chromium nftables iproute2 e2fsprogs
 prereqs: versitygw buildkit
 	@[ -x "$(HARNESS_DIR)/install-clients.sh" ] || { echo "harness not found in $(HARNESS_DIR) (set HARNESS=DIR)"; exit 1; }
 	$(HARNESS_DIR)/install-clients.sh all docker-registry
