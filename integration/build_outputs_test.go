@@ -46,17 +46,8 @@ var pushedDigest = regexp.MustCompile(`(?m)^\S+: digest: (sha256:[0-9a-f]{64}) s
 func TestBuildOutputs(t *testing.T) {
 	needIntegration(t)
 	prerequisite(t, os.Geteuid() == 0, "berth build needs root (namespaces, mounts, cgroups)")
+	srv, _ := busyboxRegistry(t, "outputs")
 	env := toolEnv(t)
-	needTools(t, env, "skopeo")
-	dir, imgs := testImages(t)
-	var busybox []testImage
-	for _, img := range imgs {
-		if img.Name == "busybox" {
-			busybox = append(busybox, img)
-		}
-	}
-	srv := startServer(t, underTest(), Filesystem, t.TempDir())
-	pushImages(t, env, srv.Host, "outputs", dir, busybox)
 	bin := berthBinary(t)
 	newState := func() berthCLI {
 		return berthCLI{t: t, bin: bin, state: filepath.Join(t.TempDir(), "state")}

@@ -59,17 +59,7 @@ func TestBuild(t *testing.T) {
 	needIntegration(t)
 	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth build needs root (namespaces, mounts, cgroups)")
-	env := toolEnv(t)
-	needTools(t, env, "skopeo")
-	dir, imgs := testImages(t)
-	var busybox []testImage
-	for _, img := range imgs {
-		if img.Name == "busybox" {
-			busybox = append(busybox, img)
-		}
-	}
-	srv := startServer(t, underTest(), Filesystem, t.TempDir())
-	pushImages(t, env, srv.Host, "build", dir, busybox)
+	srv, _ := busyboxRegistry(t, "build")
 	b := berthCLI{t: t, bin: berthBinary(t), state: filepath.Join(t.TempDir(), "state")}
 	base := "BASE=" + srv.Host + "/build/busybox:latest"
 

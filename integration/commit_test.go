@@ -55,17 +55,8 @@ func TestCommit(t *testing.T) {
 	needIntegration(t)
 	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth commit needs root (namespaces, mounts, cgroups)")
+	srv, _ := busyboxRegistry(t, "commit")
 	env := toolEnv(t)
-	needTools(t, env, "skopeo")
-	dir, imgs := testImages(t)
-	var busybox []testImage
-	for _, img := range imgs {
-		if img.Name == "busybox" {
-			busybox = append(busybox, img)
-		}
-	}
-	srv := startServer(t, underTest(), Filesystem, t.TempDir())
-	pushImages(t, env, srv.Host, "commit", dir, busybox)
 	b := berthCLI{t: t, bin: berthBinary(t), state: filepath.Join(t.TempDir(), "state")}
 	base := srv.Host + "/commit/busybox:latest"
 

@@ -16,19 +16,8 @@ func TestNamesRestartHealth(t *testing.T) {
 	needIntegration(t)
 	t.Parallel()
 	prerequisite(t, os.Geteuid() == 0, "berth run needs root (namespaces, mounts, cgroups)")
-	env := toolEnv(t)
-	needTools(t, env, "skopeo")
-	dir, imgs := testImages(t)
-	var busybox []testImage
-	for _, img := range imgs {
-		if img.Name == "busybox" {
-			busybox = append(busybox, img)
-		}
-	}
-	srv := startServer(t, underTest(), Filesystem, t.TempDir())
-	pushImages(t, env, srv.Host, "names", dir, busybox)
+	srv, ref := busyboxRegistry(t, "names")
 	b := berthCLI{t: t, bin: berthBinary(t), state: filepath.Join(t.TempDir(), "state")}
-	ref := srv.Host + "/names/busybox:latest"
 	b.ok("pull", ref)
 
 	// waitFor polls a berth command's output until it has want (at most

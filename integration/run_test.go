@@ -276,3 +276,21 @@ func TestRun(t *testing.T) {
 		b.ok("rm", trap)
 	})
 }
+
+// busyboxRegistry starts a registry holding the busybox test image as
+// PREFIX/busybox:latest and returns it with that image's reference.
+func busyboxRegistry(t *testing.T, prefix string) (*Server, string) {
+	t.Helper()
+	env := toolEnv(t)
+	needTools(t, env, "skopeo")
+	dir, imgs := testImages(t)
+	var busybox []testImage
+	for _, img := range imgs {
+		if img.Name == "busybox" {
+			busybox = append(busybox, img)
+		}
+	}
+	srv := startServer(t, underTest(), Filesystem, t.TempDir())
+	pushImages(t, env, srv.Host, prefix, dir, busybox)
+	return srv, srv.Host + "/" + prefix + "/busybox:latest"
+}

@@ -254,26 +254,8 @@ func (c *Container) startExec(o ExecOptions, stdio Stdio) (*Process, error) {
 			return fail(fmt.Errorf("container: sending the process to the exec helper: %w", err))
 		}
 	}
-	for {
-		m, fd, ok, err := recvMessage(parentSock)
-		if err != nil {
-			return fail(err)
-		}
-		if !ok {
-			break // the helper closed it: the process runs
-		}
-		switch m.Type {
-		case "pty":
-			if fd < 0 {
-				return fail(errors.New("container: pty message without a descriptor"))
-			}
-			p.pty = os.NewFile(uintptr(fd), "pty-master")
-		case "error":
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			return fail(&InitError{Stage: m.Stage, Msg: m.Error, Errno: m.Errno})
-		}
+	if err := p.awaitExec(parentSock); err != nil { // the helper closed it: the process runs
+		return fail(err)
 	}
 	if o.Terminal {
 		if p.pty == nil {

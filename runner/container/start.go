@@ -318,26 +318,8 @@ func (p *Process) start(spec *specs.Spec, stdio Stdio, cloneFlags uintptr, usern
 	if _, err := parentSock.Write(cfg); err != nil {
 		return fail(fmt.Errorf("container: sending the spec to the init: %w", err))
 	}
-	for {
-		m, fd, ok, err := recvMessage(parentSock)
-		if err != nil {
-			return fail(err)
-		}
-		if !ok {
-			break // the socket closed on exec
-		}
-		switch m.Type {
-		case "pty":
-			if fd < 0 {
-				return fail(errors.New("container: pty message without a descriptor"))
-			}
-			p.pty = os.NewFile(uintptr(fd), "pty-master")
-		case "error":
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			return fail(&InitError{Stage: m.Stage, Msg: m.Error, Errno: m.Errno})
-		}
+	if err := p.awaitExec(parentSock); err != nil { // the socket closed on exec
+		return fail(err)
 	}
 	if spec.Process.Terminal {
 		if p.pty == nil {
@@ -650,4 +632,31 @@ func startIn(cmd *exec.Cmd, nsPath string) error {
 		runtime.UnlockOSThread()
 	}()
 	return <-errc
+}
+
+// awaitExec reads the messages of the init (or exec helper) on sock until
+// it closes it, which it does once the process runs: a pty master is kept
+// as p.pty, an error message is returned as an *InitError.
+func (p *Process) awaitExec(sock *os.File) error {
+	for {
+		m, fd, ok, err := recvMessage(sock)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		switch m.Type {
+		case "pty":
+			if fd < 0 {
+				return errors.New("container: pty message without a descriptor")
+			}
+			p.pty = os.NewFile(uintptr(fd), "pty-master")
+		case "error":
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			return &InitError{Stage: m.Stage, Msg: m.Error, Errno: m.Errno}
+		}
+	}
 }
