@@ -145,16 +145,19 @@ func (a *app) newStatsCmd() *cobra.Command {
 			w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(w, "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS")
 			for i, c := range list {
-				id := format.TruncateID(c.ID)
+				id, name := format.TruncateID(c.ID), c.Name()
+				if name == "" {
+					name = id
+				}
 				cur, err := c.Stats()
 				if err != nil {
 					if len(args) > 0 {
 						errs = append(errs, err)
 					}
-					fmt.Fprintf(w, "%s\t%s\t--\t-- / --\t--\t--\t--\t--\n", id, id)
+					fmt.Fprintf(w, "%s\t%s\t--\t-- / --\t--\t--\t--\t--\n", id, name)
 					continue
 				}
-				fmt.Fprintf(w, "%s\t%s\t%.2f%%\t%s / %s\t%.2f%%\t%s / %s\t%s / %s\t%d\n", id, id,
+				fmt.Fprintf(w, "%s\t%s\t%.2f%%\t%s / %s\t%.2f%%\t%s / %s\t%s / %s\t%d\n", id, name,
 					container.CPUPercent(prev[i], cur), binarySize(cur.Memory), binarySize(cur.MemoryLimit), cur.MemoryPercent(),
 					format.Size(int64(cur.NetRx)), format.Size(int64(cur.NetTx)),
 					format.Size(int64(cur.BlockRead)), format.Size(int64(cur.BlockWrite)), cur.Pids)
