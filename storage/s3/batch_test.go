@@ -33,6 +33,16 @@ type s3Proxy struct {
 	// deleteResult, if set, is the body answered to DeleteObjects after
 	// forwarding it (so the keys are deleted all the same).
 	deleteResult string
+	// full makes it refuse writes as a bucket over its quota does (507,
+	// MinIO's XMinioStorageFull) until a delete frees room.
+	full bool
+}
+
+// setFull makes the proxy refuse writes until the next delete.
+func (p *s3Proxy) setFull() {
+	p.mu.Lock()
+	p.full = true
+	p.mu.Unlock()
 }
 
 func newS3Proxy(t *testing.T, endpoint string) *s3Proxy {
@@ -59,6 +69,17 @@ func newS3Proxy(t *testing.T, endpoint string) *s3Proxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := operation(r)
 		p.mu.Lock()
+		if op == http.MethodDelete || op == "DeleteObjects" {
+			p.full = false
+		}
+		if p.full && (op == http.MethodPut || op == http.MethodPost) {
+			p.mu.Unlock()
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusInsufficientStorage)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>XMinioStorageFull</Code>`+
+				`<Message>Storage backend has reached its minimum free drive threshold.</Message></Error>`)
+			return
+		}
 		p.counts[op]++
 		if op == "DeleteObjects" {
 			p.inFlight++

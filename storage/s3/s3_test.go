@@ -53,6 +53,7 @@ func TestS3(t *testing.T) {
 		{"New", testNew},
 		{"DeleteFilesBatches", testDeleteFilesBatches},
 		{"DeleteFilesKeyErrors", testDeleteFilesKeyErrors},
+		{"FullBucket", testFullBucket},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
 	}
