@@ -49,7 +49,7 @@ func TestNetwork(t *testing.T) {
 	var webID string
 	t.Run("published on loopback", func(t *testing.T) {
 		port, anyPort := hostPort(t), hostPort(t)
-		webID = strings.TrimSpace(b.ok("run", "-d", "--hostname", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port),
+		webID = strings.TrimSpace(b.ok("run", "-d", "--name", "web", "--hostname", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port),
 			"-p", fmt.Sprintf("%d:80", anyPort), busybox, httpd))
 		body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if body != "hello-from-web\n" {
@@ -143,7 +143,7 @@ func TestNetwork(t *testing.T) {
 		if webID == "" {
 			t.Skip("no web container")
 		}
-		out, errOut, code := b.run("run", "--rm", "--network", "container:"+webID, busybox, "wget -qO- http://127.0.0.1/")
+		out, errOut, code := b.run("run", "--rm", "--network", "container:web", busybox, "wget -qO- http://127.0.0.1/")
 		if code != 0 || out != "hello-from-web\n" {
 			t.Errorf("--network container:web: exit %d, %q, %q", code, out, errOut)
 		}
