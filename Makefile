@@ -29,6 +29,11 @@
 #   make bench-build only berth build against buildctl build (buildkitd) and
 #                buildah bud of three Dockerfiles, cold and as a no-change rebuild
 #   make lint    gofmt -l and go vet
+#   make fuzz    every Go fuzz target (go test -list '^Fuzz' ./...), one at a
+#                time for FUZZTIME each (default 30s), then a table of
+#                executions per target; a crash fails it, and Go writes the
+#                input to the package's testdata/fuzz/ (`make test` runs
+#                those, and every target's seed corpus, as unit tests)
 #
 # The registry test harness (shared, read-only) lives in $(HARNESS). versitygw,
 # the S3 server the tests run the S3 driver against, and Distribution v3, a
@@ -62,11 +67,11 @@ HARNESS_DIR := $(abspath $(HARNESS))
 TIMED := scripts/timed.sh
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: build test prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-proxy bench-ui bench-run bench-push bench-build bench-run-tools lint wrk help
+.PHONY: build test fuzz prereqs versitygw distribution buildkit vet unit integration bench bench-gc bench-proxy bench-ui bench-run bench-push bench-build bench-run-tools lint wrk help
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,31p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,36p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -142,6 +147,35 @@ ARTIFACTS ?= test-artifacts
 integration:
 	@mkdir -p $(ARTIFACTS)
 	BERTH_INTEGRATION=1 BERTH_HARNESS=$(HARNESS_DIR) $(S3_TEST_ENV) $(BUILDKIT_ENV) $(GO) test ./integration/ ./runner/pull/ -v -count=1 -timeout $(INTEGRATION_TIMEOUT) -artifacts -outputdir $(abspath $(ARTIFACTS))
+
+# Fuzzing, one target at a time with FUZZ_WORKERS workers. The minimization
+# of each new interesting input is bounded too (Go's default, 60s, would
+# stall short runs); a crash's input is still written whole.
+FUZZTIME ?= 30s
+FUZZ_WORKERS ?= 2
+FUZZMINIMIZETIME ?= 2s
+fuzz:
+	@summary=$$(mktemp); trap 'rm -f "$$summary"' EXIT; rc=0; \
+	targets=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } \
+	  /^ok / { n = split(names, a, " "); for (i = 1; i <= n; i++) print $$2, a[i]; names = "" }'); \
+	[ -n "$$targets" ] || { echo "no fuzz targets found"; exit 1; }; \
+	while read -r pkg name; do \
+	  echo "== $$pkg $$name ($(FUZZTIME))"; \
+	  for try in 1 2; do \
+	    status=ok; \
+	    out=$$($(GO) test "$$pkg" -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) \
+	      -fuzzminimizetime $(FUZZMINIMIZETIME) -parallel $(FUZZ_WORKERS) 2>&1) || status=FAILED; \
+	    if [ $$status = FAILED ]; then echo "$$out" | grep -v '^fuzz: elapsed' | tail -40; fi; \
+	    if [ $$status = ok ] || echo "$$out" | grep -q 'Failing input written to\|failure while testing seed corpus'; then break; fi; \
+	    if [ $$try = 1 ]; then echo "(no failing input: an error of the fuzzing engine on a busy machine? once more)"; fi; \
+	  done; \
+	  [ $$status = ok ] || rc=1; \
+	  execs=$$(echo "$$out" | grep -o 'execs: [0-9]*' | tail -1 | cut -d' ' -f2 || true); \
+	  printf '%-52s %-22s %12s  %s\n' "$${pkg#github.com/berth-registry/berth/}" "$$name" "$${execs:-0}" "$$status" >> "$$summary"; \
+	done <<< "$$targets"; \
+	echo; printf '%-52s %-22s %12s  %s\n' package target execs result; cat "$$summary"; \
+	if [ $$rc -ne 0 ]; then echo "make fuzz: FAILED (inputs in the packages' testdata/fuzz/)"; exit 1; fi; \
+	echo "make fuzz: no crash in $$(wc -l < "$$summary") targets"
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \

@@ -188,41 +188,60 @@ func MatchRepository(glob, name string) bool {
 	return matchParts(parts, strings.Split(name, "/"))
 }
 
+// matchParts matches name's components against glob's. A "**" matches any run of
+// components and every other glob component exactly one name component. It runs in
+// O(len(glob)·len(name)) component matches, never exponentially: on a mismatch it goes
+// back only to the latest "**", letting it take one more component (taking more at an
+// earlier "**" instead can never help, since the later one can take them as well).
 func matchParts(glob, name []string) bool {
-	for len(glob) > 0 {
-		if glob[0] == "**" {
-			for skip := 0; skip <= len(name); skip++ {
-				if matchParts(glob[1:], name[skip:]) {
-					return true
-				}
-			}
+	g, n := 0, 0
+	star, mark := -1, 0 // the latest "**" and where its run of components ends
+	for n < len(name) {
+		switch {
+		case g < len(glob) && glob[g] == "**":
+			star, mark = g, n
+			g++
+		case g < len(glob) && matchComponent(glob[g], name[n]):
+			g++
+			n++
+		case star >= 0:
+			mark++
+			g, n = star+1, mark
+		default:
 			return false
 		}
-		if len(name) == 0 || !matchComponent(glob[0], name[0]) {
-			return false
-		}
-		glob, name = glob[1:], name[1:]
 	}
-	return len(name) == 0
+	for g < len(glob) && glob[g] == "**" {
+		g++
+	}
+	return g == len(glob)
 }
 
 // matchComponent matches one component; "*" matches any run of characters (never "/",
-// since components contain none).
+// since components contain none). Like matchParts, it goes back only to the latest
+// "*", in O(len(pat)·len(s)).
 func matchComponent(pat, s string) bool {
-	star := strings.IndexByte(pat, '*')
-	if star < 0 {
-		return pat == s
-	}
-	if !strings.HasPrefix(s, pat[:star]) {
-		return false
-	}
-	rest := pat[star+1:]
-	for i := star; i <= len(s); i++ {
-		if matchComponent(rest, s[i:]) {
-			return true
+	p, i := 0, 0
+	star, mark := -1, 0
+	for i < len(s) {
+		switch {
+		case p < len(pat) && pat[p] == '*':
+			star, mark = p, i
+			p++
+		case p < len(pat) && pat[p] == s[i]:
+			p++
+			i++
+		case star >= 0:
+			mark++
+			p, i = star+1, mark
+		default:
+			return false
 		}
 	}
-	return false
+	for p < len(pat) && pat[p] == '*' {
+		p++
+	}
+	return p == len(pat)
 }
 
 func (p *Policy) applies(s subjects, subject string) bool {

@@ -2,6 +2,8 @@ package manifest_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/berth-registry/berth/manifest"
@@ -19,6 +21,19 @@ func FuzzParse(f *testing.F) {
 		`{"schemaVersion":2,"config":{"mediaType":"a/b","digest":"@cfg","size":1,"Size":2}}`}
 	for i, b := range bodies {
 		f.Add(contentTypes[i%len(contentTypes)], []byte(fill(b)))
+	}
+	// The test images' manifests, indexes, layout index.json files and configs, as
+	// the registry receives them (with and without a Content-Type).
+	files, err := filepath.Glob(filepath.Join("testdata", "images", "*.json"))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no seed images in testdata/images: %v", err)
+	}
+	for i, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(contentTypes[i%len(contentTypes)], b)
 	}
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		m, err := manifest.Parse(contentType, body)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -215,6 +216,11 @@ func chunk(r *http.Request) (start int64, body io.Reader, err error) {
 	}
 	if last < first {
 		return 0, nil, fmt.Errorf("%w: Content-Range %q ends before it starts", errRangeNotSatisfiable, cr)
+	}
+	if last-first == math.MaxInt64 {
+		// Its length, 2^63 bytes, is no int64: the limit below would wrap
+		// negative and the chunk be taken as empty.
+		return 0, nil, fmt.Errorf("%w: Content-Range %q is longer than any blob", errRangeNotSatisfiable, shorten(cr))
 	}
 	n := last - first + 1
 	if r.ContentLength >= 0 && r.ContentLength != n {

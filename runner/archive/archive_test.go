@@ -143,7 +143,7 @@ func TestRoundTrip(t *testing.T) {
 // dockerArchive is an archive as older docker saves wrote it:
 // <id>/layer.tar (uncompressed), <id>.json, a symlinked layer, no
 // layout.
-func dockerArchive(t *testing.T, repoTags []string) ([]byte, testImage) {
+func dockerArchive(t testing.TB, repoTags []string) ([]byte, testImage) {
 	base := newLayer(t, map[string]string{"etc/base": "base\n"})
 	top := newLayer(t, map[string]string{"etc/top": "top\n"})
 	img := newImage(t, "amd64", base, top)

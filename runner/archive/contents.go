@@ -85,7 +85,7 @@ func readArchive(ctx context.Context, s *image.Store, r io.Reader, spool string)
 			return nil, fmt.Errorf("%w: more than %d entries", ErrInvalid, maxEntries)
 		}
 		last = hdr.Name
-		if err := c.add(hdr, tr, n); err != nil {
+		if err := c.add(hdr, archiveReader{tr}, n); err != nil {
 			return nil, err
 		}
 	}
@@ -104,6 +104,21 @@ func readError(last string, err error) error {
 		return fmt.Errorf("%w: the archive is truncated %s", ErrInvalid, where)
 	}
 	return fmt.Errorf("%w: reading the archive %s: %v", ErrInvalid, where, err)
+}
+
+// archiveReader reads an entry's bytes from the archive. A read error other
+// than the end of the stream (corrupt gzip or zstd data, say) wraps
+// ErrInvalid, so that it stays told apart from the errors of writing the
+// bytes down; a stream cut short stays io.ErrUnexpectedEOF, which callers
+// describe as truncation.
+type archiveReader struct{ r io.Reader }
+
+func (a archiveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("%w: reading the archive: %w", ErrInvalid, err)
+	}
+	return n, err
 }
 
 // tarReader returns a tar reader of r, decompressed as its first bytes

@@ -22,7 +22,7 @@ import (
 
 // needRoot skips t unless it runs as root: the layer store chowns and
 // sets trusted xattrs.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the layer store chowns, makes whiteout devices and sets trusted xattrs")
@@ -31,7 +31,7 @@ func needRoot(t *testing.T) {
 
 // newStore opens an empty image store completing short names with
 // "reg.test".
-func newStore(t *testing.T) *image.Store {
+func newStore(t testing.TB) *image.Store {
 	t.Helper()
 	s, err := image.Open(t.TempDir())
 	if err != nil {
@@ -58,7 +58,7 @@ func link(typ byte, name, target string) tarEntry {
 }
 
 // tarOf writes a tar of the entries.
-func tarOf(t *testing.T, entries ...tarEntry) []byte {
+func tarOf(t testing.TB, entries ...tarEntry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -78,7 +78,7 @@ func tarOf(t *testing.T, entries ...tarEntry) []byte {
 }
 
 // readTar returns the entries of a tar.
-func readTar(t *testing.T, b []byte) []tarEntry {
+func readTar(t testing.TB, b []byte) []tarEntry {
 	t.Helper()
 	var out []tarEntry
 	tr := tar.NewReader(bytes.NewReader(b))
@@ -99,7 +99,7 @@ func readTar(t *testing.T, b []byte) []tarEntry {
 }
 
 // gzipped compresses b with gzip.
-func gzipped(t *testing.T, b []byte) []byte {
+func gzipped(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -118,7 +118,7 @@ type testLayer struct {
 
 // newLayer makes a layer holding the files (name -> content) and a
 // directory "etc".
-func newLayer(t *testing.T, files map[string]string) testLayer {
+func newLayer(t testing.TB, files map[string]string) testLayer {
 	t.Helper()
 	entries := []tarEntry{{tar.Header{Typeflag: tar.TypeDir, Name: "etc/", Mode: 0o755}, nil}}
 	for name, body := range files {
@@ -139,7 +139,7 @@ type testImage struct {
 
 // newImage makes an image of the layers, for linux/amd64 unless a
 // platform is given, with an OCI manifest of gzip layers.
-func newImage(t *testing.T, arch string, ls ...testLayer) testImage {
+func newImage(t testing.TB, arch string, ls ...testLayer) testImage {
 	t.Helper()
 	created := time.Unix(1700000000, 0).UTC()
 	cfg := ocispec.Image{
@@ -176,7 +176,7 @@ func (img testImage) blobEntries() []tarEntry {
 func blobName(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
 
 // put records the image in s under refs, as a pull would leave it.
-func (img testImage) put(t *testing.T, s *image.Store, refs ...string) image.Image {
+func (img testImage) put(t testing.TB, s *image.Store, refs ...string) image.Image {
 	t.Helper()
 	release, err := s.Hold()
 	if err != nil {
@@ -204,7 +204,7 @@ func (img testImage) put(t *testing.T, s *image.Store, refs ...string) image.Ima
 }
 
 // save runs archive.Save and returns the tar.
-func save(t *testing.T, s *image.Store, names ...string) []byte {
+func save(t testing.TB, s *image.Store, names ...string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := archive.Save(context.Background(), s, &buf, names); err != nil {
@@ -219,7 +219,7 @@ func load(s *image.Store, b []byte) ([]archive.Loaded, error) {
 }
 
 // mustJSON marshals v.
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -218,11 +218,17 @@ func decodeAuth(s string) (user, password string, err error) {
 
 // SetCredentials stores cr for registry under the key host[:port], replacing every entry
 // that names the same registry and keeping all other entries. With an identity token the
-// password is not stored ("auth" is the base64 of "user:"), as docker does.
+// password is not stored ("auth" is the base64 of "user:"), as docker does. A user name
+// holding ':' is refused (ErrDockerConfig): "auth" could not carry it.
 func (c *DockerConfig) SetCredentials(registry string, cr Credentials) error {
 	registry, err := NormalizeRegistry(registry)
 	if err != nil {
 		return err
+	}
+	if strings.Contains(cr.Username, ":") {
+		// "auth" is user:password split at the first ':', as Basic
+		// authentication is (RFC 7617 forbids a ':' in the user-id).
+		return fmt.Errorf("%w: user name %q holds a ':', which its auth entry (user:password) cannot carry", ErrDockerConfig, cr.Username)
 	}
 	for _, k := range c.keysFor(registry) {
 		delete(c.auths, k)

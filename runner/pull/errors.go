@@ -39,7 +39,8 @@ var (
 	// ErrInsecure: credentials would travel over plain HTTP to a host that is neither
 	// loopback nor allowed with the Insecure option.
 	ErrInsecure = errors.New("refusing to send credentials over plain HTTP")
-	// ErrDockerConfig: the docker config.json file is not valid JSON of the expected shape.
+	// ErrDockerConfig: the docker config.json file is not valid JSON of the expected shape,
+	// or credentials cannot be stored in it (a user name holding ':').
 	ErrDockerConfig = errors.New("invalid docker config")
 	// ErrNotLoggedIn: Logout found no credentials for the registry.
 	ErrNotLoggedIn = errors.New("not logged in")

@@ -35,8 +35,9 @@ type Reference struct {
 //
 // The first path component is the registry when it contains a '.' or a ':' or is
 // "localhost" (the convention docker and podman follow); otherwise the whole string is a
-// repository name in defaultRegistry (host[:port]), which must then be non-empty: Berth
-// has no built-in default registry. The tag defaults to DefaultTag unless a digest is
+// repository name in defaultRegistry (host[:port]), which must then be non-empty (Berth
+// has no built-in default registry) and itself follow that convention, so that the
+// String of the reference parses back to it. The tag defaults to DefaultTag unless a digest is
 // given. Errors wrap ErrInvalidReference.
 func ParseReference(s, defaultRegistry string) (Reference, error) {
 	if s == "" {
@@ -44,8 +45,7 @@ func ParseReference(s, defaultRegistry string) (Reference, error) {
 	}
 	host, rest := "", s
 	if i := strings.IndexByte(s, '/'); i > 0 {
-		first := s[:i]
-		if strings.ContainsAny(first, ".:") || first == "localhost" {
+		if first := s[:i]; looksLikeRegistry(first) {
 			host, rest = first, s[i+1:]
 		}
 	}
@@ -56,6 +56,12 @@ func ParseReference(s, defaultRegistry string) (Reference, error) {
 		var err error
 		if host, err = NormalizeRegistry(defaultRegistry); err != nil {
 			return Reference{}, fmt.Errorf("default registry: %w", err)
+		}
+		if !looksLikeRegistry(host) {
+			// host/name would read back as a repository of the default
+			// registry, as every stored and printed name of it is read.
+			return Reference{}, fmt.Errorf("%w: default registry %q is neither localhost nor holds a '.' or a ':port', so names in it would not read back as naming it",
+				ErrInvalidReference, defaultRegistry)
 		}
 	}
 	parsed, err := reference.Parse(host + "/" + rest)
@@ -81,6 +87,13 @@ func ParseReference(s, defaultRegistry string) (Reference, error) {
 		ref.Tag = DefaultTag
 	}
 	return ref, nil
+}
+
+// looksLikeRegistry reports whether the first path component of a reference
+// names a registry rather than the start of a repository name: it holds a
+// '.' or a ':' or is "localhost", the convention docker and podman follow.
+func looksLikeRegistry(first string) bool {
+	return strings.ContainsAny(first, ".:") || first == "localhost"
 }
 
 // String returns host/name[:tag][@digest].

@@ -108,21 +108,30 @@ func (c *Client) fetchToken(ctx context.Context, registry string, ch challenge, 
 		return tokenResult{}, fmt.Errorf("token for %s: %w", registry, err)
 	}
 	defer resp.Body.Close()
+	return decodeToken(io.LimitReader(resp.Body, maxErrorBody), start, redact(u))
+}
+
+// decodeToken reads a token server's JSON answer (token or access_token,
+// expires_in, refresh_token) requested at start, from the server named from.
+// The token expires tokenMargin before the lifetime the answer claims, which
+// is taken to be at least minTokenLifetime and at most maxTokenLifetime.
+// Errors wrap ErrBadResponse.
+func decodeToken(r io.Reader, start time.Time, from string) (tokenResult, error) {
 	var body struct {
 		Token        string `json:"token"`
 		AccessToken  string `json:"access_token"`
 		ExpiresIn    int64  `json:"expires_in"`
 		RefreshToken string `json:"refresh_token"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxErrorBody)).Decode(&body); err != nil {
-		return tokenResult{}, fmt.Errorf("%w: token response of %s: %v", ErrBadResponse, redact(u), err)
+	if err := json.NewDecoder(r).Decode(&body); err != nil {
+		return tokenResult{}, fmt.Errorf("%w: token response of %s: %v", ErrBadResponse, from, err)
 	}
 	tr := tokenResult{token: body.Token, refresh: body.RefreshToken}
 	if tr.token == "" {
 		tr.token = body.AccessToken
 	}
 	if tr.token == "" {
-		return tokenResult{}, fmt.Errorf("%w: token response of %s holds no token", ErrBadResponse, redact(u))
+		return tokenResult{}, fmt.Errorf("%w: token response of %s holds no token", ErrBadResponse, from)
 	}
 	lifetime := minTokenLifetime
 	if body.ExpiresIn > int64(minTokenLifetime/time.Second) {

@@ -226,8 +226,11 @@ func runHeredoc(x *instructions.RunCommand) (args []string, script *Mount, err e
 			data = parser.ChompHeredocContent(data)
 		}
 		if strings.HasPrefix(data, "#!") {
-			name := x.Files[0].Name
-			return []string{path.Join(pipesDir, name)}, &Mount{Type: MountFile, Target: path.Join(pipesDir, name), Data: data, Mode: 0o755, FromStage: -1, ReadOnly: true}, nil
+			// The heredoc's name stays below pipesDir: "../../etc/passwd" is
+			// /dev/pipes/etc/passwd, as in BuildKit, where the script is a
+			// file of a scratch directory mounted there.
+			target := path.Join(pipesDir, path.Clean("/"+x.Files[0].Name))
+			return []string{target}, &Mount{Type: MountFile, Target: target, Data: data, Mode: 0o755, FromStage: -1, ReadOnly: true}, nil
 		}
 		return []string{data}, nil, nil
 	}
