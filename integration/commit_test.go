@@ -207,7 +207,9 @@ func TestCommit(t *testing.T) {
 	})
 
 	t.Run("running with pause", func(t *testing.T) {
-		loop := strings.TrimSpace(b.ok("run", "-d", base, "i=0; while :; do i=$((i+1)); echo $i > /counter; sleep 0.05; done"))
+		// The counter is replaced whole (a rename), so that a reader of
+		// the running container never meets it truncated.
+		loop := strings.TrimSpace(b.ok("run", "-d", base, "i=0; while :; do i=$((i+1)); echo $i > /counter.new; mv /counter.new /counter; sleep 0.05; done"))
 		defer b.run("rm", "-f", loop)
 		counter := filepath.Join(b.state, "containers", loop, "upper", "counter")
 		first := waitCounter(t, counter, "")
