@@ -48,6 +48,8 @@ type errorClass struct {
 	// message replaces the error's own text when set: for errors whose
 	// text could carry internals, or that need to name a limit.
 	message string
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 // errorTable maps every error the handlers can return to its OCI code and
@@ -75,6 +77,7 @@ var errorTable = []errorClass{
 	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
 	{err: errPaginationNumberInvalid, code: "PAGINATION_NUMBER_INVALID", status: http.StatusBadRequest},
 	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
+	{err: errTooManyUploads, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, retryAfter: uploadRetryAfter},
 	{err: auth.ErrTooManyRequests, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, message: "too many failed logins: retry later"},
 	// Fixed messages: a challenge's cause says why a token was refused, which is for the log.
 	// A known user lacking the access: still 401 with the Bearer challenge,
@@ -196,6 +199,9 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if isChallenge {
 		h.Set("WWW-Authenticate", ch.Header())
+	}
+	if c.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(c.retryAfter))
 	}
 	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
 		h.Set("Retry-After", strconv.Itoa(te.Seconds()))

@@ -54,7 +54,10 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		done := reg.metrics.uploadStarted()
+		done, err := reg.uploadStarted(r)
+		if err != nil {
+			return err
+		}
 		_, err = reg.store.PutBlob(ctx, repo, r.Body, d)
 		done()
 		if err != nil {
@@ -109,6 +112,10 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	start, body, err := chunk(r)
+	var done func()
+	if err == nil {
+		done, err = reg.uploadStarted(r)
+	}
 	if err != nil {
 		// Say where the upload stands so that the client can resume.
 		if u, serr := reg.store.StatUpload(ctx, repo, id); serr == nil {
@@ -118,7 +125,6 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	done := reg.metrics.uploadStarted()
 	u, err := reg.store.AppendUpload(ctx, repo, id, start, body)
 	done()
 	if err != nil {
@@ -152,7 +158,10 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	done := reg.metrics.uploadStarted()
+	done, err := reg.uploadStarted(r)
+	if err != nil {
+		return err
+	}
 	defer done()
 	if start >= 0 {
 		// A final chunk with Content-Range: let the store check where it
