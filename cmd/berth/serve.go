@@ -227,9 +227,15 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if n := cfg.HTTP.MaxConnections; n > 0 {
+		limited := registry.LimitConnections(ln, n)
+		ln, srv.ConnState = limited, limited.ConnState
+	}
 	attrs := []any{
 		"addr", ln.Addr().String(),
 		"tls", tlsConfig != nil,
+		"maxConnections", cfg.HTTP.MaxConnections,
+		"maxConcurrentUploads", cfg.Storage.MaxConcurrentUploads,
 		"storage", cfg.Storage.Driver,
 	}
 	attrs = append(attrs, storageAttrs(cfg.Storage)...)
