@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ConnLimit is a listener that keeps at most a fixed number of accepted
@@ -17,10 +19,16 @@ import (
 // and after a delay of their own, and a 503 costs the very descriptor and
 // goroutine the cap is there to save; a queued connection costs the
 // server nothing and the client only time, within its own connect and
-// response timeouts. So that idle keep-alive connections cannot keep
-// queued clients out for the whole idle timeout, an idle connection is
-// closed when a new one is waiting (clients reconnect, as after the idle
-// timeout): pair the listener with http.Server.ConnState = ConnState.
+// response timeouts.
+//
+// So that keep-alive connections cannot keep queued clients out for the
+// whole idle timeout, while a connection waits (checked every idleCheck
+// by polling the listening socket): every response says
+// "Connection: close" (wrap the handler with Handler), so its connection
+// ends cleanly after it, and connections idle for idleGrace or longer are
+// closed, as the idle timeout would (a connection idle for less is left
+// alone: its client is likely sending the next request, which a close
+// would break). Pair the listener with http.Server.ConnState = ConnState.
 //
 // Errors of the listener's Accept are returned as they are, so that
 // http.Server backs off on the temporary ones (EMFILE: out of file
@@ -29,12 +37,22 @@ type ConnLimit struct {
 	net.Listener
 	slots chan struct{} // a token per open connection
 	done  chan struct{} // closed by Close
+	// waiting: Accept waits for a slot and connections wait in the
+	// listen queue (at the cap with nobody queued, keep-alive goes on).
+	waiting atomic.Bool
 
-	mu      sync.Mutex
-	idle    map[net.Conn]struct{} // connections between requests
-	waiting bool                  // Accept waits for a slot
-	closed  sync.Once
+	mu     sync.Mutex
+	idle   map[net.Conn]time.Time // connections between requests, since when
+	closed sync.Once
 }
+
+// idleGrace is how long a connection must have been idle before it is
+// closed to make room for a waiting one; idleCheck how often that is
+// looked at meanwhile.
+const (
+	idleGrace = time.Second
+	idleCheck = idleGrace / 4
+)
 
 // LimitConnections returns ln capped at n open connections (n must be
 // positive).
@@ -43,7 +61,7 @@ func LimitConnections(ln net.Listener, n int) *ConnLimit {
 		Listener: ln,
 		slots:    make(chan struct{}, n),
 		done:     make(chan struct{}),
-		idle:     map[net.Conn]struct{}{},
+		idle:     map[net.Conn]time.Time{},
 	}
 }
 
@@ -53,22 +71,24 @@ func (l *ConnLimit) Accept() (net.Conn, error) {
 	select {
 	case l.slots <- struct{}{}:
 	default:
-		l.mu.Lock()
-		l.waiting = true
-		for c := range l.idle { // make room: one idle connection goes
-			delete(l.idle, c)
-			c.Close()
-			break
+		tick := time.NewTicker(idleCheck)
+		for taken := false; !taken; {
+			queued := pending(l.Listener)
+			l.waiting.Store(queued)
+			if queued {
+				l.closeIdle(time.Now().Add(-idleGrace))
+			}
+			select {
+			case l.slots <- struct{}{}:
+				taken = true
+			case <-tick.C:
+			case <-l.done:
+				tick.Stop()
+				return nil, net.ErrClosed
+			}
 		}
-		l.mu.Unlock()
-		select {
-		case l.slots <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-		l.mu.Lock()
-		l.waiting = false
-		l.mu.Unlock()
+		tick.Stop()
+		l.waiting.Store(false)
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -78,6 +98,18 @@ func (l *ConnLimit) Accept() (net.Conn, error) {
 	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
 }
 
+// closeIdle closes the connections idle since before.
+func (l *ConnLimit) closeIdle(before time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c, since := range l.idle {
+		if since.Before(before) {
+			delete(l.idle, c)
+			c.Close()
+		}
+	}
+}
+
 // Close closes the listener and ends an Accept waiting for a slot.
 func (l *ConnLimit) Close() error {
 	l.closed.Do(func() { close(l.done) })
@@ -85,21 +117,27 @@ func (l *ConnLimit) Close() error {
 }
 
 // ConnState is for http.Server.ConnState: it keeps track of the idle
-// connections, and closes one that turns idle while a new connection
-// waits for its slot.
+// connections.
 func (l *ConnLimit) ConnState(c net.Conn, s http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch s {
 	case http.StateIdle:
-		if l.waiting {
-			c.Close()
-			return
-		}
-		l.idle[c] = struct{}{}
+		l.idle[c] = time.Now()
 	case http.StateActive, http.StateHijacked, http.StateClosed:
 		delete(l.idle, c)
 	}
+}
+
+// Handler wraps h so that, while a connection waits for a slot, every
+// response ends its connection ("Connection: close").
+func (l *ConnLimit) Handler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.waiting.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // limitedConn gives its slot back once, on the first Close.

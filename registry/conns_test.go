@@ -28,7 +28,7 @@ func serveLimited(t *testing.T, n int, h http.Handler, wrap func(net.Listener) n
 		ln = wrap(ln)
 	}
 	limited := registry.LimitConnections(ln, n)
-	srv := &http.Server{Handler: h, ConnState: limited.ConnState, ErrorLog: log.New(io.Discard, "", 0)}
+	srv := &http.Server{Handler: limited.Handler(h), ConnState: limited.ConnState, ErrorLog: log.New(io.Discard, "", 0)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(limited) }()
 	t.Cleanup(func() {
@@ -55,14 +55,18 @@ func TestConnLimitQueues(t *testing.T) {
 		active.Add(-1)
 	}), nil)
 	var wg sync.WaitGroup
+	var closing atomic.Int32 // answers that ended their connection
 	errs := make(chan error, clients)
 	for range clients {
 		wg.Go(func() {
-			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			c := &http.Client{Transport: &http.Transport{}, Timeout: time.Minute}
 			res, err := c.Get(url)
 			if err != nil {
 				errs <- err
 				return
+			}
+			if res.Close {
+				closing.Add(1)
 			}
 			res.Body.Close()
 		})
@@ -80,10 +84,16 @@ func TestConnLimitQueues(t *testing.T) {
 	if m := most.Load(); m != limit {
 		t.Errorf("%d handlers ran at once, want the cap, %d", m, limit)
 	}
+	// Keep-alive clients: those answered while others waited were told
+	// to close, or the waiting would have lasted until an idle timeout.
+	if n := closing.Load(); n == 0 {
+		t.Errorf("no answer said Connection: close while connections waited")
+	}
 }
 
 // TestConnLimitClosesIdle: an idle keep-alive connection does not keep a
-// new client out: it is closed to make room, and its client reconnects.
+// new client out: it is closed to make room once idle for a moment, and
+// its client reconnects.
 func TestConnLimitClosesIdle(t *testing.T) {
 	url := serveLimited(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
@@ -94,8 +95,15 @@ var errorTable = []errorClass{
 	{err: proxy.ErrUpstreamDenied, code: "DENIED", status: http.StatusForbidden},
 	{err: proxy.ErrUpstreamThrottled, code: "TOOMANYREQUESTS", status: http.StatusServiceUnavailable},
 	{err: proxy.ErrUpstreamUnavailable, code: "UNAVAILABLE", status: http.StatusBadGateway},
+	// Out of file descriptors (ulimit -n): a passing condition, for the
+	// client to retry, not a fault of the server (http.maxConnections
+	// keeps it away).
+	{err: syscall.EMFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
+	{err: syscall.ENFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
 	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
 }
+
+const outOfFiles = "the registry has too many files open: retry shortly"
 
 var internalError = errorClass{code: "UNKNOWN", status: http.StatusInternalServerError, message: "internal server error"}
 

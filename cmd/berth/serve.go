@@ -229,7 +229,7 @@ func (a *app) serve(cfg *config.Config) error {
 	}
 	if n := cfg.HTTP.MaxConnections; n > 0 {
 		limited := registry.LimitConnections(ln, n)
-		ln, srv.ConnState = limited, limited.ConnState
+		ln, srv.ConnState, srv.Handler = limited, limited.ConnState, limited.Handler(srv.Handler)
 	}
 	attrs := []any{
 		"addr", ln.Addr().String(),
