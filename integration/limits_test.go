@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -278,4 +279,183 @@ func TestFileLimit(t *testing.T) {
 			pushPull(t, s, "limits/after")
 		})
 	}
+}
+
+// memCgroup is a memory cgroup made for one test: v2 (memory.max) where
+// the memory controller is on the unified hierarchy, else v1
+// (memory.limit_in_bytes, as on hybrid hosts).
+type memCgroup struct {
+	dir string
+	v2  bool
+}
+
+// newMemCgroup creates a cgroup limited to limit bytes (swap included on
+// v1) and moves pid into it; cleanup moves it back out and removes the
+// cgroup.
+func newMemCgroup(t *testing.T, pid int, limit int64) *memCgroup {
+	t.Helper()
+	prerequisite(t, os.Geteuid() == 0, "a memory cgroup needs root")
+	name := fmt.Sprintf("berth-test-%d-%d", os.Getpid(), pid)
+	var cg memCgroup
+	parent := "/sys/fs/cgroup"
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(b), "memory") {
+		cg.v2 = true
+	} else {
+		parent = "/sys/fs/cgroup/memory"
+		_, err := os.Stat(parent + "/memory.limit_in_bytes")
+		prerequisite(t, err == nil, "no memory cgroup controller (v2 or v1) under /sys/fs/cgroup")
+	}
+	cg.dir = parent + "/" + name
+	if err := os.Mkdir(cg.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Out first: a cgroup with a process in it cannot be removed.
+		os.WriteFile(parent+"/cgroup.procs", []byte(strconv.Itoa(pid)), 0)
+		if err := os.Remove(cg.dir); err != nil && !os.IsNotExist(err) {
+			t.Errorf("removing the test cgroup: %v", err)
+		}
+	})
+	n := strconv.FormatInt(limit, 10)
+	if cg.v2 {
+		cg.write(t, "memory.max", n)
+		cg.write(t, "memory.swap.max", "0")
+	} else {
+		cg.write(t, "memory.limit_in_bytes", n)
+		if _, err := os.Stat(cg.dir + "/memory.memsw.limit_in_bytes"); err == nil {
+			cg.write(t, "memory.memsw.limit_in_bytes", n)
+		}
+	}
+	cg.write(t, "cgroup.procs", strconv.Itoa(pid))
+	return &cg
+}
+
+func (cg *memCgroup) write(t *testing.T, file, value string) {
+	t.Helper()
+	if err := os.WriteFile(cg.dir+"/"+file, []byte(value), 0); err != nil {
+		t.Fatalf("cgroup %s = %s: %v", file, value, err)
+	}
+}
+
+// stats are the peak usage and the OOM kills in the cgroup so far.
+func (cg *memCgroup) stats(t *testing.T) (peak int64, oomKills int) {
+	t.Helper()
+	read := func(file string) string {
+		b, err := os.ReadFile(cg.dir + "/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	field := func(text, key string) int {
+		for l := range strings.Lines(text) {
+			if v, ok := strings.CutPrefix(l, key+" "); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				return n
+			}
+		}
+		return 0
+	}
+	peakFile, events := "memory.max_usage_in_bytes", "memory.oom_control"
+	if cg.v2 {
+		peakFile, events = "memory.peak", "memory.events"
+	}
+	if _, err := os.Stat(cg.dir + "/" + peakFile); err == nil {
+		peak, _ = strconv.ParseInt(strings.TrimSpace(read(peakFile)), 10, 64)
+	}
+	return peak, field(read(events), "oom_kill")
+}
+
+// blobStream is blob i of the memory test: size bytes of a seeded
+// stream, made again for each read, so that the test holds none of it.
+func blobStream(i int, size int64) io.Reader {
+	return io.LimitReader(rand.NewChaCha8([32]byte{byte(i), 'b', 'e', 'r', 't', 'h'}), size)
+}
+
+// TestMemoryLimit: in a memory cgroup of 128 MiB (swap excluded), 32
+// clients push 16 MiB blobs at once (monolithic or in 4 MiB chunks) and
+// pull them back, 1 GiB through a process allowed an eighth of it: no OOM
+// kill, every byte right. Buffers are per connection and bounded, so the
+// peak stays well under the limit.
+func TestMemoryLimit(t *testing.T) {
+	needIntegration(t)
+	t.Parallel()
+	const limit, clients, size, chunk = 128 << 20, 32, 16 << 20, 4 << 20
+	s := startServerWith(t, Options{Kind: Berth, Root: t.TempDir(), Quiet: true})
+	cg := newMemCgroup(t, s.PID(), limit)
+
+	digests := make([]string, clients)
+	for i := range clients {
+		h := sha256.New()
+		io.Copy(h, blobStream(i, size))
+		digests[i] = "sha256:" + fmt.Sprintf("%x", h.Sum(nil))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute) // bounds the load
+	defer cancel()
+	var c tally
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range clients {
+		wg.Go(func() {
+			client := &http.Client{Transport: &http.Transport{DisableCompression: true}, CheckRedirect: noRedirect.CheckRedirect}
+			repo := fmt.Sprintf("%s/v2/mem/c%d", s.URL, i%4)
+			st, _, h := c.do(ctx, client, "POST", repo+"/blobs/uploads/", nil, 0)
+			if st != http.StatusAccepted {
+				return
+			}
+			loc := s.URL + h.Get("Location")
+			if i%2 == 1 { // in chunks
+				for off := int64(0); off < size; off += chunk {
+					r := io.LimitReader(blobStream(i, size), off+chunk)
+					io.CopyN(io.Discard, r, off)
+					req, _ := http.NewRequestWithContext(ctx, "PATCH", loc, r)
+					req.ContentLength = chunk
+					req.Header.Set("Content-Type", "application/octet-stream")
+					req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, off+chunk-1))
+					res, err := client.Do(req)
+					if err != nil {
+						c.add("PATCH", 0, err)
+						return
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					c.add("PATCH", res.StatusCode, nil)
+					if res.StatusCode != http.StatusAccepted {
+						return
+					}
+					loc = s.URL + res.Header.Get("Location")
+				}
+				c.do(ctx, client, "PUT", withQuery(loc, "digest", digests[i]), nil, 0)
+			} else {
+				c.do(ctx, client, "PUT", withQuery(loc, "digest", digests[i]), blobStream(i, size), size)
+			}
+			for _, j := range []int{i, (i + 1) % clients} {
+				st, sum, _ := c.do(ctx, client, "GET", fmt.Sprintf("%s/v2/mem/c%d/blobs/%s", s.URL, j%4, digests[j]), nil, 0)
+				if st == http.StatusOK && "sha256:"+fmt.Sprintf("%x", sum) != digests[j] {
+					c.add("GET wrong bytes", 0, errors.New("a blob GET returned other bytes"))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	peak, kills := cg.stats(t)
+	hwm := int64(-1)
+	if !s.Exited() {
+		hwm = procStatus(t, s.PID(), "VmHWM")
+	}
+	t.Logf("%d clients, %d MiB each, in a %d MiB cgroup: %.1fs; peak usage %.1f MiB (page cache included), server VmHWM %.1f MiB, oom kills %d; answers:\n%s",
+		clients, size>>20, limit>>20, time.Since(start).Seconds(), float64(peak)/(1<<20),
+		float64(hwm)/(1<<20), kills, formatCounts(c.statuses))
+	for _, e := range c.errs {
+		t.Errorf("client error: %s", e)
+	}
+	if kills != 0 || s.Exited() {
+		t.Fatalf("the server was OOM-killed (%d kills; exited: %t)", kills, s.Exited())
+	}
+	// A GET of the other client's blob may race its push: 404 then.
+	okCount := c.count(func(k string) bool { return k == "GET 200" })
+	if bad := c.count(func(k string) bool { return k != "GET 200" && k != "GET 404" && !strings.HasSuffix(k, " 201") && !strings.HasSuffix(k, " 202") }); bad > 0 || okCount < clients {
+		t.Errorf("%d answers other than 2xx (and 404 for a blob not pushed yet), %d GETs whole; want none and at least %d", bad, okCount, clients)
+	}
+	pushPull(t, s, "mem/after")
 }
