@@ -454,7 +454,9 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	// A GET of the other client's blob may race its push: 404 then.
 	okCount := c.count(func(k string) bool { return k == "GET 200" })
-	if bad := c.count(func(k string) bool { return k != "GET 200" && k != "GET 404" && !strings.HasSuffix(k, " 201") && !strings.HasSuffix(k, " 202") }); bad > 0 || okCount < clients {
+	if bad := c.count(func(k string) bool {
+		return k != "GET 200" && k != "GET 404" && !strings.HasSuffix(k, " 201") && !strings.HasSuffix(k, " 202")
+	}); bad > 0 || okCount < clients {
 		t.Errorf("%d answers other than 2xx (and 404 for a blob not pushed yet), %d GETs whole; want none and at least %d", bad, okCount, clients)
 	}
 	pushPull(t, s, "mem/after")
