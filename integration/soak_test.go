@@ -122,7 +122,11 @@ func TestUptimeSoak(t *testing.T) {
 	run(uptimeWarmup)
 	var warm level
 	// Settled: what the warm-up left open has closed.
-	settle(func() bool { a, b := measure(), measure(); warm = b; return a.goroutines == b.goroutines && a.fds == b.fds })
+	settle(func() bool {
+		a, b := measure(), measure()
+		warm = b
+		return a.goroutines == b.goroutines && a.fds == b.fds
+	})
 	t.Logf("after the warm-up (%s, %d requests): %d goroutines, %d open files, RSS %.1f MiB",
 		uptimeWarmup, s.requests, warm.goroutines, warm.fds, float64(warm.rss)/(1<<20))
 	hist0 := durationsOver(t, srv, 1)
