@@ -266,7 +266,7 @@ func TestFileLimit(t *testing.T) {
 			} else if n > 0 {
 				t.Logf("without a cap, 5xx answers: %v", which)
 				if c.count(func(k string) bool { return strings.HasSuffix(k, " 500") }) > 0 {
-					t.Errorf("out of file descriptors was answered 500, not 503")
+					t.Errorf("out of file descriptors was answered 500, not 503:\n%s", grepLog(t, s, "status=500", 5))
 				}
 			}
 

@@ -26,9 +26,9 @@ import (
 // by polling the listening socket): every response says
 // "Connection: close" (wrap the handler with Handler), so its connection
 // ends cleanly after it, and connections idle for idleGrace or longer are
-// closed, as the idle timeout would (a connection idle for less is left
-// alone: its client is likely sending the next request, which a close
-// would break). Pair the listener with http.Server.ConnState = ConnState.
+// closed, as the idle timeout would (a connection idle for less, or with
+// bytes of a next request waiting, is left alone: a close would break the
+// request its client is sending). Pair the listener with http.Server.ConnState = ConnState.
 //
 // Errors of the listener's Accept are returned as they are, so that
 // http.Server backs off on the temporary ones (EMFILE: out of file
@@ -98,12 +98,13 @@ func (l *ConnLimit) Accept() (net.Conn, error) {
 	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
 }
 
-// closeIdle closes the connections idle since before.
+// closeIdle closes the connections idle since before, but those whose
+// client is sending its next request already.
 func (l *ConnLimit) closeIdle(before time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for c, since := range l.idle {
-		if since.Before(before) {
+		if since.Before(before) && !sending(c) {
 			delete(l.idle, c)
 			c.Close()
 		}
