@@ -622,7 +622,9 @@ func (d *Driver) rename(oldname, newp string) error {
 // of file descriptors, an I/O error), so it may not be durable.
 type dirSyncError struct{ err error }
 
-func (e *dirSyncError) Error() string { return "syncing the directory after a rename: " + e.err.Error() }
+func (e *dirSyncError) Error() string {
+	return "syncing the directory after a rename: " + e.err.Error()
+}
 func (e *dirSyncError) Unwrap() error { return e.err }
 
 // mkdirAll creates the directory at storage path p and its missing parents,
