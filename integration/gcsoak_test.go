@@ -69,6 +69,7 @@ type soak struct {
 	bases    []string // the replicas: each request goes to one at random
 	pool     []gcBlob // layers shared by all images
 	deadline time.Time
+	maxOps   int          // per worker, a bound besides the time
 	client   *http.Client // to the registry: redirects are answers
 	bucket   *http.Client // to the presigned URLs of redirects
 	slots    [][]*soakSlot
@@ -83,6 +84,12 @@ type soak struct {
 	referrers map[string][]*gcManifest // by subject digest: those that got 201
 	home      map[string]string        // blob digest -> a repository it was linked into
 	pushedAt  map[string]time.Time     // manifest digest -> when its PUT got 201
+	// The time each answer took, measured by the client from sending
+	// the request to the end of the answer's body.
+	requests   int
+	slowest    time.Duration
+	slowestReq string
+	overSecond []string // requests that took over a second
 }
 
 // soakSlot is a tag that one pusher writes, guarded so that a puller, a
@@ -107,6 +114,7 @@ func newSoak(bases []string) *soak {
 	s := &soak{
 		bases:     bases,
 		deadline:  time.Now().Add(soakDuration),
+		maxOps:    soakMaxOps,
 		events:    map[string]int{},
 		statuses:  map[string]int{},
 		codes:     map[string]int{},
@@ -160,6 +168,7 @@ func (s *soak) send(method, url string, body []byte, header map[string]string) (
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	start := time.Now()
 	resp, err := s.client.Do(req)
 	if err != nil {
 		s.fail("%s %s: %v", method, url, err)
@@ -171,7 +180,15 @@ func (s *soak) send(method, url string, body []byte, header map[string]string) (
 		s.fail("%s %s: reading the body: %v", method, url, err)
 		return 0, nil, nil
 	}
+	took := time.Since(start)
 	s.mu.Lock()
+	s.requests++
+	if took > s.slowest {
+		s.slowest, s.slowestReq = took, method+" "+url
+	}
+	if took > time.Second {
+		s.overSecond = append(s.overSecond, fmt.Sprintf("%s %s %s: %d in %s", start.Format("15:04:05.000"), method, url, resp.StatusCode, took.Round(time.Millisecond)))
+	}
 	s.statuses[fmt.Sprintf("%s %d", method, resp.StatusCode)]++
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		s.codes[fmt.Sprintf("%d %s", resp.StatusCode, errorCode(method, got))]++
@@ -409,7 +426,7 @@ func (s *soak) poolImage() *gcManifest {
 // pusher pushes images, sometimes an index over two, to its own tags,
 // overwriting them; sometimes it starts an upload and leaves it.
 func (s *soak) pusher(slots []*soakSlot) {
-	for n := 0; n < soakMaxOps && s.running(); n++ {
+	for n := 0; n < s.maxOps && s.running(); n++ {
 		slot := slots[rand.IntN(len(slots))]
 		if rand.IntN(20) == 0 {
 			if loc, err := s.startUpload(slot.repo); err == nil {
@@ -509,7 +526,7 @@ func (s *soak) pullBlob(repo string, b gcBlob, live bool) bool {
 // puller pulls tagged images whole while holding their slot, and now and
 // then anything ever pushed, which may be gone.
 func (s *soak) puller() {
-	for n := 0; n < soakMaxOps && s.running(); n++ {
+	for n := 0; n < s.maxOps && s.running(); n++ {
 		if rand.IntN(10) < 7 {
 			slot := s.randomSlot()
 			slot.mu.Lock()
@@ -540,7 +557,7 @@ func (s *soak) puller() {
 
 // deleter DELETEs tagged manifests by digest.
 func (s *soak) deleter() {
-	for n := 0; n < soakMaxOps && s.running(); n++ {
+	for n := 0; n < s.maxOps && s.running(); n++ {
 		time.Sleep(time.Duration(100+rand.IntN(200)) * time.Millisecond)
 		slot := s.randomSlot()
 		slot.mu.Lock()
@@ -598,7 +615,7 @@ func (s *soak) checkReferrers(repo string, m *gcManifest) {
 // referrerWriter pushes artifacts whose subject is a tagged manifest (then
 // checks the referrers list) or a deleted one.
 func (s *soak) referrerWriter() {
-	for n := 0; n < soakMaxOps && s.running(); n++ {
+	for n := 0; n < s.maxOps && s.running(); n++ {
 		time.Sleep(time.Duration(50+rand.IntN(100)) * time.Millisecond)
 		payload := newGCBlob(soakSignature, randomBytes(200+rand.IntN(300)))
 		if rand.IntN(10) < 7 {

@@ -60,6 +60,10 @@ type Options struct {
 	// write ("gc:\n  interval: 1s\n", "proxy:\n  remoteurl: ...\n"); ""
 	// for none.
 	Extra string
+	// HTTP and Storage are YAML lines added to Berth's http and storage
+	// sections, indented by two spaces ("  maxConnections: 100\n"); "" for
+	// none.
+	HTTP, Storage string
 }
 
 // S3Options point Berth's s3 driver at a bucket of an S3-compatible server,
@@ -234,8 +238,9 @@ func command(o Options, host, cfgPath string) (bin string, args []string, config
 			b.WriteString("log:\n  level: info\n  accessLog: true\n")
 		}
 		// A quick stop: tests and benchmarks leave no uploads behind.
-		b.WriteString("http:\n  drainTimeout: 5s\n")
+		b.WriteString("http:\n  drainTimeout: 5s\n" + o.HTTP)
 		fmt.Fprintf(&b, "storage:\n  driver: %s\n", o.Driver)
+		b.WriteString(o.Storage)
 		switch o.Driver {
 		case Filesystem:
 			fmt.Fprintf(&b, "  filesystem:\n    root: %q\n", o.Root)
@@ -319,6 +324,10 @@ func exitStatus(err error) string {
 	}
 	return err.Error()
 }
+
+// PID is the process id of the registry (its /proc/PID has its open files
+// and memory; prlimit and cgroups take it).
+func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // Exited reports whether the process has ended.
 func (s *Server) Exited() bool {

@@ -7,5 +7,6 @@
 // repository.
 //
 // It may import the store, manifest, storage, auth, gc and registry/proxy packages,
-// gorilla/mux and the Prometheus client; nothing it imports may import it.
+// gorilla/mux, the Prometheus client and golang.org/x/sys/unix (to poll the
+// listen queue); nothing it imports may import it.
 package registry

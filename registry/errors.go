@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/berth-registry/berth/auth"
 	"github.com/berth-registry/berth/manifest"
@@ -48,6 +49,8 @@ type errorClass struct {
 	// message replaces the error's own text when set: for errors whose
 	// text could carry internals, or that need to name a limit.
 	message string
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 // errorTable maps every error the handlers can return to its OCI code and
@@ -75,6 +78,7 @@ var errorTable = []errorClass{
 	{err: errRangeNotSatisfiable, code: "RANGE_INVALID", status: http.StatusRequestedRangeNotSatisfiable},
 	{err: errPaginationNumberInvalid, code: "PAGINATION_NUMBER_INVALID", status: http.StatusBadRequest},
 	{err: errUnsupported, code: "UNSUPPORTED", status: http.StatusMethodNotAllowed},
+	{err: errTooManyUploads, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, retryAfter: uploadRetryAfter},
 	{err: auth.ErrTooManyRequests, code: "TOOMANYREQUESTS", status: http.StatusTooManyRequests, message: "too many failed logins: retry later"},
 	// Fixed messages: a challenge's cause says why a token was refused, which is for the log.
 	// A known user lacking the access: still 401 with the Bearer challenge,
@@ -91,8 +95,15 @@ var errorTable = []errorClass{
 	{err: proxy.ErrUpstreamDenied, code: "DENIED", status: http.StatusForbidden},
 	{err: proxy.ErrUpstreamThrottled, code: "TOOMANYREQUESTS", status: http.StatusServiceUnavailable},
 	{err: proxy.ErrUpstreamUnavailable, code: "UNAVAILABLE", status: http.StatusBadGateway},
+	// Out of file descriptors (ulimit -n): a passing condition, for the
+	// client to retry, not a fault of the server (http.maxConnections
+	// keeps it away).
+	{err: syscall.EMFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
+	{err: syscall.ENFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
 	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
 }
+
+const outOfFiles = "the registry has too many files open: retry shortly"
 
 var internalError = errorClass{code: "UNKNOWN", status: http.StatusInternalServerError, message: "internal server error"}
 
@@ -196,6 +207,9 @@ func (reg *Registry) writeError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if isChallenge {
 		h.Set("WWW-Authenticate", ch.Header())
+	}
+	if c.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(c.retryAfter))
 	}
 	if te, ok := errors.AsType[*auth.ThrottledError](err); ok {
 		h.Set("Retry-After", strconv.Itoa(te.Seconds()))

@@ -48,6 +48,10 @@ type Options struct {
 	// long (408; an upload keeps what arrived and can resume), so that a
 	// silent client holds nothing for ever. Zero: no timeout.
 	BodyTimeout time.Duration
+	// MaxConcurrentUploads caps the upload bodies streamed at once; a
+	// request beyond it is answered 429 TOOMANYREQUESTS with Retry-After
+	// before its body is read. 0: no cap.
+	MaxConcurrentUploads int
 }
 
 // GCPolicy is what GET /v2/_berth/usage needs of the collection policy.
@@ -76,6 +80,7 @@ type Registry struct {
 	usage         *gc.UsageReporter
 	space         space
 	bodyTimeout   time.Duration
+	uploads       uploadSlots  // nil: no cap
 	router        http.Handler // routes' result
 }
 
@@ -91,6 +96,7 @@ func New(opts Options) (*Registry, error) {
 		accessLog:     opts.AccessLog,
 		deleteEnabled: opts.DeleteEnabled,
 		bodyTimeout:   opts.BodyTimeout,
+		uploads:       newUploadSlots(opts.MaxConcurrentUploads),
 		authorizer:    opts.Authorizer,
 		gcPolicy:      opts.GC,
 		proxies:       opts.Proxies,

@@ -55,7 +55,10 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		done := reg.metrics.uploadStarted()
+		done, err := reg.uploadStarted(r)
+		if err != nil {
+			return err
+		}
 		_, err = reg.store.PutBlob(ctx, repo, r.Body, d)
 		done()
 		if err != nil {
@@ -110,6 +113,10 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx := r.Context()
 	start, body, err := chunk(r)
+	var done func()
+	if err == nil {
+		done, err = reg.uploadStarted(r)
+	}
 	if err != nil {
 		// Say where the upload stands so that the client can resume.
 		if u, serr := reg.store.StatUpload(ctx, repo, id); serr == nil {
@@ -119,7 +126,6 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	done := reg.metrics.uploadStarted()
 	u, err := reg.store.AppendUpload(ctx, repo, id, start, body)
 	done()
 	if err != nil {
@@ -153,7 +159,10 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	done := reg.metrics.uploadStarted()
+	done, err := reg.uploadStarted(r)
+	if err != nil {
+		return err
+	}
 	defer done()
 	if start >= 0 {
 		// A final chunk with Content-Range: let the store check where it

@@ -183,16 +183,17 @@ func (a *app) serve(cfg *config.Config) error {
 	usage := gc.NewUsageReporter(st, gc.UsagePolicy{Grace: gcGrace(cfg.GC.Grace),
 		DeleteUntagged: cfg.GC.DeleteUntagged, Caches: cacheRules(cfg.Proxy)})
 	reg, err := registry.New(registry.Options{
-		BodyTimeout:   cfg.HTTP.BodyTimeout,
-		Usage:         usage,
-		Cache:         cache,
-		Proxies:       proxies,
-		Store:         st,
-		Logger:        logger,
-		Metrics:       metrics,
-		AccessLog:     cfg.Log.AccessLog,
-		DeleteEnabled: cfg.Storage.Delete.Enabled,
-		Authorizer:    authorizer,
+		BodyTimeout:          cfg.HTTP.BodyTimeout,
+		MaxConcurrentUploads: cfg.Storage.MaxConcurrentUploads,
+		Usage:                usage,
+		Cache:                cache,
+		Proxies:              proxies,
+		Store:                st,
+		Logger:               logger,
+		Metrics:              metrics,
+		AccessLog:            cfg.Log.AccessLog,
+		DeleteEnabled:        cfg.Storage.Delete.Enabled,
+		Authorizer:           authorizer,
 		GC: registry.GCPolicy{Grace: gcGrace(cfg.GC.Grace), DeleteUntagged: cfg.GC.DeleteUntagged,
 			Caches: cacheRules(cfg.Proxy)},
 	})
@@ -226,9 +227,15 @@ func (a *app) serve(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	if n := cfg.HTTP.MaxConnections; n > 0 {
+		limited := registry.LimitConnections(ln, n)
+		ln, srv.ConnState, srv.Handler = limited, limited.ConnState, limited.Handler(srv.Handler)
+	}
 	attrs := []any{
 		"addr", ln.Addr().String(),
 		"tls", tlsConfig != nil,
+		"maxConnections", cfg.HTTP.MaxConnections,
+		"maxConcurrentUploads", cfg.Storage.MaxConcurrentUploads,
 		"storage", cfg.Storage.Driver,
 	}
 	attrs = append(attrs, storageAttrs(cfg.Storage)...)

@@ -30,6 +30,13 @@ type HTTP struct {
 	// requests (uploads, downloads) to finish before their connections are
 	// closed. 0 closes them at once. Default: 5m.
 	DrainTimeout time.Duration `yaml:"drainTimeout"`
+	// MaxConnections caps the client connections open at once; 0 is no
+	// cap. A connection beyond it waits in the listen queue until one
+	// closes (an idle keep-alive connection is closed first to make room):
+	// clients see a slower connect, never an error. Set it under the
+	// process's open-files limit (ulimit -n), which stores and uploads use
+	// too. Must not be negative. Default: 0.
+	MaxConnections int `yaml:"maxConnections"`
 	// TLS turns on HTTPS.
 	TLS TLS `yaml:"tls"`
 	// TrustedProxies lists the reverse proxies in front of berth, as IP
@@ -80,6 +87,9 @@ func (h *HTTP) validate(report reportFunc) {
 	}
 	if h.IdleTimeout <= 0 {
 		report("http.idleTimeout", "%s must be positive", h.IdleTimeout)
+	}
+	if h.MaxConnections < 0 {
+		report("http.maxConnections", "%d must not be negative (0 is no cap)", h.MaxConnections)
 	}
 	if h.DrainTimeout < 0 {
 		report("http.drainTimeout", "%s must not be negative", h.DrainTimeout)

@@ -39,6 +39,12 @@ type Storage struct {
 	Manifests Manifests `yaml:"manifests"`
 	// UploadPurging configures the removal of abandoned uploads.
 	UploadPurging UploadPurging `yaml:"uploadPurging"`
+	// MaxConcurrentUploads caps the blob upload bodies streamed at once
+	// (PATCH, PUT and monolithic POST of an upload); beyond it such a
+	// request is answered 429 TOOMANYREQUESTS with Retry-After before its
+	// body is read, and the client retries. 0 is no cap. Must not be
+	// negative. Default: 0.
+	MaxConcurrentUploads int `yaml:"maxConcurrentUploads"`
 }
 
 // Filesystem configures the filesystem storage driver.
@@ -158,6 +164,9 @@ func (s *Storage) validate(report reportFunc) {
 	}
 	if s.Filesystem.WarnFreeBytes < 0 {
 		report("storage.filesystem.warnFreeBytes", "%d must not be negative (0 warns never)", s.Filesystem.WarnFreeBytes)
+	}
+	if s.MaxConcurrentUploads < 0 {
+		report("storage.maxConcurrentUploads", "%d must not be negative (0 is no cap)", s.MaxConcurrentUploads)
 	}
 	if s.Driver == DriverS3 {
 		s.S3.validate(report)

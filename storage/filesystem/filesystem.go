@@ -542,8 +542,10 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 		return notFound(src) // only files move
 	}
 	if err := d.rename(srcName, dst); err != nil {
-		if _, serr := os.Lstat(srcName); isNotFound(serr) {
-			return notFound(src) // removed by someone else meanwhile
+		// The source gone after a failed rename: removed by someone
+		// else meanwhile. Not after a failed sync: it moved.
+		if _, serr := os.Lstat(srcName); isNotFound(serr) && !errors.As(err, new(*dirSyncError)) {
+			return notFound(src)
 		}
 		return fmt.Errorf("filesystem: %w", err)
 	}
@@ -611,10 +613,19 @@ func (d *Driver) rename(oldname, newp string) error {
 	// A concurrent Delete of the directory right after the rename removed
 	// what we wrote: our write came first, and there is nothing to sync.
 	if err := syncDir(d.file(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return &dirSyncError{err}
 	}
 	return nil
 }
+
+// dirSyncError: a rename happened, but syncing its directory failed (out
+// of file descriptors, an I/O error), so it may not be durable.
+type dirSyncError struct{ err error }
+
+func (e *dirSyncError) Error() string {
+	return "syncing the directory after a rename: " + e.err.Error()
+}
+func (e *dirSyncError) Unwrap() error { return e.err }
 
 // mkdirAll creates the directory at storage path p and its missing parents,
 // syncing the parent of each directory it creates so that the new entries

@@ -32,13 +32,22 @@ const streamAlgorithm = digest.SHA256
 
 // copyBufferSize is the size of the buffers bytes travel through between
 // the request body, the driver and the hash; pipelineDepth is how many of
-// them one upload may have in flight (8 MiB per upload).
+// them one upload may have in flight (8 MiB for an upload alone; see
+// pipelineShare for many at once).
 const (
 	copyBufferSize = 1 << 20
 	pipelineDepth  = 8
 )
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// pipelineShare bounds the buffers beyond its first that all uploads
+// together have in flight (16 MiB): an upload alone pipelines
+// pipelineDepth buffers, while many at once share these and each keeps at
+// least its first, so that memory grows by 1 MiB per concurrent upload,
+// not 8 (32 pushes at once took 256 MiB and were OOM-killed in a 128 MiB
+// cgroup).
+var pipelineShare = make(chan struct{}, 16)
 
 // ValidUploadID reports whether id has the form of an upload ID this store
 // hands out (a UUID), so that no other string is ever used in a path.
@@ -292,9 +301,26 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 		n   int
 	}
 	// Every buffer is in exactly one of these channels or with one
-	// goroutine, so no send blocks.
+	// goroutine, so no send blocks. Beyond the first, as many as the
+	// share has free, never waiting: with none, the three stages take
+	// turns on the first.
+	depth := 1
+	for depth < pipelineDepth {
+		select {
+		case pipelineShare <- struct{}{}:
+			depth++
+			continue
+		default:
+		}
+		break
+	}
+	defer func() {
+		for range depth - 1 {
+			<-pipelineShare
+		}
+	}()
 	free := make(chan *[]byte, pipelineDepth)
-	for i := 1; i < pipelineDepth; i++ {
+	for i := 1; i < depth; i++ {
 		free <- copyBuffers.Get().(*[]byte)
 	}
 	toWrite := make(chan chunk, pipelineDepth)
@@ -345,7 +371,7 @@ func copyHashing(w io.Writer, h hash.Hash, r io.Reader) error {
 	}
 	close(toWrite)
 	<-hashed
-	for range pipelineDepth {
+	for range depth {
 		copyBuffers.Put(<-free)
 	}
 	switch {
