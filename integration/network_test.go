@@ -180,6 +180,13 @@ func TestNetwork(t *testing.T) {
 		checkGone(t, b, pools, id, false) // the rootfs stays mounted until rm
 		b.ok("rm", "-f", id)
 		checkGone(t, b, pools, id, true)
+		// Nor a cgroup: the dead holder could not remove it, rm does.
+		if left, _ := filepath.Glob("/sys/fs/cgroup/*/berth/" + id); len(left) > 0 {
+			t.Errorf("cgroups left after rm: %v", left)
+		}
+		if left, _ := filepath.Glob("/sys/fs/cgroup/berth/" + id); len(left) > 0 {
+			t.Errorf("cgroup left after rm: %v", left)
+		}
 	})
 }
 

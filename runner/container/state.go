@@ -430,6 +430,7 @@ func (c *Container) RemoveHeld() error {
 	if unix.Lstat(c.Rootfs(), &st) == nil && unix.Lstat(c.Dir, &parent) == nil && st.Dev != parent.Dev {
 		return fmt.Errorf("container %s: %s is still a mount point", c.ID, c.Rootfs())
 	}
+	c.removeCgroup()
 	// Rename first, so that a half-removed container is never listed.
 	name := c.Name()
 	trash := filepath.Join(filepath.Dir(c.Dir), "."+c.ID+".removing")
@@ -444,4 +445,20 @@ func (c *Container) RemoveHeld() error {
 		}
 	}
 	return os.RemoveAll(trash)
+}
+
+// removeCgroup removes the cgroup a holder that died left behind (its
+// processes died with the init: the parent-death signal); a holder that
+// ended normally removed it already. Best effort: a group that cannot go
+// (processes in it still) stays.
+func (c *Container) removeCgroup() {
+	p := "berth/" + c.ID
+	if s, err := c.Spec(); err == nil && s.Linux != nil && s.Linux.CgroupsPath != "" {
+		p = s.Linux.CgroupsPath
+	}
+	// NewCgroup finds (and would make) the group's directories in every
+	// hierarchy; Destroy removes them.
+	if cg, err := NewCgroup(p, nil); err == nil {
+		cg.Destroy()
+	}
 }
