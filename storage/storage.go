@@ -182,6 +182,28 @@ func WithLazySync(ctx context.Context) context.Context {
 	return context.WithValue(ctx, lazySyncKey{}, true)
 }
 
+// noSyncKey is the context key of WithoutSync.
+type noSyncKey struct{}
+
+// WithoutSync returns ctx marked so that what the writers a driver opens
+// with it write need not survive a crash of the machine: state the
+// caller can rebuild or do without (an upload's bookkeeping, a garbage
+// collection lease, which only processes running at the same time read).
+// Once Commit returns the content is in place for every process, as
+// always; the filesystem driver skips the file's fsync and that of the
+// directory it is renamed into (a directory it creates is still made
+// durable, since durable content may later be written below it). Drivers
+// may ignore the mark.
+func WithoutSync(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noSyncKey{}, true)
+}
+
+// NoSync reports whether ctx carries WithoutSync's mark.
+func NoSync(ctx context.Context) bool {
+	v, _ := ctx.Value(noSyncKey{}).(bool)
+	return v
+}
+
 // LazySync reports whether ctx carries WithLazySync's mark.
 func LazySync(ctx context.Context) bool {
 	v, _ := ctx.Value(lazySyncKey{}).(bool)

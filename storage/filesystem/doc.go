@@ -1,3 +1,31 @@
 // Package filesystem holds the storage.Driver that keeps content as files under a local root directory.
 // It may import only the standard library, golang.org/x/sys/unix (Linux writeback hints) and package storage.
+//
+// # Durability
+//
+// What a caller is told is written survives a crash of the machine (a
+// power loss, a kernel panic), not only of the process, unless the caller
+// said it need not (storage.WithoutSync):
+//
+//   - a writer's Commit or Close returns after the file's content is
+//     fsynced, the file renamed from .berth-tmp into place, and the
+//     directory it landed in fsynced; a directory created on the way is
+//     made durable by an fsync of its parent (always, even for a writer
+//     WithoutSync, since durable content may later be written below it);
+//   - Move returns after the rename and an fsync of the destination's
+//     directory (and of each parent of a directory it created);
+//   - Delete is not synced: a deletion may be undone by a crash of the
+//     machine, which leaves content that garbage collection removes again.
+//
+// So when the registry answers 201 to a blob push, the blob's bytes, its
+// data file's name in blobs/ and the repository's layer link (content and
+// name) are on disk; so is a manifest's body, revision link and tag link
+// when it answers 201 to a manifest push. What it writes WithoutSync, and
+// a crash of the machine may lose, it can rebuild or do without: an
+// upload's startedat file and hash state (an upload in progress is not
+// promised to survive: the client starts it again; a lost hash state is
+// rebuilt by hashing the data again) and garbage-collection leases (read
+// only by collectors running at the same time, which such a crash ends).
+// A blob pushed whole (POST with its digest, or a PUT that carries all of
+// it) is written straight to its own path, never to an upload directory.
 package filesystem

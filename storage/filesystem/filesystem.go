@@ -250,13 +250,14 @@ func (d *Driver) Writer(ctx context.Context, p string, appending bool) (storage.
 			return nil, fmt.Errorf("filesystem: %w", err)
 		}
 		return &writer{d: d, path: p, name: name, f: f, size: fi.Size(), started: fi.Size(), synced: fi.Size(),
-			lazy: storage.LazySync(ctx)}, nil
+			lazy: storage.LazySync(ctx) || storage.NoSync(ctx), nosync: storage.NoSync(ctx)}, nil
 	}
 	tmp, f, err := d.createTemp()
 	if err != nil {
 		return nil, err
 	}
-	return &writer{d: d, path: p, name: name, tmp: tmp, f: f, lazy: storage.LazySync(ctx)}, nil
+	return &writer{d: d, path: p, name: name, tmp: tmp, f: f, lazy: storage.LazySync(ctx) || storage.NoSync(ctx),
+		nosync: storage.NoSync(ctx)}, nil
 }
 
 // createTemp creates a new temporary file in the temporary directory,
@@ -541,7 +542,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if !fi.Mode().IsRegular() {
 		return notFound(src) // only files move
 	}
-	if err := d.rename(srcName, dst); err != nil {
+	if err := d.rename(srcName, dst, true); err != nil {
 		// The source gone after a failed rename: removed by someone
 		// else meanwhile. Not after a failed sync: it moved.
 		if _, serr := os.Lstat(srcName); isNotFound(serr) && !errors.As(err, new(*dirSyncError)) {
@@ -587,9 +588,9 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 }
 
 // rename moves the file oldname to storage path newp, creating its parent
-// directories as needed, and makes the result durable by syncing the
-// directory it lands in.
-func (d *Driver) rename(oldname, newp string) error {
+// directories as needed (each one made durable), and, with sync, makes the
+// result durable by syncing the directory it lands in.
+func (d *Driver) rename(oldname, newp string, sync bool) error {
 	newname, dir := d.file(newp), path.Dir(newp)
 	for attempt := 1; ; attempt++ {
 		err := rename(oldname, newname)
@@ -609,6 +610,9 @@ func (d *Driver) rename(oldname, newp string) error {
 		if err := d.mkdirAll(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
 			return err
 		}
+	}
+	if !sync {
+		return nil
 	}
 	// A concurrent Delete of the directory right after the rename removed
 	// what we wrote: our write came first, and there is nothing to sync.
@@ -692,6 +696,7 @@ type writer struct {
 	syncer  *syncer
 	closed  bool
 	lazy    bool // storage.WithLazySync: no writeback or sync before the end
+	nosync  bool // storage.WithoutSync: no sync at the end either
 }
 
 // Write writes b straight to the file; there is no buffering to flush.
@@ -773,14 +778,16 @@ func (w *writer) Cancel(ctx context.Context) error {
 // finish makes the content durable and puts it in place.
 func (w *writer) finish() error {
 	err := w.stopSyncer()
-	if serr := w.f.Sync(); err == nil {
-		err = serr
+	if !w.nosync {
+		if serr := w.f.Sync(); err == nil {
+			err = serr
+		}
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil && w.tmp != "" {
-		err = w.d.rename(w.tmp, w.path)
+		err = w.d.rename(w.tmp, w.path, !w.nosync)
 	}
 	if err != nil {
 		if w.tmp != "" {

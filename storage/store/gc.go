@@ -165,7 +165,9 @@ func (s *Store) lease(ctx context.Context, repo string, ds ...digest.Digest) (st
 	var r [8]byte
 	_, _ = rand.Read(r[:])
 	name := fmt.Sprintf("%s/%020d-%s", leasesPath(), time.Now().UnixNano(), hex.EncodeToString(r[:]))
-	if err := storage.WriteAll(ctx, s.driver, name, []byte(b.String())); err != nil {
+	// Only collectors running now read it: it need not survive a crash
+	// of the machine, which ends them too.
+	if err := storage.WriteAll(storage.WithoutSync(ctx), s.driver, name, []byte(b.String())); err != nil {
 		return "", fmt.Errorf("writing a garbage-collection lease: %w", err)
 	}
 	return name, nil

@@ -947,3 +947,62 @@ func TestFailedWriteResumes(t *testing.T) {
 		})
 	}
 }
+
+// TestWholeBlobWritesNoUploadSession: a blob pushed whole (PutBlob, or a
+// finish that carries all of it) goes straight to its place: no upload
+// directory is left, pushing it again to another repository only links
+// it, and its bytes read back.
+func TestWholeBlobWritesNoUploadSession(t *testing.T) {
+	drivers(t, func(t *testing.T, base storage.Driver) {
+		ctx := context.Background()
+		d := &writesSeen{Driver: base}
+		s := store.New(d, store.Options{})
+		content := randomBytes(t, 3<<20)
+		want := digest.FromBytes(content)
+		if _, err := s.PutBlob(ctx, "a", bytes.NewReader(content), want); err != nil {
+			t.Fatal(err)
+		}
+		u, err := s.StartUpload(ctx, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishUpload(ctx, "b", u.ID, bytes.NewReader(content), want); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.paths {
+			if strings.Contains(p, "/_uploads/") && strings.HasSuffix(p, "/data") {
+				t.Errorf("the blob's bytes went through an upload session: %s", p)
+			}
+		}
+		for p := range snapshot(t, base) {
+			if strings.Contains(p, "/_uploads") {
+				t.Errorf("left behind: %s", p)
+			}
+		}
+		for _, repo := range []string{"a", "b"} {
+			r, _, err := s.OpenBlob(ctx, repo, want, 0)
+			if err != nil {
+				t.Fatalf("%s: %v", repo, err)
+			}
+			got, _ := io.ReadAll(r)
+			r.Close()
+			if !bytes.Equal(got, content) {
+				t.Errorf("%s: the blob reads back %d bytes, not its content", repo, len(got))
+			}
+		}
+	})
+}
+
+// writesSeen is a driver that records the paths of the writers it opens.
+type writesSeen struct {
+	storage.Driver
+	mu    sync.Mutex
+	paths []string
+}
+
+func (d *writesSeen) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
+	d.mu.Lock()
+	d.paths = append(d.paths, p)
+	d.mu.Unlock()
+	return d.Driver.Writer(ctx, p, appending)
+}

@@ -63,7 +63,9 @@ func ValidUploadID(id string) bool {
 func (s *Store) StartUpload(ctx context.Context, repo string) (Upload, error) {
 	id := uuid.NewString()
 	now := time.Now().UTC()
-	if err := storage.WriteAll(ctx, s.driver, uploadStartedAtPath(repo, id), []byte(now.Format(time.RFC3339))); err != nil {
+	// An upload is not promised to survive a crash of the machine: the
+	// client starts it again.
+	if err := storage.WriteAll(storage.WithoutSync(ctx), s.driver, uploadStartedAtPath(repo, id), []byte(now.Format(time.RFC3339))); err != nil {
 		return Upload{}, err
 	}
 	return Upload{ID: id, Repo: repo, StartedAt: now}, nil
@@ -133,6 +135,18 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 	u, err := s.StatUpload(ctx, repo, id)
 	if err != nil {
 		return 0, err
+	}
+	if u.Size == 0 && expected.Algorithm() == streamAlgorithm {
+		// The whole blob in this request: straight to its place, as a
+		// monolithic push. A body cut short leaves the upload empty, to
+		// be sent again.
+		size, err := s.putBlobWhole(ctx, repo, r, expected, verified)
+		if err == nil || errors.Is(err, ErrDigestMismatch) {
+			if derr := s.driver.Delete(ctx, uploadPath(repo, id)); derr != nil && !errors.Is(derr, storage.ErrNotFound) {
+				s.log.Warn("removing finished upload", "repository", repo, "upload", id, "error", derr)
+			}
+		}
+		return size, err
 	}
 	var got digest.Digest
 	streamed := expected.Algorithm() == streamAlgorithm
@@ -210,6 +224,9 @@ func (s *Store) PutBlob(ctx context.Context, repo string, r io.Reader, expected 
 // client have the last bytes then). It is called at most once, and never
 // for content that does not match.
 func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
+	if expected.Algorithm() == streamAlgorithm {
+		return s.putBlobWhole(ctx, repo, r, expected, verified)
+	}
 	u, err := s.StartUpload(ctx, repo)
 	if err != nil {
 		return 0, err
@@ -219,6 +236,61 @@ func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, e
 		_ = s.driver.Delete(context.WithoutCancel(ctx), uploadPath(repo, u.ID))
 	}
 	return size, err
+}
+
+// putBlobWhole is PutBlobVerified for a sha256 blob: no upload session is
+// written (nobody could resume it), the bytes go to a writer of the blob's
+// own path, hashed as they arrive, and are committed there (made durable,
+// then renamed into place) only once they match expected and no copy is
+// stored yet; then the layer link is written. Five fewer files and
+// directory syncs than an upload session's.
+func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
+	data, link := blobDataPath(expected), layerLinkPath(repo, expected)
+	w, err := s.driver.Writer(ctx, data, false)
+	if err != nil {
+		return 0, err
+	}
+	h := streamAlgorithm.Hash()
+	if err := copyHashing(w, h, r); err != nil {
+		w.Cancel(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	if got := digest.NewDigest(streamAlgorithm, h); got != expected {
+		w.Cancel(context.WithoutCancel(ctx))
+		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+	}
+	if verified != nil {
+		verified()
+	}
+	size := w.Size()
+	// Identical bytes already stored, and an old link, may be what
+	// garbage collection is deleting: lease them, and let a collector
+	// that marked them first finish before looking (see gc.go).
+	if _, err := s.lease(ctx, repo, expected); err != nil {
+		w.Cancel(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	if err := s.settle(ctx, data, link); err != nil {
+		w.Cancel(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	have, err := s.exists(ctx, data)
+	if err != nil {
+		w.Cancel(context.WithoutCancel(ctx))
+		return 0, err
+	}
+	if have {
+		err = w.Cancel(ctx)
+	} else {
+		err = w.Commit(ctx)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := s.writeLink(ctx, link, expected); err != nil {
+		return 0, err
+	}
+	return size, nil
 }
 
 // CancelUpload discards upload id and everything it received.
@@ -431,7 +503,9 @@ func (s *Store) saveHashState(ctx context.Context, u Upload, h hash.Hash) {
 	ctx = context.WithoutCancel(ctx)
 	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err == nil {
-		err = storage.WriteAll(ctx, s.driver, uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, u.Size), b)
+		// Rebuilt by hashing the data again when it is missing or
+		// unreadable (after a crash of the machine).
+		err = storage.WriteAll(storage.WithoutSync(ctx), s.driver, uploadHashStatePath(u.Repo, u.ID, streamAlgorithm, u.Size), b)
 	}
 	if err != nil {
 		s.log.Warn("saving upload hash state", "repository", u.Repo, "upload", u.ID, "error", err)
