@@ -13,7 +13,8 @@
 #                against docker-registry garbage-collect on 2,000 images; then a
 #                1 GiB blob GET through berth's pull-through cache against
 #                docker-registry's proxy mode; then the web UI's pages over 1,000
-#                repositories and 10,000 tags; then berth run against runc and
+#                repositories and 10,000 tags; then zot's benchmark (zb) against
+#                berth with its peak memory; then berth run against runc and
 #                crun, berth pull against skopeo + umoci, berth push against
 #                skopeo copy, berth build against buildctl build and buildah bud
 #   make bench-gc   only berth gc against docker-registry garbage-collect
@@ -23,6 +24,8 @@
 #                content as the warm GET's baseline
 #   make bench-ui   only the web UI's pages (server time) over 1,000 repositories
 #                and 10,000 tags, against the 100 ms target
+#   make bench-zb   only zot's benchmark (zb, 3 runs) against berth serve with its
+#                defaults, and berth's peak memory, next to issue 19's reference
 #   make bench-run  only berth run (warm start) against runc and crun run of its
 #                bundle, and berth pull of debian against skopeo copy + umoci unpack
 #   make bench-push only berth push of debian against skopeo copy, cold and warm
@@ -71,7 +74,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 .DEFAULT_GOAL := help
 
 help:
-	@sed -n '3,36p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,38p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN) ./cmd/berth
@@ -199,6 +202,9 @@ bench-proxy: build
 
 bench-ui: build
 	$(TIMED) bench-ui $(GO) run ./bench -berth $(BIN) -only ui
+
+bench-zb: build
+	$(TIMED) bench-zb $(GO) run ./bench -berth $(BIN) -harness $(HARNESS_DIR) -only zb
 
 # What the berth run, push and build cases compare with (crun and umoci are
 # optional to the program, which says what it left out; installed here when

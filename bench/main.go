@@ -104,7 +104,7 @@ func main() {
 		limit      = flag.Duration("timeout", 30*time.Minute, "give up after this long")
 		vgwBin     = flag.String("versitygw", "", "versitygw binary: also measure berth on S3 (needs berth among -registries)")
 		s3Reps     = flag.Int("s3-reps", 2, "repetitions of each transfer through berth on S3")
-		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), proxy (a blob GET through berth's pull-through cache against docker-registry's proxy mode), push (berth push against skopeo copy), ui (the web UI's pages over 1,000 repositories and 10,000 tags), build (berth build against buildctl build and buildah bud), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
+		only       = flag.String("only", "", "run only this case: gc (berth gc against docker-registry garbage-collect), run (berth run and pull against runc, crun, skopeo + umoci), proxy (a blob GET through berth's pull-through cache against docker-registry's proxy mode), push (berth push against skopeo copy), ui (the web UI's pages over 1,000 repositories and 10,000 tags), zb (zot's benchmark against berth, with its peak memory), build (berth build against buildctl build and buildah bud), gc-root (only write the gc case's generated root to -dir, for profiling a collection by hand)")
 		gcReps     = flag.Int("gc-reps", 3, "repetitions of each collection in the gc case; 0 skips it (unless -only gc)")
 		profileDir = flag.String("cpuprofile", "", "berth writes its CPU and allocation profiles into this `DIR`")
 	)
@@ -138,10 +138,12 @@ func main() {
 		})
 	case "ui":
 		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return uiCase(ctx, bin, dir, 9, b.profileDir) })
+	case "zb":
+		err = runAlone(ctx, *berthBin, *dir, func(bin, dir string) error { return zbCase(ctx, bin, dir, max(*zbRuns, 1)) })
 	case "gc-root":
 		err = writeGCRootOnly(*dir)
 	default:
-		err = fmt.Errorf("-only %q: want gc, proxy, run, push, build, ui or gc-root", *only)
+		err = fmt.Errorf("-only %q: want gc, proxy, run, push, build, ui, zb or gc-root", *only)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -337,6 +339,11 @@ func (b *bench) run(ctx context.Context, targetURL, registries, berthBin, drBin,
 	if targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
 		if err := uiCase(ctx, berthBin, dir, 9, b.profileDir); err != nil {
 			return fmt.Errorf("ui: %w", err)
+		}
+	}
+	if *zbRuns > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {
+		if err := zbCase(ctx, berthBin, dir, *zbRuns); err != nil {
+			return fmt.Errorf("zb: %w", err)
 		}
 	}
 	if *runReps > 0 && targetURL == "" && slices.Contains(strings.Split(registries, ","), integration.Berth) {

@@ -75,3 +75,19 @@ func TestTableRatios(t *testing.T) {
 		t.Errorf("push ratio row %q, want median 100/100 and best 110/200 as 1.00 (0.55)\n%s", row, out.String())
 	}
 }
+
+func TestZBMedians(t *testing.T) {
+	got := zbMedians("zb: Get Catalog: 8.2 req/s (runs: 8.2 7.9 9.0)\nnoise\nzb: Pull 75% and Push 25% Mixed 1MB: 177.0 req/s (runs: 177.0)\n")
+	want := map[string]string{
+		"Get Catalog":                     "8.2 req/s (runs: 8.2 7.9 9.0)",
+		"Pull 75% and Push 25% Mixed 1MB": "177.0 req/s (runs: 177.0)",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("zbMedians = %q", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("zbMedians[%q] = %q, want %q", k, got[k], v)
+		}
+	}
+}
