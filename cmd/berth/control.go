@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/runner/container"
-	"github.com/berth-registry/berth/runner/format"
 	"github.com/berth-registry/berth/runner/lifecycle"
+	"github.com/berth-registry/berth/runner/view"
 )
 
 // eachContainer runs do on each container args names, printing out(c)
@@ -134,50 +133,10 @@ func (a *app) newStatsCmd() *cobra.Command {
 				}
 				list = append(list, c)
 			}
-			// Two samples a second apart, as docker's first reading.
-			prev := make([]container.Stats, len(list))
-			for i, c := range list {
-				prev[i], _ = c.Stats()
-			}
-			if len(list) > 0 {
-				time.Sleep(time.Second)
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
-			fmt.Fprintln(w, "CONTAINER ID\tNAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS")
-			for i, c := range list {
-				id, name := format.TruncateID(c.ID), c.Name()
-				if name == "" {
-					name = id
-				}
-				cur, err := c.Stats()
-				if err != nil {
-					if len(args) > 0 {
-						errs = append(errs, err)
-					}
-					fmt.Fprintf(w, "%s\t%s\t--\t-- / --\t--\t--\t--\t--\n", id, name)
-					continue
-				}
-				fmt.Fprintf(w, "%s\t%s\t%.2f%%\t%s / %s\t%.2f%%\t%s / %s\t%s / %s\t%d\n", id, name,
-					container.CPUPercent(prev[i], cur), binarySize(cur.Memory), binarySize(cur.MemoryLimit), cur.MemoryPercent(),
-					format.Size(int64(cur.NetRx)), format.Size(int64(cur.NetTx)),
-					format.Size(int64(cur.BlockRead)), format.Size(int64(cur.BlockWrite)), cur.Pids)
-			}
-			if err := w.Flush(); err != nil {
-				return err
-			}
+			errs = append(errs, view.WriteStats(a.stdout, list, len(args) > 0)...)
 			return errors.Join(errs...)
 		})
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print one sample and exit")
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show all containers, not only running ones")
 	return cmd
-}
-
-// binarySize formats n as docker's memory figures: 1024-based, "12.5MiB".
-func binarySize(n uint64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	v, i := float64(n), 0
-	for v >= 1024 && i < len(units)-1 {
-		v, i = v/1024, i+1
-	}
-	return fmt.Sprintf("%.4g%s", v, units[i])
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -81,7 +80,7 @@ func (a *app) newNetworkCmd() *cobra.Command {
 			}
 			if quiet {
 				for _, nw := range all {
-					fmt.Fprintln(a.stdout, shortNetID(nw.ID))
+					fmt.Fprintln(a.stdout, nw.ShortID())
 				}
 				return nil
 			}
@@ -90,7 +89,7 @@ func (a *app) newNetworkCmd() *cobra.Command {
 			fmt.Fprintln(w, "-\tnone\tnull\tlocal")
 			fmt.Fprintln(w, "-\thost\thost\tlocal")
 			for _, nw := range all {
-				fmt.Fprintf(w, "%s\t%s\tbridge\tlocal\n", shortNetID(nw.ID), nw.Name)
+				fmt.Fprintf(w, "%s\t%s\tbridge\tlocal\n", nw.ShortID(), nw.Name)
 			}
 			return w.Flush()
 		},
@@ -128,7 +127,7 @@ func (a *app) newNetworkCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var out []networkJSON
+			var out []network.Inspected
 			var errs []error
 			for _, name := range args {
 				nw, err := nets.Get(name)
@@ -141,7 +140,7 @@ func (a *app) newNetworkCmd() *cobra.Command {
 					errs = append(errs, err)
 					continue
 				}
-				out = append(out, newNetworkJSON(nw, leases))
+				out = append(out, network.Inspect(nw, leases))
 			}
 			if len(out) > 0 {
 				b, _ := json.MarshalIndent(out, "", "    ")
@@ -152,44 +151,6 @@ func (a *app) newNetworkCmd() *cobra.Command {
 	}
 	cmd.AddCommand(create, ls, rm, inspect)
 	return cmd
-}
-
-func shortNetID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// networkJSON is a network as `docker network inspect` shows one.
-type networkJSON struct {
-	Name       string
-	ID         string `json:"Id"`
-	Created    time.Time
-	Scope      string
-	Driver     string
-	IPAM       struct{ Config []map[string]string }
-	Containers map[string]map[string]string
-	Options    map[string]string
-}
-
-func newNetworkJSON(nw network.Network, leases []network.Lease) networkJSON {
-	j := networkJSON{Name: nw.Name, ID: nw.ID, Created: nw.Created, Scope: "local", Driver: "bridge",
-		Containers: map[string]map[string]string{},
-		Options:    map[string]string{"com.docker.network.bridge.name": nw.Bridge}}
-	j.IPAM.Config = []map[string]string{{"Subnet": nw.Subnet.String(), "Gateway": nw.Gateway.String()}}
-	for _, l := range leases {
-		if !network.LockHeld(l.Lock) {
-			continue
-		}
-		name := ""
-		if len(l.Names) > 0 {
-			name = l.Names[0]
-		}
-		j.Containers[l.ID] = map[string]string{"Name": name,
-			"IPv4Address": fmt.Sprintf("%s/%d", l.IP, nw.Subnet.Bits())}
-	}
-	return j
 }
 
 // newPortCmd is `berth port CONTAINER [PRIVATE_PORT[/PROTO]]`: the
