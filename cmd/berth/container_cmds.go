@@ -158,19 +158,9 @@ func (a *app) newStopCmd() *cobra.Command {
 	var timeout int
 	cmd, _ := a.containerCmd("stop [flags] CONTAINER...", "Stop one or more running containers", 1,
 		func(f *imageFlags, s containerStores, args []string) error {
-			var errs []error
-			for _, ref := range args {
-				c, err := s.containers.Get(ref)
-				if err == nil {
-					err = lifecycle.Stop(c, time.Duration(timeout)*time.Second)
-				}
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				fmt.Fprintln(a.stdout, c.ID)
-			}
-			return errors.Join(errs...)
+			return a.eachContainer(s, args, func(c *container.Container) (string, error) {
+				return c.ID, lifecycle.Stop(c, time.Duration(timeout)*time.Second)
+			})
 		})
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait for the stop signal to end the container before SIGKILL")
 	return cmd
@@ -234,26 +224,16 @@ func (a *app) newRmCmd() *cobra.Command {
 	var force bool
 	cmd, _ := a.containerCmd("rm [flags] CONTAINER...", "Remove one or more containers and their writable layers", 1,
 		func(f *imageFlags, s containerStores, args []string) error {
-			var errs []error
-			for _, ref := range args {
-				c, err := s.containers.Get(ref)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
+			return a.eachContainer(s, args, func(c *container.Container) (string, error) {
 				if force {
 					lifecycle.Stop(c, 0)
 				}
-				if err := c.Remove(); err != nil {
-					if errors.Is(err, container.ErrRunning) {
-						err = fmt.Errorf("%w (stop it first, or rm -f)", err)
-					}
-					errs = append(errs, err)
-					continue
+				err := c.Remove()
+				if errors.Is(err, container.ErrRunning) {
+					err = fmt.Errorf("%w (stop it first, or rm -f)", err)
 				}
-				fmt.Fprintln(a.stdout, c.ID)
-			}
-			return errors.Join(errs...)
+				return c.ID, err
+			})
 		})
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
 	return cmd
