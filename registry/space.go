@@ -62,6 +62,11 @@ func (reg *Registry) fullBeforeBody(r *http.Request) bool {
 		return false
 	}
 	full := reg.space.full.Load()
+	if full == 0 && r.ContentLength < minFreeForWrites {
+		// A small body costs little to read and fail: no statfs on the
+		// path of every small push while nothing says space is short.
+		return false
+	}
 	free, known, err := reg.store.FreeBytes(r.Context())
 	if known && err == nil {
 		if r.ContentLength > 0 && free < r.ContentLength {
