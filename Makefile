@@ -26,6 +26,7 @@
 #                and 10,000 tags, against the 100 ms target
 #   make bench-zb   only zot's benchmark (zb, 3 runs) against berth serve with its
 #                defaults, and berth's peak memory, next to issue 19's reference
+#                (ZB_BASELINE=BIN: an older berth too, in turns, and the ratio)
 #   make bench-run  only berth run (warm start) against runc and crun run of its
 #                bundle, and berth pull of debian against skopeo copy + umoci unpack
 #   make bench-push only berth push of debian against skopeo copy, cold and warm
@@ -203,8 +204,9 @@ bench-proxy: build
 bench-ui: build
 	$(TIMED) bench-ui $(GO) run ./bench -berth $(BIN) -only ui
 
+# ZB_BASELINE=path/to/an/older/berth runs it in turns with this build.
 bench-zb: build
-	$(TIMED) bench-zb $(GO) run ./bench -berth $(BIN) -harness $(HARNESS_DIR) -only zb
+	$(TIMED) bench-zb $(GO) run ./bench -berth $(BIN) -harness $(HARNESS_DIR) -only zb $(if $(ZB_BASELINE),-zb-baseline $(ZB_BASELINE))
 
 # What the berth run, push and build cases compare with (crun and umoci are
 # optional to the program, which says what it left out; installed here when

@@ -1,6 +1,6 @@
 // The zb case: zot's own benchmark (zb from zot v2.1.20, prebuilt in the
 // harness, run by its zb.sh) against berth serve with its default
-// configuration, with berth's peak memory (VmHWM) over the whole run,
+// configuration, with berth's peak memory (VmHWM) over each run,
 // printed next to the figures of issue 19's reference table (zot v2.1.20
 // and the Berth of that day, on a quiet machine of this kind).
 package main
@@ -45,45 +45,102 @@ var zbReference = []struct {
 	{"Pull 75% and Push 25% Mixed 100MB", 8.1, 9.9},
 }
 
-// zbCase runs zb.sh runs times against a fresh berth serve and prints
-// each test's median next to the reference, and berth's peak and idle
-// memory.
+// zbBaseline is another berth binary run beside the one measured, one
+// run each in turn, so that the two compare on the same machine at the
+// same time (this machine's speed varies from hour to hour).
+var zbBaseline = flag.String("zb-baseline", "", "zb case: also run zot's benchmark against this berth `binary` (an older build), in turns with the one measured, and print the ratio")
+
+// zbSeries is one binary's runs: req/s by test, and memory per run.
+type zbSeries struct {
+	name, bin   string
+	rps         map[string][]float64
+	idle, peaks []int64
+}
+
+// zbCase runs zb.sh runs times against a fresh berth serve each time (and
+// as often against -zb-baseline's, in turns) and prints each test's
+// median next to the reference, and berth's idle and peak memory.
 func zbCase(ctx context.Context, berthBin, dir string, runs int) error {
 	script := filepath.Join(*runHarness, "zb.sh")
 	if _, err := os.Stat(script); err != nil {
 		return fmt.Errorf("zb: %w (set -harness)", err)
 	}
-	root := mkdir(dir, "zb-root")
+	series := []*zbSeries{{name: "berth", bin: berthBin, rps: map[string][]float64{}}}
+	if *zbBaseline != "" {
+		series = append(series, &zbSeries{name: "baseline", bin: *zbBaseline, rps: map[string][]float64{}})
+	}
+	fmt.Printf("\nbench: zb case: zot's benchmark, %d run(s), each against a fresh berth serve with its default configuration (access log on)\n", runs)
+	for i := range runs {
+		for _, z := range series {
+			if err := z.run(ctx, script, dir, i); err != nil {
+				return err
+			}
+		}
+	}
+	b := series[0]
+	header := fmt.Sprintf("\n  %-50s %9s %9s %-32s %9s", "zb test", "zot ref", "berth ref", "berth now (median, runs)", "now/zot")
+	if len(series) > 1 {
+		header += fmt.Sprintf(" %9s %9s", "baseline", "berth/bl")
+	}
+	fmt.Println(header)
+	for _, r := range zbReference {
+		now := median(b.rps[r.test])
+		line := fmt.Sprintf("  %-50s %9.1f %9.1f %-32s %9.2f", r.test, r.zot, r.berth, fmt.Sprintf("%.1f req/s (runs: %s)", now, joinFloats(b.rps[r.test])), now/r.zot)
+		if len(series) > 1 {
+			bl := median(series[1].rps[r.test])
+			line += fmt.Sprintf(" %9.1f %9.2f", bl, now/bl)
+		}
+		fmt.Println(line)
+	}
+	for _, z := range series {
+		fmt.Printf("\n%s's memory: idle RSS %s KiB at the start of each run, peak (VmHWM) %s KiB over each run; target <= 64 MB (62,500 KiB).",
+			z.name, joinInts(z.idle), joinInts(z.peaks))
+	}
+	fmt.Printf("\nThe reference columns were measured on a quiet machine of this kind on 2026-12-07; a slower or busier machine\n" +
+		"lowers the \"now\" column for every registry alike, so compare ratios from one run only with zot run beside it\n" +
+		"(or an older berth: -zb-baseline).\n")
+	return nil
+}
+
+// run is one zb run against a fresh server of z's binary.
+func (z *zbSeries) run(ctx context.Context, script, dir string, i int) error {
+	root := mkdir(dir, fmt.Sprintf("zb-root-%s-%d", z.name, i))
 	defer os.RemoveAll(root)
-	srv, err := integration.Start(ctx, integration.Options{Kind: integration.Berth, Binary: berthBin, Root: root, Dir: mkdir(dir, "zb")})
+	srv, err := integration.Start(ctx, integration.Options{Kind: integration.Berth, Binary: z.bin, Root: root, Dir: mkdir(dir, fmt.Sprintf("zb-%s-%d", z.name, i))})
 	if err != nil {
 		return err
 	}
-	defer stopServer(srv, "berth")
-	idle := procStatusKiB(srv.PID(), "VmRSS")
-	fmt.Printf("\nbench: zb case: zot's benchmark, %d run(s), against berth serve with its default configuration (access log on)\n", runs)
-	out, err := exec.CommandContext(ctx, script, srv.URL, strconv.Itoa(runs)).CombinedOutput()
+	defer stopServer(srv, z.name)
+	z.idle = append(z.idle, procStatusKiB(srv.PID(), "VmRSS"))
+	out, err := exec.CommandContext(ctx, script, srv.URL, "1").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("zb.sh: %v\n%s", err, out)
+		return fmt.Errorf("zb.sh against %s: %v\n%s", z.name, err, out)
 	}
-	peak := procStatusKiB(srv.PID(), "VmHWM")
-	medians := zbMedians(string(out))
-	fmt.Printf("\n  %-50s %9s %9s %-32s %9s\n", "zb test", "zot ref", "berth ref", "berth now (median, runs)", "now/zot")
-	for _, r := range zbReference {
-		now := medians[r.test]
-		ratio := ""
-		if f := strings.Fields(now); len(f) > 0 {
-			if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-				ratio = fmt.Sprintf("%.2f", v/r.zot)
+	z.peaks = append(z.peaks, procStatusKiB(srv.PID(), "VmHWM"))
+	for test, v := range zbMedians(string(out)) {
+		if f := strings.Fields(v); len(f) > 0 {
+			if x, err := strconv.ParseFloat(f[0], 64); err == nil {
+				z.rps[test] = append(z.rps[test], x)
 			}
 		}
-		fmt.Printf("  %-50s %9.1f %9.1f %-32s %9s\n", r.test, r.zot, r.berth, now, ratio)
 	}
-	fmt.Printf("\nberth's memory: idle RSS %d KiB before the run, peak (VmHWM) %d KiB over it; target <= 64 MB (62,500 KiB).\n"+
-		"The reference columns were measured on a quiet machine of this kind on 2026-12-07; a slower or busier machine\n"+
-		"lowers the \"now\" column for every registry alike, so compare ratios from one run only with zot run beside it.\n",
-		idle, peak)
 	return nil
+}
+
+func joinFloats(vs []float64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%.1f", v)
+	}
+	return strings.Join(parts, " ")
+}
+
+func joinInts(vs []int64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(parts, " ")
 }
 
 // procStatusKiB reads a "Key: N kB" line of /proc/PID/status (0 if none).

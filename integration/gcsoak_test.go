@@ -917,13 +917,12 @@ var accessStatus = regexp.MustCompile(` status=(\d{3}) `)
 // serverErrors returns the access log lines of s with a 5xx status.
 func serverErrors(t *testing.T, s *Server) []string {
 	t.Helper()
-	f, err := os.Open(s.LogPath)
+	b, err := s.ReadLog(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		if m := accessStatus.FindStringSubmatch(sc.Text()); m != nil && m[1][0] == '5' {

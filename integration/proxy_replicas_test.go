@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -224,13 +224,12 @@ var (
 // blobGETLines returns the blob GETs of repository repo in s's access log.
 func blobGETLines(t *testing.T, s *Server, repo string) []accessLine {
 	t.Helper()
-	f, err := os.Open(s.LogPath)
+	b, err := s.ReadLog(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []accessLine
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	want := "msg=request method=GET route=/v2/{name}/blobs/{digest} repository=" + repo + " "
 	for sc.Scan() {

@@ -258,7 +258,7 @@ func (f fetched) check(what, want string) error {
 // s, Berth's text format: key=value pairs, values quoted when needed.
 func logRequests(t *testing.T, s *Server) []map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(s.LogPath)
+	b, err := s.ReadLog(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ var (
 // accessLog reads the requests of srv's access log.
 func accessLog(t *testing.T, srv *Server) []logged {
 	t.Helper()
-	b, err := os.ReadFile(srv.LogPath)
+	b, err := srv.ReadLog(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

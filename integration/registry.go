@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -336,6 +337,59 @@ func (s *Server) Exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// logMarkAgent is the User-Agent of the requests ReadLog marks the log with.
+const logMarkAgent = "berth-integration-log-mark"
+
+// logMarks numbers ReadLog's marks.
+var logMarks atomic.Int64
+
+// ReadLog returns the server's log with the lines of every request
+// answered before the call. Berth writes its log off the requests' path, so
+// the line of a request just answered may not be in the file yet: for a
+// running Berth, ReadLog makes a request of its own (GET /v2/ with a
+// numbered User-Agent) and waits until its line is there, since the log
+// keeps its order; the lines of such marks are left out of what it
+// returns. Other servers' logs, and a stopped server's, are read as they
+// are.
+func (s *Server) ReadLog(ctx context.Context) ([]byte, error) {
+	if s.Kind != Berth || s.Exited() {
+		return os.ReadFile(s.LogPath)
+	}
+	mark := fmt.Sprintf("%s/%d", logMarkAgent, logMarks.Add(1))
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v2/", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", mark)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("marking the log: %w", err)
+	}
+	resp.Body.Close()
+	for {
+		b, err := os.ReadFile(s.LogPath)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Contains(b, []byte(mark+`"`)) || bytes.Contains(b, []byte(mark+"\n")) || bytes.Contains(b, []byte(mark+" ")) {
+			var out bytes.Buffer
+			for line := range bytes.Lines(b) {
+				if !bytes.Contains(line, []byte(logMarkAgent)) {
+					out.Write(line)
+				}
+			}
+			return out.Bytes(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the log of %s never showed the request marking it (%s): is its access log off?", s.Host, mark)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }
 

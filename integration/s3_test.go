@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -49,13 +50,12 @@ func redirectName(on bool) string {
 // blobGETs counts the blob GETs in s's access log by status.
 func blobGETs(t *testing.T, s *Server) map[string]int {
 	t.Helper()
-	f, err := os.Open(s.LogPath)
+	b, err := s.ReadLog(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	counts := map[string]int{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()

@@ -100,6 +100,7 @@ var errorTable = []errorClass{
 	// keeps it away).
 	{err: syscall.EMFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
 	{err: syscall.ENFILE, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: outOfFiles, retryAfter: 1},
+	{err: store.ErrStoredBlobCollected, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, retryAfter: 1},
 	{err: errNotReady, code: "UNAVAILABLE", status: http.StatusServiceUnavailable, message: errNotReady.Error()},
 }
 

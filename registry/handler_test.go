@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -486,4 +487,71 @@ func TestBlobRedirect(t *testing.T) {
 	if !bytes.Equal(r.body, b.data) {
 		t.Fatal("blob differs")
 	}
+}
+
+// leaseHook is a driver that calls onLease, when set, before each
+// garbage-collection lease it writes.
+type leaseHook struct {
+	storage.Driver
+	mu      sync.Mutex
+	onLease func()
+}
+
+func (d *leaseHook) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
+	if strings.Contains(p, "/_berth/gc/leases/") {
+		d.mu.Lock()
+		fn := d.onLease
+		d.mu.Unlock()
+		if fn != nil {
+			fn()
+		}
+	}
+	return d.Driver.Writer(ctx, p, appending)
+}
+
+// TestStoredBlobPush: pushing a blob whose bytes are stored already (to
+// another repository) links it; a body that is not those bytes is
+// DIGEST_INVALID and links nothing, so that knowing a digest never gets a
+// blob into a repository; bytes collected while the body arrived answer
+// 503 UNAVAILABLE with Retry-After, for the client to push again.
+func TestStoredBlobPush(t *testing.T) {
+	d := &leaseHook{Driver: inmemory.New()}
+	e := newEnvOn(t, d)
+	b := newBlob(bytes.Repeat([]byte("layer "), 50000))
+	e.pushBlob("a", b)
+	e.pushBlob("b", b)
+	if r := e.get("/v2/b/blobs/" + b.digest.String()); r.status != http.StatusOK || !bytes.Equal(r.body, b.data) {
+		t.Fatalf("the blob pushed again: %d, %d bytes", r.status, len(r.body))
+	}
+
+	wrong := bytes.Clone(b.data)
+	wrong[0] ^= 1
+	r := e.do(req{method: "POST", path: "/v2/c/blobs/uploads/?digest=" + b.digest.String(), body: bytes.NewReader(wrong)})
+	wantError(t, r, http.StatusBadRequest, "DIGEST_INVALID")
+	wantError(t, e.head("/v2/c/blobs/"+b.digest.String()), http.StatusNotFound, "")
+
+	var leases int
+	d.mu.Lock()
+	d.onLease = func() {
+		// The first lease is the one before the body, the second the
+		// one after it: delete the bytes in between, as a collector
+		// without grace would.
+		if leases++; leases == 2 {
+			hex := b.digest.Encoded()
+			if err := d.Driver.Delete(context.Background(), "/docker/registry/v2/blobs/sha256/"+hex[:2]+"/"+hex); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	d.mu.Unlock()
+	r = e.do(req{method: "POST", path: "/v2/e/blobs/uploads/?digest=" + b.digest.String(), body: bytes.NewReader(b.data)})
+	wantError(t, r, http.StatusServiceUnavailable, "UNAVAILABLE")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	wantError(t, e.head("/v2/e/blobs/"+b.digest.String()), http.StatusNotFound, "")
+	d.mu.Lock()
+	d.onLease = nil
+	d.mu.Unlock()
+	e.pushBlob("e", b)
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-registry/berth/gc"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/logbuffer"
 	"github.com/berth-registry/berth/registry"
 	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/filesystem"
@@ -135,7 +136,11 @@ func (a *app) serve(cfg *config.Config) error {
 	stop := a.notify(sigc)
 	defer stop()
 
-	logger := newLogger(a.stderr, cfg.Log)
+	// Log lines (one per request) are written by a goroutine of their own,
+	// off the requests' path; the rest is written out on return.
+	logs := logbuffer.New(a.stderr, logBufferBytes)
+	defer logs.Close()
+	logger := newLogger(logs, cfg.Log)
 	var tlsConfig *tls.Config
 	if cfg.HTTP.TLS.Enabled() {
 		reloader, err := newCertReloader(cfg.HTTP.TLS.Certificate, cfg.HTTP.TLS.Key, logger)
@@ -288,6 +293,10 @@ func (a *app) serve(cfg *config.Config) error {
 	background.Wait()
 	return shutdown(srv, sigc, sig, cfg.HTTP.DrainTimeout, logger)
 }
+
+// logBufferBytes is how much of the log may wait for a slow reader of the
+// output before requests that log wait too.
+const logBufferBytes = 256 << 10
 
 // firstUploadPurge is how long after the start the first purge of abandoned
 // uploads runs: start-up stays fast, and a short-lived server (a test)

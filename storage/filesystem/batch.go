@@ -30,7 +30,7 @@ func (d *Driver) DeleteFiles(ctx context.Context, paths []string) []error {
 	// workers would wait on each other. A random order spreads them over
 	// the directories (a collection took two thirds of the time).
 	order := rand.Perm(len(paths))
-	each(len(paths), func(k int) {
+	each(len(paths), deleteWorkers, func(k int) {
 		i := order[k]
 		if err := ctx.Err(); err != nil {
 			errs[i] = err
@@ -61,11 +61,11 @@ func (d *Driver) DeleteFiles(ctx context.Context, paths []string) []error {
 	return errs
 }
 
-// each calls fn(0..n-1), deleteWorkers calls at a time.
-func each(n int, fn func(i int)) {
+// each calls fn(0..n-1), workers calls at a time.
+func each(n, workers int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(deleteWorkers, n) {
+	for range min(workers, n) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 				fn(i)

@@ -11,7 +11,12 @@
 //     fsynced, the file renamed from .berth-tmp into place, and the
 //     directory it landed in fsynced; a directory created on the way is
 //     made durable by an fsync of its parent (always, even for a writer
-//     WithoutSync, since durable content may later be written below it);
+//     WithoutSync, since durable content may later be written below it),
+//     and so is one that another writer created and has not synced yet;
+//   - those directory fsyncs are group-committed: a writer's directories
+//     are synced together, in one round, after its rename, and writers
+//     that finish while a round runs share the next one, each directory
+//     synced once for all of them (dirsync.go);
 //   - Move returns after the rename and an fsync of the destination's
 //     directory (and of each parent of a directory it created);
 //   - Delete is not synced: a deletion may be undone by a crash of the
@@ -22,10 +27,14 @@
 // name) are on disk; so is a manifest's body, revision link and tag link
 // when it answers 201 to a manifest push. What it writes WithoutSync, and
 // a crash of the machine may lose, it can rebuild or do without: an
-// upload's startedat file and hash state (an upload in progress is not
-// promised to survive: the client starts it again; a lost hash state is
-// rebuilt by hashing the data again) and garbage-collection leases (read
-// only by collectors running at the same time, which such a crash ends).
-// A blob pushed whole (POST with its digest, or a PUT that carries all of
-// it) is written straight to its own path, never to an upload directory.
+// upload's startedat file, hash state and the data of its chunks (an
+// upload in progress is not promised to survive: the client starts it
+// again; a lost hash state is rebuilt by hashing the data again; the
+// upload's last request syncs all of its data before it moves into
+// blobs/) and garbage-collection leases (read only by collectors running
+// at the same time, which such a crash ends). A blob pushed whole (POST
+// with its digest, or a PUT that carries all of it) is written straight to
+// its own path, never to an upload directory. A blob whose bytes are
+// stored already is not written at all: its body is hashed, to prove the
+// client has the bytes, and only the repository's layer link is written.
 package filesystem

@@ -86,6 +86,8 @@ type Driver struct {
 	// reads bounds the lstat calls that walks make ahead of their
 	// callers, over all walks at once.
 	reads chan struct{}
+	// dirs syncs directories by group commit.
+	dirs dirSyncer
 }
 
 var _ storage.Driver = (*Driver)(nil)
@@ -589,9 +591,13 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 
 // rename moves the file oldname to storage path newp, creating its parent
 // directories as needed (each one made durable), and, with sync, makes the
-// result durable by syncing the directory it lands in.
+// result durable by syncing the directory it lands in. The directories
+// are synced once the rename is done, together, in one round of the
+// driver's group commit (dirSyncer).
 func (d *Driver) rename(oldname, newp string, sync bool) error {
 	newname, dir := d.file(newp), path.Dir(newp)
+	var made []string // directories mkdirAll created
+	defer func() { d.dirs.forget(made) }()
 	for attempt := 1; ; attempt++ {
 		err := rename(oldname, newname)
 		if err == nil {
@@ -607,16 +613,14 @@ func (d *Driver) rename(oldname, newp string, sync bool) error {
 		}
 		// A concurrent Delete may also prune a parent while we create
 		// its children: that is one more attempt, not a failure.
-		if err := d.mkdirAll(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
+		if err := d.mkdirAll(dir, &made); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
 			return err
 		}
 	}
-	if !sync {
-		return nil
-	}
-	// A concurrent Delete of the directory right after the rename removed
-	// what we wrote: our write came first, and there is nothing to sync.
-	if err := syncDir(d.file(dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A concurrent Delete of a directory right after the rename removed
+	// what we wrote: our write came first, and there is nothing to sync
+	// (the syncer ignores directories gone).
+	if err := d.dirs.sync(d.root, d.file(dir), sync); err != nil {
 		return &dirSyncError{err}
 	}
 	return nil
@@ -632,16 +636,16 @@ func (e *dirSyncError) Error() string {
 func (e *dirSyncError) Unwrap() error { return e.err }
 
 // mkdirAll creates the directory at storage path p and its missing parents,
-// syncing the parent of each directory it creates so that the new entries
-// are durable.
-func (d *Driver) mkdirAll(p string) error {
+// adding each one it creates to *made and to the pending directories of
+// the syncer (see dirSyncer), whose sync makes their entries durable.
+func (d *Driver) mkdirAll(p string, made *[]string) error {
 	if p == "/" {
 		return nil
 	}
 	name := d.file(p)
 	err := os.Mkdir(name, dirPerm)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.mkdirAll(path.Dir(p)); err != nil {
+		if err := d.mkdirAll(path.Dir(p), made); err != nil {
 			return err
 		}
 		err = os.Mkdir(name, dirPerm)
@@ -652,7 +656,9 @@ func (d *Driver) mkdirAll(p string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(d.file(path.Dir(p)))
+	d.dirs.made(name)
+	*made = append(*made, name)
+	return nil
 }
 
 // syncDir fsyncs directory name, making the entries added to or removed

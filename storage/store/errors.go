@@ -23,6 +23,10 @@ var (
 	// ErrManifestBlobUnknown: a manifest references a blob or manifest missing
 	// from the repository (MANIFEST_BLOB_UNKNOWN).
 	ErrManifestBlobUnknown = errors.New("manifest references unknown blob")
+	// ErrStoredBlobCollected: a blob push found the blob's bytes stored and
+	// only hashed its body, but garbage collection deleted them meanwhile;
+	// the client should push it again (UNAVAILABLE, 503, Retry-After).
+	ErrStoredBlobCollected = errors.New("the stored copy of the blob was garbage-collected while the push was received; push it again")
 )
 
 // RangeError reports an out-of-order upload chunk together with the size the

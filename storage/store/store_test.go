@@ -993,16 +993,156 @@ func TestWholeBlobWritesNoUploadSession(t *testing.T) {
 	})
 }
 
-// writesSeen is a driver that records the paths of the writers it opens.
+// TestStoredBlobOnlyLinked: a blob pushed again (to another repository,
+// whole or as an upload's last request) when its bytes are stored is
+// hashed, not written: no writer of the blob's path is opened and no
+// upload data committed, only the layer link is written; a body that does
+// not match is refused and links nothing; an upload's chunks are written
+// without a sync; and bytes deleted by a collector while the body arrived
+// fail the push with ErrStoredBlobCollected, linking nothing.
+func TestStoredBlobOnlyLinked(t *testing.T) {
+	drivers(t, func(t *testing.T, base storage.Driver) {
+		ctx := context.Background()
+		d := &writesSeen{Driver: base}
+		s := store.New(d, store.Options{})
+		content := randomBytes(t, 3<<20)
+		want := digest.FromBytes(content)
+		if _, err := s.PutBlob(ctx, "a", bytes.NewReader(content), want); err != nil {
+			t.Fatal(err)
+		}
+		d.reset()
+		if n, err := s.PutBlob(ctx, "b", bytes.NewReader(content), want); err != nil || n != int64(len(content)) {
+			t.Fatalf("pushing stored bytes again: %d, %v", n, err)
+		}
+		if got := readBlob(t, s, "b", want); !bytes.Equal(got, content) {
+			t.Errorf("b reads back %d bytes, not the content", len(got))
+		}
+		for _, p := range d.opened() {
+			if strings.Contains(p, "/blobs/") {
+				t.Errorf("stored bytes written again: %s", p)
+			}
+		}
+
+		wrong := bytes.Clone(content)
+		wrong[len(wrong)-1] ^= 1
+		if _, err := s.PutBlob(ctx, "c", bytes.NewReader(wrong), want); !errors.Is(err, store.ErrDigestMismatch) {
+			t.Errorf("a wrong body for stored bytes: %v, want ErrDigestMismatch", err)
+		}
+		if _, err := s.StatBlob(ctx, "c", want); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Errorf("a wrong body linked the blob into c: %v", err)
+		}
+
+		d.reset()
+		u, err := s.StartUpload(ctx, "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendUpload(ctx, "d", u.ID, 0, bytes.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishUpload(ctx, "d", u.ID, bytes.NewReader(nil), want); err != nil {
+			t.Fatal(err)
+		}
+		if got := readBlob(t, s, "d", want); !bytes.Equal(got, content) {
+			t.Errorf("d reads back %d bytes, not the content", len(got))
+		}
+		for _, w := range d.seen() {
+			if strings.HasSuffix(w.path, "/data") && strings.Contains(w.path, "/_uploads/") {
+				if !w.appending && !w.unsynced {
+					t.Errorf("an upload's chunk was written to be synced: %s", w.path)
+				}
+				if w.committed {
+					t.Errorf("the upload's data was committed though its bytes are stored: %s", w.path)
+				}
+			}
+		}
+
+		cut := &deletingReader{r: bytes.NewReader(content), fn: func() {
+			hex := want.Encoded()
+			if err := base.Delete(ctx, "/docker/registry/v2/blobs/sha256/"+hex[:2]+"/"+hex); err != nil {
+				t.Error(err)
+			}
+		}}
+		if _, err := s.PutBlob(ctx, "e", cut, want); !errors.Is(err, store.ErrStoredBlobCollected) {
+			t.Errorf("stored bytes deleted during the push: %v, want ErrStoredBlobCollected", err)
+		}
+		if _, err := s.StatBlob(ctx, "e", want); !errors.Is(err, store.ErrBlobUnknown) {
+			t.Errorf("bytes deleted during the push were linked into e: %v", err)
+		}
+		if _, err := s.PutBlob(ctx, "e", bytes.NewReader(content), want); err != nil {
+			t.Fatalf("pushing again after the collection: %v", err)
+		}
+		if got := readBlob(t, s, "e", want); !bytes.Equal(got, content) {
+			t.Errorf("e reads back %d bytes, not the content", len(got))
+		}
+	})
+}
+
+// deletingReader reads r and calls fn once, after its first read.
+type deletingReader struct {
+	r    io.Reader
+	fn   func()
+	done bool
+}
+
+func (d *deletingReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if !d.done {
+		d.done = true
+		d.fn()
+	}
+	return n, err
+}
+
+// writesSeen is a driver that records the writers it opens: their paths,
+// whether they were to be synced, and whether they were committed.
 type writesSeen struct {
 	storage.Driver
-	mu    sync.Mutex
-	paths []string
+	mu      sync.Mutex
+	writers []*seenWriter
+	paths   []string
+}
+
+// seenWriter is one writer writesSeen opened.
+type seenWriter struct {
+	storage.FileWriter
+	path                string
+	appending, unsynced bool
+	committed           bool
+}
+
+func (w *seenWriter) Commit(ctx context.Context) error {
+	w.committed = true
+	return w.FileWriter.Commit(ctx)
 }
 
 func (d *writesSeen) Writer(ctx context.Context, p string, appending bool) (storage.FileWriter, error) {
+	fw, err := d.Driver.Writer(ctx, p, appending)
+	if err != nil {
+		return nil, err
+	}
+	w := &seenWriter{FileWriter: fw, path: p, appending: appending, unsynced: storage.NoSync(ctx)}
 	d.mu.Lock()
 	d.paths = append(d.paths, p)
+	d.writers = append(d.writers, w)
 	d.mu.Unlock()
-	return d.Driver.Writer(ctx, p, appending)
+	return w, nil
+}
+
+func (d *writesSeen) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.paths, d.writers = nil, nil
+}
+
+func (d *writesSeen) opened() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.paths...)
+}
+
+func (d *writesSeen) seen() []*seenWriter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*seenWriter(nil), d.writers...)
 }

@@ -151,6 +151,7 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		return size, err
 	}
 	var got digest.Digest
+	var stored bool // identical bytes are stored already: the upload's data is dropped, not synced
 	streamed := expected.Algorithm() == streamAlgorithm
 	size, h, err := s.appendData(ctx, u, r, func(h hash.Hash) error {
 		if !streamed {
@@ -162,7 +163,11 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		if verified != nil {
 			verified()
 		}
-		return nil
+		var err error
+		if stored, err = s.keepStored(ctx, repo, expected); err == nil && stored {
+			return errDiscard
+		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errDiscard) {
 		if h != nil {
@@ -185,22 +190,16 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		}
 		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
 	}
-	// The content is verified: move it into the blob store, unless identical
-	// bytes are already there. Those, and an old link, may be what garbage
-	// collection is deleting: lease them, and let a collector that marked
-	// them first finish before looking (see gc.go).
+	// The content is verified: move it into the blob store, unless
+	// identical bytes are already there (then a sha256 upload's data was
+	// dropped above, never synced).
+	if !streamed {
+		if stored, err = s.keepStored(ctx, repo, expected); err != nil {
+			return 0, err
+		}
+	}
 	data, link := blobDataPath(expected), layerLinkPath(repo, expected)
-	if _, err := s.lease(ctx, repo, expected); err != nil {
-		return 0, err
-	}
-	if err := s.settle(ctx, data, link); err != nil {
-		return 0, err
-	}
-	have, err := s.exists(ctx, data)
-	if err != nil {
-		return 0, err
-	}
-	if !have {
+	if !stored {
 		if err := s.driver.Move(ctx, uploadDataPath(repo, id), data); err != nil {
 			return 0, err
 		}
@@ -212,6 +211,22 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		s.log.Warn("removing finished upload", "repository", repo, "upload", id, "error", err)
 	}
 	return size, nil
+}
+
+// keepStored reports whether the bytes of blob d are stored already, after
+// leasing them and d's layer link in repo: those may be what garbage
+// collection is deleting, so the lease comes first, and a collector that
+// marked them before it is let finish before looking (see gc.go). What it
+// reports stored is kept for the collectors' grace from now on.
+func (s *Store) keepStored(ctx context.Context, repo string, d digest.Digest) (bool, error) {
+	data, link := blobDataPath(d), layerLinkPath(repo, d)
+	if _, err := s.lease(ctx, repo, d); err != nil {
+		return false, err
+	}
+	if err := s.settle(ctx, data, link); err != nil {
+		return false, err
+	}
+	return s.exists(ctx, data)
 }
 
 // PutBlob stores the bytes of r as blob expected of repo in one request
@@ -245,9 +260,20 @@ func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, e
 // own path, hashed as they arrive, and are committed there (made durable,
 // then renamed into place) only once they match expected and no copy is
 // stored yet; then the layer link is written. Five fewer files and
-// directory syncs than an upload session's.
+// directory syncs than an upload session's. Bytes stored already are only
+// hashed (putStoredBlob).
 func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
 	data, link := blobDataPath(expected), layerLinkPath(repo, expected)
+	if have, err := s.exists(ctx, data); err != nil {
+		return 0, err
+	} else if have {
+		if have, err = s.keepStored(ctx, repo, expected); err != nil {
+			return 0, err
+		}
+		if have {
+			return s.putStoredBlob(ctx, repo, r, expected, verified)
+		}
+	}
 	w, err := s.driver.Writer(ctx, data, false)
 	if err != nil {
 		return 0, err
@@ -265,18 +291,7 @@ func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expe
 		verified()
 	}
 	size := w.Size()
-	// Identical bytes already stored, and an old link, may be what
-	// garbage collection is deleting: lease them, and let a collector
-	// that marked them first finish before looking (see gc.go).
-	if _, err := s.lease(ctx, repo, expected); err != nil {
-		w.Cancel(context.WithoutCancel(ctx))
-		return 0, err
-	}
-	if err := s.settle(ctx, data, link); err != nil {
-		w.Cancel(context.WithoutCancel(ctx))
-		return 0, err
-	}
-	have, err := s.exists(ctx, data)
+	have, err := s.keepStored(ctx, repo, expected)
 	if err != nil {
 		w.Cancel(context.WithoutCancel(ctx))
 		return 0, err
@@ -293,6 +308,46 @@ func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expe
 		return 0, err
 	}
 	return size, nil
+}
+
+// putStoredBlob is putBlobWhole for bytes stored already, and leased by
+// the caller (keepStored) before the body is read: the body is hashed and
+// thrown away, nothing is written or synced but the layer link once the
+// body matches expected (the same blob pushed to many repositories, or
+// again). Should a collector have deleted the stored bytes all the same
+// while the body arrived (a body slower than the collectors' grace), the
+// push fails with ErrStoredBlobCollected for the client to send again.
+func (s *Store) putStoredBlob(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
+	h := streamAlgorithm.Hash()
+	var n discardCounter
+	if err := copyHashing(&n, h, r); err != nil {
+		return 0, err
+	}
+	if got := digest.NewDigest(streamAlgorithm, h); got != expected {
+		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+	}
+	if verified != nil {
+		verified()
+	}
+	have, err := s.keepStored(ctx, repo, expected)
+	if err != nil {
+		return 0, err
+	}
+	if !have {
+		return 0, fmt.Errorf("%w: %s", ErrStoredBlobCollected, expected)
+	}
+	if err := s.writeLink(ctx, layerLinkPath(repo, expected), expected); err != nil {
+		return 0, err
+	}
+	return int64(n), nil
+}
+
+// discardCounter is a writer that keeps only the count of bytes written.
+type discardCounter int64
+
+func (c *discardCounter) Write(b []byte) (int, error) {
+	*c += discardCounter(len(b))
+	return len(b), nil
 }
 
 // CancelUpload discards upload id and everything it received.
@@ -320,7 +375,14 @@ func (s *Store) appendData(ctx context.Context, u Upload, r io.Reader, beforeCom
 	if err != nil {
 		return u.Size, nil, err
 	}
-	w, err := s.driver.Writer(ctx, uploadDataPath(u.Repo, u.ID), u.Size > 0)
+	wctx := ctx
+	if beforeCommit == nil {
+		// A chunk is not synced (the doc's contract): the upload's last
+		// request syncs the whole data, or drops it unsynced when the
+		// same bytes are stored already.
+		wctx = storage.WithoutSync(ctx)
+	}
+	w, err := s.driver.Writer(wctx, uploadDataPath(u.Repo, u.ID), u.Size > 0)
 	if err != nil {
 		return u.Size, nil, err
 	}
