@@ -4,13 +4,17 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
 // dirSyncWorkers is how many directory fsyncs one round has in flight.
 // On a journalling file system the fsyncs of a round mostly join one
-// journal commit, so running them together costs about one.
-const dirSyncWorkers = 16
+// journal commit, so running them together costs about one; without a
+// journal (ext4 nojournal) each is a flush of its own that the disk
+// serves one at a time, and more threads blocked in fsync only cost
+// context switches.
+const dirSyncWorkers = 4
 
 // dirSyncer makes directory entries durable by group commit: a caller
 // hands in the directories whose entries it added (a rename landed there,
@@ -22,16 +26,20 @@ const dirSyncWorkers = 16
 // A round begins only after every caller in it handed its directories in,
 // that is after its renames and mkdirs, so its fsyncs cover them.
 //
-// A directory made but whose entry is not durable yet is pending until
-// the round that syncs its parent is over: a writer that renames a file
-// beneath it meanwhile (it found the directory there and made nothing)
-// syncs that parent too, so that its file is not durable in a directory
-// that a crash could still lose.
+// A directory made is pending until a round has synced its parent: a
+// durable write beneath a pending directory (whoever made it) syncs that
+// parent too, so that its file is not durable in a directory that a crash
+// could still lose. Writes that need not be durable (WithoutSync: an
+// upload's state, a lease) sync nothing, not even the directories they
+// make, which stay pending until a durable write beneath them, or their
+// removal: an upload session's directories, made and removed with every
+// push, never cost an fsync.
 type dirSyncer struct {
 	mu      sync.Mutex
 	next    *syncRound              // collecting callers; nil when none wait
 	running bool                    // a round is being synced
-	pending map[string]int          // directories made whose parent is not synced yet, with how many makers
+	pending map[string]uint64       // directories made whose parent is not synced since, by the making's number
+	made    uint64                  // the number of the last making
 	fsync   func(name string) error // syncDir; another in tests
 }
 
@@ -42,30 +50,32 @@ type syncRound struct {
 	done    chan struct{}    // closed when every fsync of the round returned
 }
 
-// made records that the caller created directory name (before anyone
-// may rename into it); the caller's sync for a file beneath it ends that.
-func (s *dirSyncer) made(name string) {
+// make records that directory name was just created (before anyone may
+// write beneath it): it is pending.
+func (s *dirSyncer) make(name string) {
 	s.mu.Lock()
 	if s.pending == nil {
-		s.pending = map[string]int{}
+		s.pending = map[string]uint64{}
 	}
-	s.pending[name]++
+	s.made++
+	s.pending[name] = s.made
 	s.mu.Unlock()
 }
 
-// forget ends the pending state of the directories in made, which the
-// caller created and then synced (or failed to use).
-func (s *dirSyncer) forget(made []string) {
-	if len(made) == 0 {
+// removed ends the pending state of directory name, and with tree of every
+// directory beneath it: they were removed.
+func (s *dirSyncer) removed(name string, tree bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, name)
+	if !tree {
 		return
 	}
-	s.mu.Lock()
-	for _, m := range made {
-		if s.pending[m]--; s.pending[m] <= 0 {
-			delete(s.pending, m)
+	for p := range s.pending {
+		if strings.HasPrefix(p, name) && strings.HasPrefix(p[len(name):], string(filepath.Separator)) {
+			delete(s.pending, p)
 		}
 	}
-	s.mu.Unlock()
 }
 
 // sync makes durable the entry of every directory that is pending among
@@ -75,14 +85,20 @@ func (s *dirSyncer) forget(made []string) {
 // removed with what the caller wrote in it. All names are file names, not
 // storage paths.
 func (s *dirSyncer) sync(root, dir string, syncDir bool) error {
+	type making struct {
+		dir string
+		n   uint64
+	}
 	var names []string
+	var durable []making // pending directories whose parent this syncs
 	if syncDir {
 		names = append(names, dir)
 	}
 	s.mu.Lock()
 	for a := dir; len(a) > len(root); a = filepath.Dir(a) {
-		if s.pending[a] > 0 {
+		if n, ok := s.pending[a]; ok {
 			names = append(names, filepath.Dir(a))
+			durable = append(durable, making{a, n})
 		}
 	}
 	if len(names) == 0 {
@@ -108,11 +124,21 @@ func (s *dirSyncer) sync(root, dir string, syncDir bool) error {
 		<-r.done
 	}
 	// The round's map is written only before done is closed.
+	var err error
 	for _, n := range names {
-		if err := r.dirs[n]; err != nil {
+		if err = r.dirs[n]; err != nil {
 			return err
 		}
 	}
+	// Those directories' entries are durable now, unless one was removed
+	// and made again meanwhile (a new making).
+	s.mu.Lock()
+	for _, m := range durable {
+		if s.pending[m.dir] == m.n {
+			delete(s.pending, m.dir)
+		}
+	}
+	s.mu.Unlock()
 	return nil
 }
 

@@ -3,10 +3,13 @@ package filesystem
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/storage"
 )
 
 // TestDirSyncerGroupsCallers: callers that arrive while a round runs share
@@ -67,21 +70,75 @@ func TestDirSyncerGroupsCallers(t *testing.T) {
 	mu.Lock()
 	calls = nil
 	mu.Unlock()
-	s.made("/r/new")
+	s.make("/r/new")
+	s.make("/r/gone")
+	s.removed("/r/gone", false)
+	s.make("/r/tree")
+	s.make("/r/tree/sub")
+	s.removed("/r/tree", true)
 	if err := s.sync("/r", "/r/new/sub", false); err != nil {
 		t.Fatal(err)
 	}
-	s.forget([]string{"/r/new"})
-	if err := s.sync("/r", "/r/new/sub", false); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{"/r/new/sub", "/r/gone/x", "/r/tree/sub/x"} {
+		if err := s.sync("/r", dir, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []string{"/r"}; !slices.Equal(calls, want) {
-		t.Errorf("fsyncs %q, want %q: the pending directory's parent, once, and nothing once it is durable", calls, want)
+		t.Errorf("fsyncs %q, want %q: the pending directory's parent, once, and nothing for one made durable or removed", calls, want)
 	}
 	if len(s.pending) != 0 {
 		t.Errorf("pending directories left: %v", s.pending)
+	}
+}
+
+// TestUnsyncedWritesSyncNoDirectory: a write WithoutSync syncs no
+// directory, not even those it makes; a durable write beneath them syncs
+// their parents; removing them ends their pending state.
+func TestUnsyncedWritesSyncNoDirectory(t *testing.T) {
+	root := t.TempDir()
+	d, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var synced []string
+	d.dirs.fsync = func(name string) error {
+		mu.Lock()
+		synced = append(synced, strings.TrimPrefix(name, root))
+		mu.Unlock()
+		return syncDir(name)
+	}
+	took := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := slices.Clone(synced)
+		synced = nil
+		slices.Sort(out)
+		return out
+	}
+	ctx := t.Context()
+	if err := storage.WriteAll(storage.WithoutSync(ctx), d, "/repo/_uploads/id/startedat", []byte("now")); err != nil {
+		t.Fatal(err)
+	}
+	if got := took(); len(got) != 0 {
+		t.Errorf("a write WithoutSync synced %q", got)
+	}
+	if err := storage.WriteAll(ctx, d, "/repo/_layers/link", []byte("digest")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := took(), []string{"", "/repo", "/repo/_layers"}; !slices.Equal(got, want) {
+		t.Errorf("a durable write synced %q, want %q (the root for repo, which the unsynced write made)", got, want)
+	}
+	if err := d.Delete(ctx, "/repo/_uploads"); err != nil {
+		t.Fatal(err)
+	}
+	d.dirs.mu.Lock()
+	defer d.dirs.mu.Unlock()
+	if len(d.dirs.pending) != 0 {
+		t.Errorf("pending after the delete: %v", d.dirs.pending)
 	}
 }
 

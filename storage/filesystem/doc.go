@@ -10,9 +10,13 @@
 //   - a writer's Commit or Close returns after the file's content is
 //     fsynced, the file renamed from .berth-tmp into place, and the
 //     directory it landed in fsynced; a directory created on the way is
-//     made durable by an fsync of its parent (always, even for a writer
-//     WithoutSync, since durable content may later be written below it),
-//     and so is one that another writer created and has not synced yet;
+//     made durable by an fsync of its parent, and so is every directory
+//     above that is not durable yet, whoever created it (a writer
+//     WithoutSync syncs nothing, not even the directories it creates:
+//     they are synced by the first durable write beneath them, if any,
+//     and an upload session's are never synced); as a process cannot
+//     know which directories a crashed one left unsynced, New syncs the
+//     whole file system (syncfs) when the root holds content;
 //   - those directory fsyncs are group-committed: a writer's directories
 //     are synced together, in one round, after its rename, and writers
 //     that finish while a round runs share the next one, each directory
@@ -31,8 +35,10 @@
 // upload in progress is not promised to survive: the client starts it
 // again; a lost hash state is rebuilt by hashing the data again; the
 // upload's last request syncs all of its data before it moves into
-// blobs/) and garbage-collection leases (read only by collectors running
-// at the same time, which such a crash ends). A blob pushed whole (POST
+// blobs/), garbage-collection leases (read only by collectors running
+// at the same time, which such a crash ends) and a tag's history entry
+// (its index link, read only to clean it up; the tag's current link is
+// synced). A blob pushed whole (POST
 // with its digest, or a PUT that carries all of it) is written straight to
 // its own path, never to an upload directory. A blob whose bytes are
 // stored already is not written at all: its body is hashed, to prove the

@@ -94,7 +94,8 @@ var _ storage.Driver = (*Driver)(nil)
 
 // New returns a Driver storing content under the directory root, creating it
 // if needed. It removes temporary files that a crashed process left in
-// <root>/.berth-tmp more than an hour ago.
+// <root>/.berth-tmp more than an hour ago, and, if root holds content, syncs
+// the file system it is on.
 func New(root string) (*Driver, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
@@ -107,6 +108,15 @@ func New(root string) (*Driver, error) {
 	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir, reads: make(chan struct{}, readAheadLimit)}
 	if err := d.removeStaleTemps(time.Now().Add(-staleTempAge)); err != nil {
 		return nil, err
+	}
+	// Directories made by a process that wrote nothing durable beneath
+	// them are not durable (see dirSyncer), and this process cannot tell
+	// them from others: make everything on the file system durable once,
+	// unless the root holds nothing yet.
+	if entries, err := os.ReadDir(abs); err == nil && len(entries) > 1 {
+		if err := syncFilesystem(abs); err != nil {
+			return nil, fmt.Errorf("filesystem: %w", err)
+		}
 	}
 	return d, nil
 }
@@ -314,9 +324,10 @@ func (d *Driver) CreateExclusive(ctx context.Context, p string, b []byte) error 
 		if !errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts {
 			return pathError(p, err)
 		}
-		// Unsynced like the file: a concurrent prune may remove what
-		// this creates, and then the next attempt creates it again.
-		if err := os.MkdirAll(d.file(path.Dir(p)), dirPerm); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Unsynced like the file (pending with the syncer): a concurrent
+		// prune may remove what this creates, and then the next attempt
+		// creates it again.
+		if err := d.mkdirAll(path.Dir(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return pathError(p, err)
 		}
 	}
@@ -579,6 +590,9 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 				break
 			}
 		}
+		if err == nil {
+			d.dirs.removed(name, true)
+		}
 	} else {
 		err = os.Remove(name)
 	}
@@ -590,14 +604,14 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 }
 
 // rename moves the file oldname to storage path newp, creating its parent
-// directories as needed (each one made durable), and, with sync, makes the
-// result durable by syncing the directory it lands in. The directories
-// are synced once the rename is done, together, in one round of the
-// driver's group commit (dirSyncer).
+// directories as needed, and, with sync, makes the result durable: the
+// directory it lands in is synced, and the parent of each directory on
+// the way whose entry is not durable yet (pending: one this made, or
+// another writer did), together, in one round of the driver's group
+// commit (dirSyncer). Without sync, nothing is synced and the directories
+// made stay pending.
 func (d *Driver) rename(oldname, newp string, sync bool) error {
 	newname, dir := d.file(newp), path.Dir(newp)
-	var made []string // directories mkdirAll created
-	defer func() { d.dirs.forget(made) }()
 	for attempt := 1; ; attempt++ {
 		err := rename(oldname, newname)
 		if err == nil {
@@ -613,14 +627,17 @@ func (d *Driver) rename(oldname, newp string, sync bool) error {
 		}
 		// A concurrent Delete may also prune a parent while we create
 		// its children: that is one more attempt, not a failure.
-		if err := d.mkdirAll(dir, &made); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
+		if err := d.mkdirAll(dir); err != nil && (!errors.Is(err, fs.ErrNotExist) || attempt == renameAttempts) {
 			return err
 		}
+	}
+	if !sync {
+		return nil
 	}
 	// A concurrent Delete of a directory right after the rename removed
 	// what we wrote: our write came first, and there is nothing to sync
 	// (the syncer ignores directories gone).
-	if err := d.dirs.sync(d.root, d.file(dir), sync); err != nil {
+	if err := d.dirs.sync(d.root, d.file(dir), true); err != nil {
 		return &dirSyncError{err}
 	}
 	return nil
@@ -635,17 +652,17 @@ func (e *dirSyncError) Error() string {
 }
 func (e *dirSyncError) Unwrap() error { return e.err }
 
-// mkdirAll creates the directory at storage path p and its missing parents,
-// adding each one it creates to *made and to the pending directories of
-// the syncer (see dirSyncer), whose sync makes their entries durable.
-func (d *Driver) mkdirAll(p string, made *[]string) error {
+// mkdirAll creates the directory at storage path p and its missing
+// parents, each one pending with the syncer until a durable write beneath
+// it syncs its parent (see dirSyncer).
+func (d *Driver) mkdirAll(p string) error {
 	if p == "/" {
 		return nil
 	}
 	name := d.file(p)
 	err := os.Mkdir(name, dirPerm)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err := d.mkdirAll(path.Dir(p), made); err != nil {
+		if err := d.mkdirAll(path.Dir(p)); err != nil {
 			return err
 		}
 		err = os.Mkdir(name, dirPerm)
@@ -656,8 +673,7 @@ func (d *Driver) mkdirAll(p string, made *[]string) error {
 	if err != nil {
 		return err
 	}
-	d.dirs.made(name)
-	*made = append(*made, name)
+	d.dirs.make(name)
 	return nil
 }
 
@@ -683,6 +699,7 @@ func syncDir(name string) error {
 // removed too; rename retries then.
 func (d *Driver) prune(p string) {
 	for p != "/" && rmdir(d.file(p)) == nil {
+		d.dirs.removed(d.file(p), false)
 		p = path.Dir(p)
 	}
 }

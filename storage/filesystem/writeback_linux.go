@@ -46,3 +46,25 @@ func syncData(f *os.File) error {
 	}
 	return nil
 }
+
+// syncFilesystem makes durable everything written to the file system that
+// holds directory name (syncfs).
+func syncFilesystem(name string) error {
+	f, err := openDir(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
+		return err
+	}
+	if serr != nil {
+		return &os.PathError{Op: "syncfs", Path: name, Err: serr}
+	}
+	return nil
+}

@@ -152,10 +152,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, tags []string, wan
 		}
 	}
 	for _, tag := range tags {
-		if err := s.writeLink(ctx, tagIndexLinkPath(repo, tag, d), d); err != nil {
-			return PutResult{}, err
-		}
-		if err := s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d); err != nil {
+		if err := s.writeTagLinks(ctx, repo, tag, d); err != nil {
 			return PutResult{}, err
 		}
 	}

@@ -63,10 +63,7 @@ func (s *Store) CacheManifest(ctx context.Context, repo, tag string, d digest.Di
 		s.summaryReferred(ctx, repo, m.Subject.Digest, d, m.ArtifactType, false)
 	}
 	if tag != "" {
-		if err := s.writeLink(ctx, tagIndexLinkPath(repo, tag, d), d); err != nil {
-			return Manifest{}, err
-		}
-		if err := s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d); err != nil {
+		if err := s.writeTagLinks(ctx, repo, tag, d); err != nil {
 			return Manifest{}, err
 		}
 		s.summaryTagged(ctx, repo, []string{tag}, d, m, len(body))

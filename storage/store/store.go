@@ -110,6 +110,18 @@ func (s *Store) writeLink(ctx context.Context, p string, d digest.Digest) error 
 	return storage.WriteAll(ctx, s.driver, p, []byte(d.String()))
 }
 
+// writeTagLinks points tag of repo at d: the tag's history entry (its
+// index link), then its current link. Only the current link is synced:
+// the history is read only to clean it up (garbage collection,
+// Distribution's), so a crash of the machine that loses an entry loses no
+// tag.
+func (s *Store) writeTagLinks(ctx context.Context, repo, tag string, d digest.Digest) error {
+	if err := s.writeLink(storage.WithoutSync(ctx), tagIndexLinkPath(repo, tag, d), d); err != nil {
+		return err
+	}
+	return s.writeLink(ctx, tagCurrentLinkPath(repo, tag), d)
+}
+
 // exists reports whether p holds anything; errors other than not-found are returned.
 func (s *Store) exists(ctx context.Context, p string) (bool, error) {
 	_, err := s.driver.Stat(ctx, p)

@@ -319,8 +319,8 @@ func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expe
 // push fails with ErrStoredBlobCollected for the client to send again.
 func (s *Store) putStoredBlob(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
 	h := streamAlgorithm.Hash()
-	var n discardCounter
-	if err := copyHashing(&n, h, r); err != nil {
+	n, err := hashAll(h, r)
+	if err != nil {
 		return 0, err
 	}
 	if got := digest.NewDigest(streamAlgorithm, h); got != expected {
@@ -339,15 +339,28 @@ func (s *Store) putStoredBlob(ctx context.Context, repo string, r io.Reader, exp
 	if err := s.writeLink(ctx, layerLinkPath(repo, expected), expected); err != nil {
 		return 0, err
 	}
-	return int64(n), nil
+	return n, nil
 }
 
-// discardCounter is a writer that keeps only the count of bytes written.
-type discardCounter int64
-
-func (c *discardCounter) Write(b []byte) (int, error) {
-	*c += discardCounter(len(b))
-	return len(b), nil
+// hashAll feeds h every byte of r and returns how many there were. As
+// copyHashing, only a clean io.EOF ends it without error. With nothing to
+// write, receiving and hashing take turns on one goroutine: handing
+// buffers between goroutines would cost more than it overlaps.
+func hashAll(h hash.Hash, r io.Reader) (int64, error) {
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	var n int64
+	for {
+		m, err := fill(r, *bp)
+		h.Write((*bp)[:m])
+		n += int64(m)
+		switch {
+		case err == io.EOF:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+	}
 }
 
 // CancelUpload discards upload id and everything it received.
