@@ -111,3 +111,39 @@ func TestFlush(t *testing.T) {
 		}
 	}
 }
+
+// countingOutput counts the writes it is given.
+type countingOutput struct {
+	mu     sync.Mutex
+	writes int
+	buf    bytes.Buffer
+}
+
+func (o *countingOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.writes++
+	return o.buf.Write(p)
+}
+
+// TestLinesGathered: lines that come together reach the output in fewer
+// writes than lines, in order.
+func TestLinesGathered(t *testing.T) {
+	out := &countingOutput{}
+	w := New(out, 1<<20)
+	var want bytes.Buffer
+	for i := range 1000 {
+		line := fmt.Sprintf("request %d\n", i)
+		want.WriteString(line)
+		w.Write([]byte(line))
+	}
+	w.Close()
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.buf.String() != want.String() {
+		t.Errorf("the output is not the lines in order")
+	}
+	if out.writes >= 1000 {
+		t.Errorf("1000 lines took %d writes: none gathered", out.writes)
+	}
+}
