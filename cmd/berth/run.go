@@ -63,7 +63,7 @@ func (a *app) addContainerFlags(cmd *cobra.Command, o *containerOptions) {
 	f.StringVar(&o.network, "network", "bridge", "`NETWORK`: bridge (the default bridge network, berth0), none (own network namespace, loopback only), host, container:NAME (share a running container's) or a network from `berth network create`")
 	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a container's port on the host: `[HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]` (ranges N-M allowed; repeatable)")
 	f.BoolVarP(&o.publishAll, "publish-all", "P", false, "publish every port the image exposes on a free host port")
-	f.StringVar(&o.hostname, "hostname", "", "the container's host `NAME` (default berth)")
+	f.StringVar(&o.hostname, "hostname", "", "the container's host `NAME` (default: the first 12 digits of its ID)")
 	f.StringVar(&o.memory, "memory", "", "memory limit, `SIZE` such as 64m or 1g (no swap beyond it)")
 	f.Float64Var(&o.cpus, "cpus", 0, "CPU limit in `CPUS` (0.5 is half of one)")
 	f.Int64Var(&o.pidsLimit, "pids-limit", 0, "most processes the container may have at once (`N`)")

@@ -102,6 +102,9 @@ func Create(ctx context.Context, images *image.Store, containers *container.Stor
 		return fail(err)
 	}
 	o.Spec.Network = specNetwork(set.Mode)
+	if o.Spec.Hostname == "" && o.Spec.Network != spec.NetworkHost {
+		o.Spec.Hostname = defaultHostname(c.ID) // as docker names it
+	}
 	if set.Mode != network.ModeNone {
 		if err := network.SaveSettings(c.Dir, set); err != nil {
 			return fail(err)
@@ -145,6 +148,10 @@ func Create(ctx context.Context, images *image.Store, containers *container.Stor
 	}
 	return c, nil, nil
 }
+
+// defaultHostname is a container's hostname when none is given: the first
+// 12 digits of its ID, as docker and podman set it.
+func defaultHostname(id string) string { return id[:min(12, len(id))] }
 
 // MountRootfs assembles c's rootfs from img (see image.Store.Rootfs; once
 // for a --rm run). With user namespace mappings, the layers are mounted
