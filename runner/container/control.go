@@ -59,35 +59,37 @@ func (c *Container) Wait() (int, error) {
 // Unpause, and records it in its state (Paused). A paused container fails
 // with ErrPaused.
 func (c *Container) Pause() error {
-	st, err := c.running()
-	if err != nil {
-		return err
-	}
-	if st.Paused {
-		return fmt.Errorf("%w: %s", ErrPaused, c.ID)
-	}
-	if _, err := Freeze(st.Pid); err != nil {
-		return fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	st.Paused = true
-	return c.SaveState(st)
+	return c.updateState(func(st *State) error {
+		if st.Status != StatusRunning || st.Pid == 0 {
+			return fmt.Errorf("%w: %s", ErrNotRunning, c.ID)
+		}
+		if st.Paused {
+			return fmt.Errorf("%w: %s", ErrPaused, c.ID)
+		}
+		if _, err := Freeze(st.Pid); err != nil {
+			return fmt.Errorf("container %s: %w", c.ID, err)
+		}
+		st.Paused = true
+		return nil
+	})
 }
 
 // Unpause thaws a container Pause froze. A container that is not paused
 // fails with ErrNotPaused.
 func (c *Container) Unpause() error {
-	st, err := c.running()
-	if err != nil {
-		return err
-	}
-	if !st.Paused {
-		return fmt.Errorf("%w: %s", ErrNotPaused, c.ID)
-	}
-	if err := Thaw(st.Pid); err != nil {
-		return fmt.Errorf("container %s: %w", c.ID, err)
-	}
-	st.Paused = false
-	return c.SaveState(st)
+	return c.updateState(func(st *State) error {
+		if st.Status != StatusRunning || st.Pid == 0 {
+			return fmt.Errorf("%w: %s", ErrNotRunning, c.ID)
+		}
+		if !st.Paused {
+			return fmt.Errorf("%w: %s", ErrNotPaused, c.ID)
+		}
+		if err := Thaw(st.Pid); err != nil {
+			return fmt.Errorf("container %s: %w", c.ID, err)
+		}
+		st.Paused = false
+		return nil
+	})
 }
 
 // Thaw lets the processes of the container whose PID 1 is pid run again

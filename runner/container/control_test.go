@@ -2,6 +2,7 @@ package container
 
 import (
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -32,5 +33,54 @@ func TestCPUPercent(t *testing.T) {
 	}
 	if p := CPUPercent(cur, cur); p != 0 {
 		t.Errorf("no time passed: %v", p)
+	}
+}
+
+// TestStateUpdatesSerialized: read-modify-writes of the state
+// (updateState, as pause and unpause do) racing each other and plain
+// SaveState writes lose no update and never leave state.json unreadable.
+func TestStateUpdatesSerialized(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.New(State{Status: StatusCreated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := c.updateState(func(st *State) error { st.RestartCount++; return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			// A writer of the whole state, holding the lock as every
+			// write does: it must not be torn into the others.
+			unlock, err := c.lockState()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer unlock()
+			st, err := c.State()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := c.saveState(st); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	st, err := c.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.RestartCount != n {
+		t.Errorf("%d of %d updates kept", st.RestartCount, n)
 	}
 }

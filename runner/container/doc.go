@@ -95,6 +95,7 @@
 //	  config.json   the runtime spec (Root.Path is rootfs/ below)
 //	  image.json    what the rootfs is made of (the caller's, opaque here)
 //	  state.json    status, pids, exit code, times, restart policy and count (State)
+//	  state.lock    flocked while state.json is written
 //	  health.json   the health check's state and last results (Health)
 //	  stopped       present when the user stopped it (no restart)
 //	  upper/ work/  the container's writable layer and overlayfs's work dir

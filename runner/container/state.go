@@ -78,7 +78,9 @@ const (
 	configFile = "config.json"
 	stateFile  = "state.json"
 	lockName   = "lock"
-	logName    = "log"
+	// stateLockName is flocked while state.json is written (lockState).
+	stateLockName = "state.lock"
+	logName       = "log"
 )
 
 // validID reports whether id is a container id: 12 to 64 lowercase hex
@@ -334,6 +336,16 @@ func (c *Container) State() (State, error) {
 
 // SaveState writes state.json atomically.
 func (c *Container) SaveState(st State) error {
+	unlock, err := c.lockState()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.saveState(st)
+}
+
+// saveState is SaveState for a caller holding lockState.
+func (c *Container) saveState(st State) error {
 	b, err := json.MarshalIndent(st, "", "\t")
 	if err != nil {
 		return err
@@ -341,12 +353,66 @@ func (c *Container) SaveState(st State) error {
 	return writeAtomic(filepath.Join(c.Dir, stateFile), b)
 }
 
-func writeAtomic(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+// updateState reads the state, lets change modify it and writes it back,
+// with the state's lock held throughout, so that no other write of
+// state.json (the holder recording an exit, another command) comes
+// between the read and the write. An error from change writes nothing.
+func (c *Container) updateState(change func(*State) error) error {
+	unlock, err := c.lockState()
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, name)
+	defer unlock()
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	if err := change(&st); err != nil {
+		return err
+	}
+	return c.saveState(st)
+}
+
+// lockState takes the exclusive flock of state.lock, which every write of
+// state.json holds (a process's lock: it goes when the process ends).
+func (c *Container) lockState() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(c.Dir, stateLockName), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if err = unix.Flock(int(f.Fd()), unix.LOCK_EX); err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", stateLockName, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// writeAtomic writes b to a temporary file of its own beside name and
+// renames it to name, so that concurrent writers never mix their bytes.
+func writeAtomic(name string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // Hold takes the container's lock, which its berth process keeps for as
