@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -371,12 +372,13 @@ func (s *Server) ReadLog(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("marking the log: %w", err)
 	}
 	resp.Body.Close()
+	marked := regexp.MustCompile(regexp.QuoteMeta(mark) + `["\s]`) // not mark/10 for mark/1
 	for {
 		b, err := os.ReadFile(s.LogPath)
 		if err != nil {
 			return nil, err
 		}
-		if bytes.Contains(b, []byte(mark+`"`)) || bytes.Contains(b, []byte(mark+"\n")) || bytes.Contains(b, []byte(mark+" ")) {
+		if marked.Match(b) {
 			var out bytes.Buffer
 			for line := range bytes.Lines(b) {
 				if !bytes.Contains(line, []byte(logMarkAgent)) {

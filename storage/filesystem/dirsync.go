@@ -41,7 +41,17 @@ type dirSyncer struct {
 	pending map[string]uint64       // directories made whose parent is not synced since, by the making's number
 	made    uint64                  // the number of the last making
 	fsync   func(name string) error // syncDir; another in tests
+
+	root     string // the driver's root: its file system is what flushAll syncs
+	limit    int    // pending's size past which flushAll runs; 0 means pendingLimit
+	flushing bool   // flushAll runs
 }
+
+// pendingLimit bounds the pending directories. Those made by writes
+// WithoutSync beneath which nothing durable is ever written (a tag's
+// history entries) would stay pending for ever: past the limit, one sync
+// of the whole file system makes them all durable at once (flushAll).
+const pendingLimit = 1024
 
 // syncRound is one round of directory fsyncs.
 type syncRound struct {
@@ -59,7 +69,48 @@ func (s *dirSyncer) make(name string) {
 	}
 	s.made++
 	s.pending[name] = s.made
+	if s.overLimit() && !s.flushing {
+		s.flushing = true
+		go s.flushAll()
+	}
 	s.mu.Unlock()
+}
+
+// overLimit reports whether more directories are pending than the limit;
+// s.mu is held.
+func (s *dirSyncer) overLimit() bool {
+	limit := s.limit
+	if limit == 0 {
+		limit = pendingLimit
+	}
+	return len(s.pending) > limit
+}
+
+// flushAll syncs the root's whole file system (syncfs), which makes every
+// directory made before it durable, and ends their pending state; again
+// while those made meanwhile are over the limit. On an error they stay
+// pending, and the next making past the limit tries again.
+func (s *dirSyncer) flushAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		upTo := s.made
+		s.mu.Unlock()
+		err := syncFilesystem(s.root)
+		s.mu.Lock()
+		if err != nil {
+			break
+		}
+		for p, n := range s.pending {
+			if n <= upTo {
+				delete(s.pending, p)
+			}
+		}
+		if !s.overLimit() {
+			break
+		}
+	}
+	s.flushing = false
 }
 
 // removed ends the pending state of directory name, and with tree of every
@@ -78,32 +129,25 @@ func (s *dirSyncer) removed(name string, tree bool) {
 	}
 }
 
-// sync makes durable the entry of every directory that is pending among
-// dir and its ancestors below root (by syncing its parent), and with
-// syncDir dir's own entries too. It returns the first error among those
-// fsyncs. A directory that no longer exists is not an error: it was
-// removed with what the caller wrote in it. All names are file names, not
-// storage paths.
-func (s *dirSyncer) sync(root, dir string, syncDir bool) error {
+// sync makes durable the entries of directory dir and the entry of every
+// directory that is pending among dir and its ancestors below the root
+// (by syncing its parent). It returns the first error among those fsyncs.
+// A directory that no longer exists is not an error: it was removed with
+// what the caller wrote in it. All names are file names, not storage
+// paths.
+func (s *dirSyncer) sync(dir string) error {
 	type making struct {
 		dir string
 		n   uint64
 	}
-	var names []string
+	names := []string{dir}
 	var durable []making // pending directories whose parent this syncs
-	if syncDir {
-		names = append(names, dir)
-	}
 	s.mu.Lock()
-	for a := dir; len(a) > len(root); a = filepath.Dir(a) {
+	for a := dir; len(a) > len(s.root); a = filepath.Dir(a) {
 		if n, ok := s.pending[a]; ok {
 			names = append(names, filepath.Dir(a))
 			durable = append(durable, making{a, n})
 		}
-	}
-	if len(names) == 0 {
-		s.mu.Unlock()
-		return nil
 	}
 	if s.next == nil {
 		s.next = &syncRound{dirs: map[string]error{}, done: make(chan struct{})}

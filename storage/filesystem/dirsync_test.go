@@ -2,6 +2,7 @@ package filesystem
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ func TestDirSyncerGroupsCallers(t *testing.T) {
 	var mu sync.Mutex
 	var calls []string
 	gate := make(chan struct{})
-	s := &dirSyncer{fsync: func(name string) error {
+	s := &dirSyncer{root: "/r", fsync: func(name string) error {
 		mu.Lock()
 		calls = append(calls, name)
 		first := len(calls) == 1
@@ -38,14 +39,14 @@ func TestDirSyncerGroupsCallers(t *testing.T) {
 		return nil
 	}}
 	errs := make(chan error, 20)
-	go func() { errs <- s.sync("/r", "/r/x", true) }()
+	go func() { errs <- s.sync("/r/x") }()
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 1 })
 	const n = 10
 	for range n {
-		go func() { errs <- s.sync("/r", "/r/y", true) }()
+		go func() { errs <- s.sync("/r/y") }()
 	}
-	go func() { errs <- s.sync("/r", "/r/bad", true) }()
-	go func() { errs <- s.sync("/r", "/r/gone", true) }()
+	go func() { errs <- s.sync("/r/bad") }()
+	go func() { errs <- s.sync("/r/gone") }()
 	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.next != nil && s.next.callers == n+2 })
 	close(gate)
 	var failed int
@@ -76,16 +77,16 @@ func TestDirSyncerGroupsCallers(t *testing.T) {
 	s.make("/r/tree")
 	s.make("/r/tree/sub")
 	s.removed("/r/tree", true)
-	if err := s.sync("/r", "/r/new/sub", false); err != nil {
-		t.Fatal(err)
-	}
-	for _, dir := range []string{"/r/new/sub", "/r/gone/x", "/r/tree/sub/x"} {
-		if err := s.sync("/r", dir, false); err != nil {
+	targets := []string{"/r/new/sub", "/r/new/sub", "/r/gone/x", "/r/tree/sub/x"}
+	for _, dir := range targets {
+		if err := s.sync(dir); err != nil {
 			t.Fatal(err)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// Each sync syncs its own directory; what else it syncs:
+	calls = slices.DeleteFunc(calls, func(c string) bool { return slices.Contains(targets, c) })
 	if want := []string{"/r"}; !slices.Equal(calls, want) {
 		t.Errorf("fsyncs %q, want %q: the pending directory's parent, once, and nothing for one made durable or removed", calls, want)
 	}
@@ -140,6 +141,21 @@ func TestUnsyncedWritesSyncNoDirectory(t *testing.T) {
 	if len(d.dirs.pending) != 0 {
 		t.Errorf("pending after the delete: %v", d.dirs.pending)
 	}
+}
+
+// TestPendingBounded: past the limit, one sync of the whole file system
+// makes every pending directory durable and ends its pending state, so
+// directories beneath which nothing durable is written do not pile up.
+func TestPendingBounded(t *testing.T) {
+	s := &dirSyncer{root: t.TempDir(), limit: 10}
+	for i := range 25 {
+		s.make(fmt.Sprintf("%s/d%d", s.root, i))
+	}
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.flushing && len(s.pending) <= 10
+	})
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.

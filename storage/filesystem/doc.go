@@ -14,7 +14,9 @@
 //     above that is not durable yet, whoever created it (a writer
 //     WithoutSync syncs nothing, not even the directories it creates:
 //     they are synced by the first durable write beneath them, if any,
-//     and an upload session's are never synced); as a process cannot
+//     and an upload session's are never synced; past 1,024 such
+//     directories one syncfs makes them all durable, so that those beneath
+//     which nothing durable is written do not pile up); as a process cannot
 //     know which directories a crashed one left unsynced, New syncs the
 //     whole file system (syncfs) when the root holds content;
 //   - those directory fsyncs are group-committed: a writer's directories

@@ -105,7 +105,8 @@ func New(root string) (*Driver, error) {
 		return nil, fmt.Errorf("filesystem: %w", err)
 	}
 	prefix := strings.TrimSuffix(abs, string(filepath.Separator))
-	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir, reads: make(chan struct{}, readAheadLimit)}
+	d := &Driver{root: abs, prefix: prefix, tmp: prefix + string(filepath.Separator) + tmpDir, reads: make(chan struct{}, readAheadLimit),
+		dirs: dirSyncer{root: abs}}
 	if err := d.removeStaleTemps(time.Now().Add(-staleTempAge)); err != nil {
 		return nil, err
 	}
@@ -637,7 +638,7 @@ func (d *Driver) rename(oldname, newp string, sync bool) error {
 	// A concurrent Delete of a directory right after the rename removed
 	// what we wrote: our write came first, and there is nothing to sync
 	// (the syncer ignores directories gone).
-	if err := d.dirs.sync(d.root, d.file(dir), true); err != nil {
+	if err := d.dirs.sync(d.file(dir)); err != nil {
 		return &dirSyncError{err}
 	}
 	return nil

@@ -188,7 +188,7 @@ func (s *Store) finishUpload(ctx context.Context, repo, id string, r io.Reader, 
 		if err := s.driver.Delete(ctx, uploadPath(repo, id)); err != nil {
 			s.log.Warn("discarding upload after digest mismatch", "repository", repo, "upload", id, "error", err)
 		}
-		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+		return 0, mismatch(got, expected)
 	}
 	// The content is verified: move it into the blob store, unless
 	// identical bytes are already there (then a sha256 upload's data was
@@ -264,15 +264,15 @@ func (s *Store) PutBlobVerified(ctx context.Context, repo string, r io.Reader, e
 // hashed (putStoredBlob).
 func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expected digest.Digest, verified func()) (int64, error) {
 	data, link := blobDataPath(expected), layerLinkPath(repo, expected)
-	if have, err := s.exists(ctx, data); err != nil {
+	have, err := s.exists(ctx, data)
+	if err == nil && have {
+		have, err = s.keepStored(ctx, repo, expected) // leased before the body is read
+	}
+	if err != nil {
 		return 0, err
-	} else if have {
-		if have, err = s.keepStored(ctx, repo, expected); err != nil {
-			return 0, err
-		}
-		if have {
-			return s.putStoredBlob(ctx, repo, r, expected, verified)
-		}
+	}
+	if have {
+		return s.putStoredBlob(ctx, repo, r, expected, verified)
 	}
 	w, err := s.driver.Writer(ctx, data, false)
 	if err != nil {
@@ -285,13 +285,13 @@ func (s *Store) putBlobWhole(ctx context.Context, repo string, r io.Reader, expe
 	}
 	if got := digest.NewDigest(streamAlgorithm, h); got != expected {
 		w.Cancel(context.WithoutCancel(ctx))
-		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+		return 0, mismatch(got, expected)
 	}
 	if verified != nil {
 		verified()
 	}
 	size := w.Size()
-	have, err := s.keepStored(ctx, repo, expected)
+	have, err = s.keepStored(ctx, repo, expected)
 	if err != nil {
 		w.Cancel(context.WithoutCancel(ctx))
 		return 0, err
@@ -324,7 +324,7 @@ func (s *Store) putStoredBlob(ctx context.Context, repo string, r io.Reader, exp
 		return 0, err
 	}
 	if got := digest.NewDigest(streamAlgorithm, h); got != expected {
-		return 0, fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
+		return 0, mismatch(got, expected)
 	}
 	if verified != nil {
 		verified()
@@ -340,6 +340,11 @@ func (s *Store) putStoredBlob(ctx context.Context, repo string, r io.Reader, exp
 		return 0, err
 	}
 	return n, nil
+}
+
+// mismatch is the error of content that hashes to got, not expected.
+func mismatch(got, expected digest.Digest) error {
+	return fmt.Errorf("%w: content is %s, client said %s", ErrDigestMismatch, got, expected)
 }
 
 // hashAll feeds h every byte of r and returns how many there were. As
